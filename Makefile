@@ -1,0 +1,39 @@
+# Quire — see README.md. `make run` starts a local broker, `make test` runs
+# every test CI runs.
+GO        ?= go
+BIN       := bin/quire
+PKGS      := ./...
+# Static binary: the deploy image is FROM scratch.
+export CGO_ENABLED ?= 0
+
+.PHONY: build run test test-short lint bench fuzz clean
+
+build:
+	$(GO) build -trimpath -ldflags='-s -w' -o $(BIN) ./cmd/quire
+
+run: build
+	./$(BIN) broker --id 1 --data ./data --kafka-addr 127.0.0.1:9092
+
+# Race detection needs cgo; the tests build their own quire binary.
+test:
+	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 20m $(PKGS)
+
+test-short:
+	$(GO) test -short -count=1 $(PKGS)
+
+lint:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)
+	$(GO) vet $(PKGS)
+
+# Short fuzz passes over every parser; longer runs: FUZZTIME=10m make fuzz
+FUZZTIME ?= 30s
+fuzz:
+	$(GO) test -run='^$$' -fuzz=FuzzRecoverTail -fuzztime=$(FUZZTIME) ./partition/
+	$(GO) test -run='^$$' -fuzz=FuzzSplitBatches -fuzztime=$(FUZZTIME) ./partition/
+	$(GO) test -run='^$$' -fuzz=FuzzRequest -fuzztime=$(FUZZTIME) ./transport/kafka/
+
+bench: build
+	$(GO) run ./cmd/quire bench --out docs/benchmarks-latest.md
+
+clean:
+	rm -rf bin data

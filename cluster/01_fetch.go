@@ -1,0 +1,143 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"reflect"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/quirelog/quire/partition"
+)
+
+// Fetch v4-16.
+//
+// Reads stored batches as they are (no re-encoding) up to the high
+// watermark, honouring partition and response byte limits (the first
+// batch is always returned whole, as Kafka does), and long-polls for
+// min_bytes up to max_wait_ms. Topic ids are used from v13.
+//
+// Not yet: fetch sessions (we always answer session id 0, so clients send
+// full requests), read_committed filtering beyond LSO = high watermark
+// (there are no transactions yet), follower fetching.
+func (n *Node) handleFetch(ctx context.Context, req *kmsg.FetchRequest) kmsg.Response {
+	maxWait := time.Duration(req.MaxWaitMillis) * time.Millisecond
+	if maxWait < 0 {
+		maxWait = 0
+	}
+	if maxWait > 30*time.Second {
+		maxWait = 30 * time.Second
+	}
+	deadline := time.NewTimer(maxWait)
+	defer deadline.Stop()
+	for {
+		resp, total, done, wake := n.fetchOnce(req)
+		if done || total >= int(req.MinBytes) || len(wake) == 0 {
+			n.metrics.fetchedBytes.Add(float64(total))
+			return resp
+		}
+		cases := make([]reflect.SelectCase, 0, len(wake)+2)
+		cases = append(cases,
+			reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(ctx.Done())},
+			reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(deadline.C)})
+		for _, ch := range wake {
+			cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(ch)})
+		}
+		if i, _, _ := reflect.Select(cases); i < 2 {
+			resp, total, _, _ = n.fetchOnce(req)
+			n.metrics.fetchedBytes.Add(float64(total))
+			return resp
+		}
+	}
+}
+
+// fetchOnce reads every requested partition once. done is true when the
+// response must be sent now (an error to report); wake holds the channels
+// that signal new data on the partitions read.
+func (n *Node) fetchOnce(req *kmsg.FetchRequest) (resp *kmsg.FetchResponse, total int, done bool, wake []<-chan struct{}) {
+	resp = req.ResponseKind().(*kmsg.FetchResponse)
+	remaining := int(req.MaxBytes)
+	if req.Version < 3 || remaining <= 0 {
+		remaining = 1 << 30
+	}
+	state := n.metaFSM.State()
+	for _, t := range req.Topics {
+		rt := kmsg.NewFetchResponseTopic()
+		rt.Topic, rt.TopicID = t.Topic, t.TopicID
+		name := t.Topic
+		unknownID := false
+		if req.Version >= 13 {
+			if topic := state.TopicByID(t.TopicID); topic != nil {
+				name = topic.Name
+			} else {
+				unknownID = true
+			}
+		}
+		for _, p := range t.Partitions {
+			rp := kmsg.NewFetchResponseTopicPartition()
+			rp.Partition = p.Partition
+			// Empty, not null: librdkafka rejects a null record set.
+			rp.RecordBatches = []byte{}
+			rp.HighWatermark, rp.LastStableOffset, rp.LogStartOffset = -1, -1, -1
+			if unknownID {
+				rp.ErrorCode = kerr.UnknownTopicID.Code
+			} else {
+				var ch <-chan struct{}
+				var got int
+				got, ch = n.fetchPartition(name, p, &rp, total, remaining)
+				total += got
+				remaining -= got
+				if ch != nil {
+					wake = append(wake, ch)
+				}
+			}
+			done = done || rp.ErrorCode != 0
+			rt.Partitions = append(rt.Partitions, rp)
+		}
+		resp.Topics = append(resp.Topics, rt)
+	}
+	return resp, total, done, wake
+}
+
+func (n *Node) fetchPartition(topic string, p kmsg.FetchRequestTopicPartition, rp *kmsg.FetchResponseTopicPartition, sofar, remaining int) (int, <-chan struct{}) {
+	r, err := n.leaderReplica(topic, p.Partition)
+	if err == nil {
+		_, epoch := r.leader()
+		err = checkLeaderEpoch(p.CurrentLeaderEpoch, epoch)
+	}
+	if err != nil {
+		rp.ErrorCode = errCode(err)
+		return 0, nil
+	}
+	// Take the notification channel before reading so an append between
+	// the read and the wait is not missed.
+	ch := r.fsm.Changed()
+	hw := r.fsm.HighWatermark()
+	rp.HighWatermark, rp.LastStableOffset, rp.LogStartOffset = hw, hw, r.fsm.StartOffset()
+	limit := int(p.PartitionMaxBytes)
+	if limit > remaining {
+		limit = remaining
+	}
+	if limit <= 0 && sofar > 0 {
+		return 0, ch
+	}
+	if limit <= 0 {
+		limit = 1
+	}
+	data, err := r.fsm.Read(p.FetchOffset, limit)
+	if err != nil {
+		if errors.Is(err, partition.ErrOffsetOutOfRange) {
+			rp.ErrorCode = kerr.OffsetOutOfRange.Code
+		} else {
+			n.logger.Error("fetch read failed", "topic", topic, "partition", p.Partition, "offset", p.FetchOffset, "error", err)
+			rp.ErrorCode = kerr.KafkaStorageError.Code
+		}
+		return 0, nil
+	}
+	if data != nil {
+		rp.RecordBatches = data
+	}
+	return len(data), ch
+}

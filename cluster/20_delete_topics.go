@@ -1,0 +1,63 @@
+package cluster
+
+import (
+	"context"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/quirelog/quire/fsm"
+)
+
+// DeleteTopics v0-6, by name or (v6) by topic id. The topic leaves the
+// metadata at once; each node then stops its replicas and deletes their
+// files.
+func (n *Node) handleDeleteTopics(ctx context.Context, req *kmsg.DeleteTopicsRequest) kmsg.Response {
+	resp := req.ResponseKind().(*kmsg.DeleteTopicsResponse)
+	cctx, cancel := requestTimeout(ctx, req.TimeoutMillis)
+	defer cancel()
+	type target struct {
+		name *string
+		id   [16]byte
+	}
+	var targets []target
+	for _, name := range req.TopicNames {
+		targets = append(targets, target{name: kmsg.StringPtr(name)})
+	}
+	for _, t := range req.Topics {
+		targets = append(targets, target{name: t.Topic, id: t.TopicID})
+	}
+	for _, t := range targets {
+		rt := kmsg.NewDeleteTopicsResponseTopic()
+		rt.Topic, rt.TopicID = t.name, t.id
+		state := n.metaFSM.State()
+		var topic *fsm.Topic
+		if t.name != nil {
+			topic = state.Topics[*t.name]
+		} else {
+			topic = state.TopicByID(t.id)
+		}
+		var err error
+		if topic == nil {
+			err = kerr.UnknownTopicOrPartition
+			if t.name == nil {
+				err = kerr.UnknownTopicID
+			}
+		} else {
+			rt.Topic, rt.TopicID = kmsg.StringPtr(topic.Name), topic.ID
+			var res *fsm.MetaResult
+			res, err = n.proposeMeta(cctx, &fsm.DeleteTopicCmd{Name: topic.Name})
+			if err != nil {
+				err = metaErr(err)
+			} else {
+				err = res.Err
+			}
+		}
+		rt.ErrorCode = errCode(err)
+		if req.Version >= 5 && err != nil {
+			rt.ErrorMessage = errMessage(err)
+		}
+		resp.Topics = append(resp.Topics, rt)
+	}
+	return resp
+}

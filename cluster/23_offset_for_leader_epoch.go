@@ -1,0 +1,35 @@
+package cluster
+
+import (
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// OffsetForLeaderEpoch v0-4 (KIP-101/320): for the asked epoch, the largest
+// epoch we know that is <= it and the offset where the following epoch
+// begins (the high watermark for the current epoch). Clients use it to
+// detect log truncation after a leader change. Leader epoch = Raft term.
+func (n *Node) handleOffsetForLeaderEpoch(req *kmsg.OffsetForLeaderEpochRequest) kmsg.Response {
+	resp := req.ResponseKind().(*kmsg.OffsetForLeaderEpochResponse)
+	for _, t := range req.Topics {
+		rt := kmsg.NewOffsetForLeaderEpochResponseTopic()
+		rt.Topic = t.Topic
+		for _, p := range t.Partitions {
+			rp := kmsg.NewOffsetForLeaderEpochResponseTopicPartition()
+			rp.Partition = p.Partition
+			rp.LeaderEpoch, rp.EndOffset = -1, -1
+			r, err := n.leaderReplica(t.Topic, p.Partition)
+			if err == nil {
+				_, epoch := r.leader()
+				err = checkLeaderEpoch(p.CurrentLeaderEpoch, epoch)
+			}
+			if err != nil {
+				rp.ErrorCode = errCode(err)
+			} else {
+				rp.LeaderEpoch, rp.EndOffset = r.fsm.EndOffsetForEpoch(p.LeaderEpoch)
+			}
+			rt.Partitions = append(rt.Partitions, rp)
+		}
+		resp.Topics = append(resp.Topics, rt)
+	}
+	return resp
+}

@@ -1,0 +1,113 @@
+package cluster
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"go.etcd.io/bbolt"
+)
+
+// raftGroup is one Raft group hosted by this node: the metadata group or a
+// partition group.
+type raftGroup struct {
+	raft  *raft.Raft
+	store *raftboltdb.BoltStore
+	trans raft.Transport
+}
+
+// groupOptions are what differs between metadata and partition groups.
+type groupOptions struct {
+	dir    string
+	fsm    raft.FSM
+	snaps  raft.SnapshotStore
+	logger hclog.Logger
+	// restoreOnStart is false for partitions, whose segment files already
+	// are their state (see fsm.OpenPartition).
+	restoreOnStart    bool
+	snapshotThreshold uint64
+	trailingLogs      uint64
+	// voters bootstraps a brand-new group with this configuration.
+	voters []raft.Server
+}
+
+func raftID(node int32) raft.ServerID { return raft.ServerID(strconv.Itoa(int(node))) }
+
+func (n *Node) raftConfig(o groupOptions) *raft.Config {
+	c := raft.DefaultConfig()
+	c.LocalID = raftID(n.cfg.NodeID)
+	c.HeartbeatTimeout = n.cfg.ElectionTimeout
+	c.ElectionTimeout = n.cfg.ElectionTimeout
+	c.LeaderLeaseTimeout = n.cfg.ElectionTimeout / 2
+	c.CommitTimeout = 5 * time.Millisecond
+	c.MaxAppendEntries = 256
+	c.SnapshotThreshold = o.snapshotThreshold
+	c.SnapshotInterval = 10 * time.Second
+	c.TrailingLogs = o.trailingLogs
+	c.NoSnapshotRestoreOnStart = !o.restoreOnStart
+	c.Logger = o.logger.Named("raft")
+	return c
+}
+
+// startGroup opens the group's stores and starts raft, bootstrapping it
+// when it has no state yet.
+func (n *Node) startGroup(o groupOptions) (*raftGroup, error) {
+	if err := os.MkdirAll(o.dir, 0o755); err != nil {
+		return nil, err
+	}
+	store, err := raftboltdb.New(raftboltdb.Options{
+		Path: filepath.Join(o.dir, "raft.db"),
+		BoltOptions: &bbolt.Options{
+			Timeout:        time.Second,
+			NoFreelistSync: true,
+			FreelistType:   bbolt.FreelistMapType,
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("raft store %s: %w", o.dir, err)
+	}
+	cfg := n.raftConfig(o)
+	has, err := raft.HasExistingState(store, store, o.snaps)
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	_, trans := raft.NewInmemTransport(raft.ServerAddress(cfg.LocalID))
+	if !has {
+		if err := raft.BootstrapCluster(cfg, store, store, o.snaps, trans, raft.Configuration{Servers: o.voters}); err != nil {
+			store.Close()
+			return nil, fmt.Errorf("bootstrap %s: %w", o.dir, err)
+		}
+	}
+	r, err := raft.NewRaft(cfg, o.fsm, store, store, o.snaps, trans)
+	if err != nil {
+		store.Close()
+		return nil, fmt.Errorf("start raft %s: %w", o.dir, err)
+	}
+	return &raftGroup{raft: r, store: store, trans: trans}, nil
+}
+
+// stop shuts raft down and closes the stores. Safe to call once.
+func (g *raftGroup) stop() error {
+	err := g.raft.Shutdown().Error()
+	if cerr := g.store.Close(); err == nil {
+		err = cerr
+	}
+	if c, ok := g.trans.(interface{ Close() error }); ok {
+		c.Close()
+	}
+	return err
+}
+
+// leaderTerm reports whether this node leads the group, and the term.
+func (g *raftGroup) leaderTerm() (bool, int32) {
+	if g.raft.State() != raft.Leader {
+		return false, -1
+	}
+	return true, int32(g.raft.CurrentTerm())
+}

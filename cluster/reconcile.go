@@ -1,0 +1,98 @@
+package cluster
+
+import (
+	"sort"
+	"time"
+
+	"github.com/quirelog/quire/fsm"
+)
+
+func (n *Node) triggerReconcile() {
+	select {
+	case n.reconcileCh <- struct{}{}:
+	default:
+	}
+}
+
+// reconcileLoop makes the set of local replicas match the metadata. It is
+// the only goroutine that starts or stops replicas.
+func (n *Node) reconcileLoop() {
+	defer n.wg.Done()
+	retry := time.NewTicker(2 * time.Second)
+	defer retry.Stop()
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-n.reconcileCh:
+		case <-retry.C:
+		}
+		n.reconcile(n.metaFSM.State())
+	}
+}
+
+// desiredReplicas lists the partitions this node should host, in a stable
+// order.
+func (n *Node) desiredReplicas(s *fsm.MetaState) map[tp]*fsm.Topic {
+	want := make(map[tp]*fsm.Topic)
+	for _, t := range s.Topics {
+		for i, a := range t.Partitions {
+			for _, id := range a.Replicas {
+				if id == n.cfg.NodeID {
+					want[tp{t.Name, int32(i)}] = t
+				}
+			}
+		}
+	}
+	return want
+}
+
+func (n *Node) reconcile(s *fsm.MetaState) {
+	want := n.desiredReplicas(s)
+	n.mu.RLock()
+	var stale []*replica
+	for key, r := range n.replicas {
+		if t, ok := want[key]; !ok || t.ID != r.topicID {
+			stale = append(stale, r)
+		}
+	}
+	var missing []tp
+	for key := range want {
+		if r, ok := n.replicas[key]; !ok || r.topicID != want[key].ID {
+			missing = append(missing, key)
+		}
+	}
+	n.mu.RUnlock()
+
+	for _, r := range stale {
+		n.mu.Lock()
+		delete(n.replicas, r.tp)
+		n.mu.Unlock()
+		if err := r.destroy(); err != nil {
+			n.logger.Warn("removing replica failed", "partition", r.tp.String(), "error", err)
+		} else {
+			n.logger.Info("removed replica", "partition", r.tp.String())
+		}
+	}
+	sort.Slice(missing, func(i, j int) bool {
+		if missing[i].topic != missing[j].topic {
+			return missing[i].topic < missing[j].topic
+		}
+		return missing[i].partition < missing[j].partition
+	})
+	for _, key := range missing {
+		if n.ctx.Err() != nil {
+			return
+		}
+		r, err := n.startReplica(key, want[key])
+		if err != nil {
+			n.logger.Error("starting replica failed", "partition", key.String(), "error", err)
+			continue
+		}
+		n.mu.Lock()
+		n.replicas[key] = r
+		n.mu.Unlock()
+		n.logger.Debug("started replica", "partition", key.String())
+	}
+	n.metrics.replicas.Set(float64(len(want)))
+}

@@ -1,0 +1,107 @@
+package cluster
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/quirelog/quire/fsm"
+)
+
+// tp names a topic partition.
+type tp struct {
+	topic     string
+	partition int32
+}
+
+func (t tp) String() string { return t.topic + "-" + strconv.Itoa(int(t.partition)) }
+
+// replica is this node's member of one partition's Raft group.
+type replica struct {
+	tp       tp
+	topicID  [16]byte
+	dir      string
+	fsm      *fsm.PartitionFSM
+	group    *raftGroup
+	proposer *proposer
+	// maxMessageBytes is the topic's max.message.bytes.
+	maxMessageBytes int32
+}
+
+// partitionDir is where a partition's files live. The topic id is part of
+// the name so a re-created topic never sees the old one's files.
+func (n *Node) partitionDir(t tp, id [16]byte) string {
+	return filepath.Join(n.cfg.DataDir, "partitions", fmt.Sprintf("%s-%d-%x", t.topic, t.partition, id[:4]))
+}
+
+// startReplica opens (or creates) the partition's log and Raft group.
+func (n *Node) startReplica(t tp, topic *fsm.Topic) (*replica, error) {
+	dir := n.partitionDir(t, topic.ID)
+	logCfg, maxMsg, err := topicLogConfig(n.cfg, topic.Configs)
+	if err != nil {
+		return nil, err
+	}
+	logger := n.logger.Named("partition").With("topic", t.topic, "partition", t.partition)
+	pf, err := fsm.OpenPartition(dir, logCfg, logger)
+	if err != nil {
+		return nil, err
+	}
+	snaps, err := fsm.NewSnapshotStore(filepath.Join(dir, "snapshots"), 2)
+	if err != nil {
+		pf.Close()
+		return nil, err
+	}
+	var voters []raft.Server
+	for _, id := range topic.Partitions[t.partition].Replicas {
+		voters = append(voters, raft.Server{ID: raftID(id), Address: raft.ServerAddress(raftID(id))})
+	}
+	g, err := n.startGroup(groupOptions{
+		dir:               dir,
+		fsm:               pf,
+		snaps:             snaps,
+		logger:            logger,
+		snapshotThreshold: n.cfg.SnapshotThreshold,
+		trailingLogs:      n.cfg.TrailingLogs,
+		voters:            voters,
+	})
+	if err != nil {
+		pf.Close()
+		return nil, err
+	}
+	return &replica{
+		tp:              t,
+		topicID:         topic.ID,
+		dir:             dir,
+		fsm:             pf,
+		group:           g,
+		proposer:        newProposer(g.raft, n.cfg.GroupCommitBytes, n.cfg.GroupCommitInFlight, n.metrics),
+		maxMessageBytes: maxMsg,
+	}, nil
+}
+
+// stop shuts the replica down; its files stay.
+func (r *replica) stop() error {
+	r.proposer.stop()
+	err := r.group.stop()
+	r.proposer.wait()
+	if cerr := r.fsm.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// destroy stops the replica and deletes its files.
+func (r *replica) destroy() error {
+	err := r.stop()
+	if rerr := os.RemoveAll(r.dir); err == nil {
+		err = rerr
+	}
+	return err
+}
+
+// leader reports whether this replica leads its group, and the leader
+// epoch (Raft term).
+func (r *replica) leader() (bool, int32) { return r.group.leaderTerm() }

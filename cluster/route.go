@@ -1,0 +1,64 @@
+package cluster
+
+import (
+	"errors"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+)
+
+// errCode is the Kafka code of err (0 for nil, UNKNOWN_SERVER_ERROR for
+// errors that are not Kafka errors).
+func errCode(err error) int16 {
+	if err == nil {
+		return 0
+	}
+	var ke *kerr.Error
+	if errors.As(err, &ke) {
+		return ke.Code
+	}
+	return kerr.UnknownServerError.Code
+}
+
+// leaderReplica finds the local leader replica of a partition, or the error
+// a client should see.
+func (n *Node) leaderReplica(topic string, partition int32) (*replica, error) {
+	t, ok := n.metaFSM.State().Topics[topic]
+	if !ok || partition < 0 || int(partition) >= len(t.Partitions) {
+		return nil, kerr.UnknownTopicOrPartition
+	}
+	r := n.replica(tp{topic, partition})
+	if r == nil {
+		return nil, kerr.NotLeaderForPartition
+	}
+	if ok, _ := r.leader(); !ok {
+		return nil, kerr.NotLeaderForPartition
+	}
+	return r, nil
+}
+
+// checkLeaderEpoch applies KIP-320 fencing: a client that names a leader
+// epoch older than ours is fenced, one newer than ours knows something we
+// do not yet. -1 means the client did not say.
+func checkLeaderEpoch(clientEpoch, ourEpoch int32) error {
+	switch {
+	case clientEpoch < 0 || clientEpoch == ourEpoch:
+		return nil
+	case clientEpoch < ourEpoch:
+		return kerr.FencedLeaderEpoch
+	default:
+		return kerr.UnknownLeaderEpoch
+	}
+}
+
+// errMessage is the message for a response's ErrorMessage field.
+func errMessage(err error) *string {
+	if err == nil {
+		return nil
+	}
+	var ke *kafkaError
+	if errors.As(err, &ke) {
+		return &ke.msg
+	}
+	m := err.Error()
+	return &m
+}

@@ -1,0 +1,168 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Tests in this package run real quire processes built from this package.
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+func quireBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "quire-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "quire")
+		args := []string{"build", "-o", binPath}
+		if raceEnabled {
+			args = append(args, "-race")
+		}
+		out, err := exec.Command("go", append(args, ".")...).CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// broker is one quire process.
+type broker struct {
+	t         *testing.T
+	dataDir   string
+	kafkaAddr string
+	adminAddr string
+	extra     []string
+	cmd       *exec.Cmd
+	exited    chan struct{}
+	logPath   string
+}
+
+func newBroker(t *testing.T, extra ...string) *broker {
+	b := &broker{
+		t:         t,
+		dataDir:   t.TempDir(),
+		kafkaAddr: freePort(t),
+		adminAddr: freePort(t),
+		extra:     extra,
+	}
+	b.logPath = filepath.Join(b.dataDir, "broker.log")
+	b.start()
+	t.Cleanup(b.stop)
+	return b
+}
+
+func (b *broker) start() {
+	b.t.Helper()
+	args := append([]string{"broker", "--id", "1", "--data", b.dataDir,
+		"--kafka-addr", b.kafkaAddr, "--admin-addr", b.adminAddr}, b.extra...)
+	cmd := exec.Command(quireBinary(b.t), args...)
+	logf, err := os.OpenFile(b.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		b.t.Fatal(err)
+	}
+	b.cmd = cmd
+	b.exited = make(chan struct{})
+	go func() {
+		cmd.Wait()
+		logf.Close()
+		close(b.exited)
+	}()
+	b.waitReady()
+}
+
+func (b *broker) waitReady() {
+	b.t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case <-b.exited:
+			b.t.Fatalf("broker exited during start; log:\n%s", b.log())
+		default:
+		}
+		resp, err := http.Get("http://" + b.adminAddr + "/health/ready")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	b.t.Fatalf("broker not ready after 60s; log:\n%s", b.log())
+}
+
+func (b *broker) log() string {
+	data, _ := os.ReadFile(b.logPath)
+	if len(data) > 20000 {
+		data = data[len(data)-20000:]
+	}
+	return string(data)
+}
+
+// kill9 kills the process without warning and waits for it to be gone.
+func (b *broker) kill9() {
+	b.cmd.Process.Signal(syscall.SIGKILL)
+	<-b.exited
+}
+
+func (b *broker) alive() bool {
+	select {
+	case <-b.exited:
+		return false
+	default:
+		return true
+	}
+}
+
+func (b *broker) stop() {
+	if b.cmd == nil || !b.alive() {
+		return
+	}
+	b.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-b.exited:
+	case <-time.After(30 * time.Second):
+		b.kill9()
+	}
+}
+
+func testCtx(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}

@@ -1,0 +1,241 @@
+package fsm
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"sync"
+	"sync/atomic"
+
+	"github.com/hashicorp/raft"
+	"github.com/twmb/franz-go/pkg/kerr"
+)
+
+// Metadata-group command types: the first byte of every entry.
+const (
+	metaCreateTopic byte = 1
+	metaDeleteTopic byte = 2
+	metaAllocPIDs   byte = 3
+)
+
+// Topic is a topic as the controller knows it.
+type Topic struct {
+	Name string `json:"name"`
+	// ID is the topic's UUID, chosen by the proposer so Apply stays
+	// deterministic.
+	ID         [16]byte          `json:"id"`
+	Partitions []Assignment      `json:"partitions"`
+	Configs    map[string]string `json:"configs,omitempty"`
+}
+
+// Assignment is the replica set of one partition, preferred leader first.
+type Assignment struct {
+	Replicas []int32 `json:"replicas"`
+}
+
+// MetaState is an immutable view of the cluster metadata. Never modify one
+// obtained from MetaFSM.State.
+type MetaState struct {
+	Topics         map[string]*Topic `json:"topics"`
+	NextProducerID int64             `json:"next_producer_id"`
+	Index          uint64            `json:"index"`
+}
+
+// SortedTopics returns the topics in name order.
+func (s *MetaState) SortedTopics() []*Topic {
+	out := make([]*Topic, 0, len(s.Topics))
+	for _, t := range s.Topics {
+		out = append(out, t)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// TopicByID finds a topic by its UUID.
+func (s *MetaState) TopicByID(id [16]byte) *Topic {
+	for _, t := range s.Topics {
+		if t.ID == id {
+			return t
+		}
+	}
+	return nil
+}
+
+// CreateTopicCmd creates a topic.
+type CreateTopicCmd struct {
+	Topic Topic `json:"topic"`
+}
+
+// DeleteTopicCmd deletes a topic.
+type DeleteTopicCmd struct {
+	Name string `json:"name"`
+}
+
+// AllocPIDsCmd reserves a block of producer ids.
+type AllocPIDsCmd struct {
+	Count int64 `json:"count"`
+}
+
+// MetaResult is what Apply returns for a metadata command.
+type MetaResult struct {
+	Err error
+	// FirstProducerID is the start of an allocated block.
+	FirstProducerID int64
+}
+
+// EncodeMeta encodes a metadata command.
+func EncodeMeta(cmd interface{}) ([]byte, error) {
+	var t byte
+	switch cmd.(type) {
+	case *CreateTopicCmd:
+		t = metaCreateTopic
+	case *DeleteTopicCmd:
+		t = metaDeleteTopic
+	case *AllocPIDsCmd:
+		t = metaAllocPIDs
+	default:
+		return nil, fmt.Errorf("unknown metadata command %T", cmd)
+	}
+	b, err := json.Marshal(cmd)
+	if err != nil {
+		return nil, err
+	}
+	return append([]byte{t}, b...), nil
+}
+
+// MetaFSM is the controller's state machine. State is copy-on-write so
+// readers never block Apply.
+type MetaFSM struct {
+	state atomic.Pointer[MetaState]
+
+	// listenersMu guards listeners, told after each applied change.
+	listenersMu sync.Mutex
+	listeners   []func(*MetaState)
+}
+
+// NewMetaFSM returns an empty metadata FSM.
+func NewMetaFSM() *MetaFSM {
+	m := &MetaFSM{}
+	m.state.Store(&MetaState{Topics: map[string]*Topic{}, NextProducerID: 1000})
+	return m
+}
+
+// State returns the current immutable view.
+func (m *MetaFSM) State() *MetaState { return m.state.Load() }
+
+// OnChange registers fn to be called (on the FSM goroutine) after every
+// change; fn must not block.
+func (m *MetaFSM) OnChange(fn func(*MetaState)) {
+	m.listenersMu.Lock()
+	m.listeners = append(m.listeners, fn)
+	m.listenersMu.Unlock()
+}
+
+func (m *MetaFSM) publish(s *MetaState) {
+	m.state.Store(s)
+	m.listenersMu.Lock()
+	ls := append([]func(*MetaState){}, m.listeners...)
+	m.listenersMu.Unlock()
+	for _, fn := range ls {
+		fn(s)
+	}
+}
+
+// Apply implements raft.FSM.
+func (m *MetaFSM) Apply(l *raft.Log) interface{} {
+	if l.Type != raft.LogCommand {
+		return nil
+	}
+	if len(l.Data) == 0 {
+		panic(fmt.Sprintf("metadata: empty entry %d", l.Index))
+	}
+	cur := m.State()
+	next := &MetaState{Topics: cur.Topics, NextProducerID: cur.NextProducerID, Index: l.Index}
+	var res MetaResult
+	var err error
+	switch l.Data[0] {
+	case metaCreateTopic:
+		var c CreateTopicCmd
+		if err = json.Unmarshal(l.Data[1:], &c); err == nil {
+			res.Err = next.createTopic(&c.Topic)
+		}
+	case metaDeleteTopic:
+		var c DeleteTopicCmd
+		if err = json.Unmarshal(l.Data[1:], &c); err == nil {
+			res.Err = next.deleteTopic(c.Name)
+		}
+	case metaAllocPIDs:
+		var c AllocPIDsCmd
+		if err = json.Unmarshal(l.Data[1:], &c); err == nil {
+			res.FirstProducerID = next.NextProducerID
+			next.NextProducerID += c.Count
+		}
+	default:
+		err = fmt.Errorf("unknown type %d", l.Data[0])
+	}
+	if err != nil {
+		panic(fmt.Sprintf("metadata: entry %d: %v", l.Index, err))
+	}
+	m.publish(next)
+	return &res
+}
+
+func (s *MetaState) createTopic(t *Topic) error {
+	if _, ok := s.Topics[t.Name]; ok {
+		return kerr.TopicAlreadyExists
+	}
+	s.Topics = copyTopics(s.Topics)
+	s.Topics[t.Name] = t
+	return nil
+}
+
+func (s *MetaState) deleteTopic(name string) error {
+	if _, ok := s.Topics[name]; !ok {
+		return kerr.UnknownTopicOrPartition
+	}
+	s.Topics = copyTopics(s.Topics)
+	delete(s.Topics, name)
+	return nil
+}
+
+func copyTopics(in map[string]*Topic) map[string]*Topic {
+	out := make(map[string]*Topic, len(in)+1)
+	for k, v := range in {
+		out[k] = v
+	}
+	return out
+}
+
+// Snapshot implements raft.FSM.
+func (m *MetaFSM) Snapshot() (raft.FSMSnapshot, error) {
+	return &metaSnapshot{state: m.State()}, nil
+}
+
+// Restore implements raft.FSM.
+func (m *MetaFSM) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	var s MetaState
+	if err := json.NewDecoder(rc).Decode(&s); err != nil {
+		return fmt.Errorf("metadata: restore: %w", err)
+	}
+	if s.Topics == nil {
+		s.Topics = map[string]*Topic{}
+	}
+	m.publish(&s)
+	return nil
+}
+
+type metaSnapshot struct{ state *MetaState }
+
+// Persist writes the state as JSON; encoding/json sorts map keys, so equal
+// states give equal bytes.
+func (s *metaSnapshot) Persist(sink raft.SnapshotSink) error {
+	if err := json.NewEncoder(sink).Encode(s.state); err != nil {
+		sink.Cancel()
+		return err
+	}
+	return sink.Close()
+}
+
+func (s *metaSnapshot) Release() {}

@@ -1,0 +1,191 @@
+package partition
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+)
+
+// cutPoint describes where Truncate cuts a segment and what remains.
+type cutPoint struct {
+	pos      int64 // file position of the first removed batch
+	offEnts  int   // offset index entries kept
+	timeEnts int   // time index entries kept
+	maxTs    int64 // largest MaxTimestamp among kept batches
+}
+
+// Truncate removes every batch whose base offset is >= offset, which must
+// be a batch boundary (or NextOffset, a no-op). Afterwards NextOffset() ==
+// offset. The cut is fsynced before Truncate returns.
+func (l *Log) Truncate(offset int64) error {
+	if l.closed.Load() {
+		return ErrClosed
+	}
+	start, next := l.start.Load(), l.next.Load()
+	if offset == next {
+		return nil
+	}
+	if offset < start || offset > next {
+		return fmt.Errorf("%w: truncate to %d, log holds [%d, %d)", ErrOffsetOutOfRange, offset, start, next)
+	}
+	i := l.segmentIndex(offset)
+	s := l.segs[i]
+	cut, err := findCut(s, offset)
+	if err != nil {
+		return err
+	}
+	l.mu.Lock()
+	removed := slices.Clone(l.segs[i+1:])
+	l.segs = slices.Delete(l.segs, i+1, len(l.segs))
+	s.size, s.next, s.maxTs = cut.pos, offset, cut.maxTs
+	s.offIdx, s.timeIdx = s.offIdx[:cut.offEnts], s.timeIdx[:cut.timeEnts]
+	l.next.Store(offset)
+	l.gen.Add(1)
+	l.mu.Unlock()
+
+	s.lastIdxPos = 0
+	if n := len(s.offIdx); n > 0 {
+		s.lastIdxPos = int64(s.offIdx[n-1].pos)
+	}
+	if err := l.removeSegments(removed, true); err != nil {
+		return err
+	}
+	if err := l.cutSegmentFiles(s); err != nil {
+		return fmt.Errorf("partition: truncate %s to %d: %w", s.path(), cut.pos, err)
+	}
+	return l.sync()
+}
+
+// findCut locates the batch starting at offset in s and works out what the
+// segment keeps: the index entries before it and their max timestamp.
+func findCut(s *segment, offset int64) (cutPoint, error) {
+	rel := uint32(offset - s.base)
+	c := cutPoint{maxTs: noTimestamp}
+	c.offEnts = sort.Search(len(s.offIdx), func(i int) bool { return s.offIdx[i].rel >= rel })
+	c.timeEnts = sort.Search(len(s.timeIdx), func(i int) bool { return s.timeIdx[i].rel >= rel })
+	// Max timestamp up to the last kept index entry is the last kept time
+	// entry's; batches from there on are scanned below.
+	if c.timeEnts > 0 {
+		c.maxTs = s.timeIdx[c.timeEnts-1].ts
+	}
+	from, at := int64(0), s.base
+	if c.offEnts > 0 {
+		e := s.offIdx[c.offEnts-1]
+		from, at = int64(e.pos), s.base+int64(e.rel)
+	}
+	boundary := false
+	_, err := headerScan(s, from, at, s.size, func(h BatchHeader, pos int64) bool {
+		if h.BaseOffset >= offset || h.LastOffset() >= offset {
+			boundary, c.pos = h.BaseOffset == offset, pos
+			return true
+		}
+		c.maxTs = max(c.maxTs, h.MaxTimestamp)
+		return false
+	})
+	if err != nil {
+		return c, err
+	}
+	if !boundary {
+		return c, fmt.Errorf("%w: offset %d", ErrNotBatchBoundary, offset)
+	}
+	return c, nil
+}
+
+// cutSegmentFiles shortens s's files to its in-memory state and makes it
+// the active segment.
+func (l *Log) cutSegmentFiles(s *segment) error {
+	if err := s.f.Truncate(s.size); err != nil {
+		return err
+	}
+	s.dirty = true
+	if s.size == 0 {
+		s.firstTs = noTimestamp
+	} else if err := s.readFirstTimestamp(); err != nil {
+		return err
+	}
+	return s.openIndexFiles()
+}
+
+// removeSegments deletes segments that were already taken out of the list.
+// Newest first keeps the on-disk log a chain if we crash part way.
+func (l *Log) removeSegments(segs []*segment, newestFirst bool) error {
+	if len(segs) == 0 {
+		return nil
+	}
+	l.dirDirty = true
+	for k := range segs {
+		s := segs[k]
+		if newestFirst {
+			s = segs[len(segs)-1-k]
+		}
+		if err := s.removeFiles(); err != nil {
+			return fmt.Errorf("partition: remove segment %s: %w", s.path(), err)
+		}
+		s.release()
+	}
+	return nil
+}
+
+// Reset deletes every segment and leaves an empty log whose StartOffset and
+// NextOffset are startOffset, persisted as an empty segment file named after
+// it. A crash during Reset leaves a prefix of the old log (possibly empty,
+// at offset 0) or the new empty log, so the caller must redo the Reset.
+func (l *Log) Reset(startOffset int64) error {
+	if l.closed.Load() {
+		return ErrClosed
+	}
+	if startOffset < 0 {
+		return fmt.Errorf("%w: reset to negative offset %d", ErrOffsetOutOfRange, startOffset)
+	}
+	old := l.segs
+	for k := len(old) - 1; k >= 0; k-- {
+		if err := old[k].removeFiles(); err != nil {
+			return fmt.Errorf("partition: reset: remove segment %s: %w", old[k].path(), err)
+		}
+	}
+	seg, err := createSegment(l.dir, startOffset)
+	if err != nil {
+		return fmt.Errorf("partition: reset: %w", err)
+	}
+	l.mu.Lock()
+	l.segs = []*segment{seg}
+	l.start.Store(startOffset)
+	l.next.Store(startOffset)
+	l.gen.Add(1)
+	l.mu.Unlock()
+	for _, s := range old {
+		s.release()
+	}
+	l.dirDirty = true
+	return l.sync()
+}
+
+// DeleteSegmentsBefore deletes the closed segments whose every offset is
+// below offset and advances StartOffset to the first remaining segment.
+// The active segment is never deleted. It returns how many were deleted.
+func (l *Log) DeleteSegmentsBefore(offset int64) (int, error) {
+	if l.closed.Load() {
+		return 0, ErrClosed
+	}
+	n := 0
+	for n < len(l.segs)-1 && l.segs[n+1].base <= offset {
+		n++
+	}
+	if n == 0 {
+		return 0, nil
+	}
+	l.mu.Lock()
+	removed := l.segs[:n]
+	l.segs = slices.Clone(l.segs[n:])
+	l.start.Store(l.segs[0].base)
+	l.mu.Unlock()
+	// Oldest first: a crash part way leaves a suffix, which still chains.
+	if err := l.removeSegments(removed, false); err != nil {
+		return n, err
+	}
+	if err := syncDir(l.dir); err != nil {
+		return n, fmt.Errorf("partition: sync %s: %w", l.dir, err)
+	}
+	l.dirDirty = false
+	return n, nil
+}
