@@ -4,8 +4,8 @@ import (
 	"math"
 	"sort"
 
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/quirelog/quire/partition"
+	"github.com/twmb/franz-go/pkg/kerr"
 )
 
 // maxCachedBatches is how many recent batches per producer are remembered
