@@ -251,7 +251,7 @@ func TestKcat(t *testing.T) {
 		t.Fatalf("kcat -P: %v\n%s", err, out)
 	}
 	cons := exec.Command("kcat", "-b", b.kafkaAddr, "-C", "-t", "kcat", "-p", "0", "-o", "beginning", "-e", "-f", "%o %s\n")
-	out, err = cons.CombinedOutput()
+	out, err = cons.Output()
 	if err != nil {
 		t.Fatalf("kcat -C: %v\n%s", err, out)
 	}

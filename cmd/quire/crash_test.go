@@ -75,7 +75,12 @@ func produceUntilKilled(t *testing.T, b *broker, round int) []ackedRecord {
 	b.kill9()
 	cancel()
 	wg.Wait()
-	cl.Flush(context.Background())
+	// An idempotent producer does not fail records whose fate is unknown
+	// while the broker is down, so bound the flush; Close fails the rest.
+	fctx, fcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	cl.Flush(fctx)
+	fcancel()
+	cl.Close()
 	mu.Lock()
 	defer mu.Unlock()
 	return append([]ackedRecord(nil), acked...)
