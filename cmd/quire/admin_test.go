@@ -25,3 +25,13 @@ func listEnds(t *testing.T, cl *kgo.Client, topic string) map[int32]int64 {
 	})
 	return ends
 }
+
+func listEndsAddr(t *testing.T, addr, topic string) map[int32]int64 {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	return listEnds(t, cl, topic)
+}
