@@ -30,10 +30,10 @@ FUZZTIME ?= 30s
 fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzRecoverTail -fuzztime=$(FUZZTIME) ./partition/
 	$(GO) test -run='^$$' -fuzz=FuzzSplitBatches -fuzztime=$(FUZZTIME) ./partition/
-	$(GO) test -run='^$$' -fuzz=FuzzRequest -fuzztime=$(FUZZTIME) ./transport/kafka/
 
-bench: build
-	$(GO) run ./cmd/quire bench --out docs/benchmarks-latest.md
+# Not written yet (issue #2 is open): fails loudly rather than pretend.
+bench:
+	@echo "make bench: the benchmark driver is not written yet (see README Limits)"; exit 1
 
 clean:
 	rm -rf bin data
