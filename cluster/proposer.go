@@ -60,10 +60,6 @@ func newProposer(r *raft.Raft, maxBytes, inFlight int, m *nodeMetrics) *proposer
 	return p
 }
 
-// errProposerStopped is returned for batches queued when the partition
-// stops; clients retry against the new leader.
-var errProposerStopped = errors.New("partition replica stopped")
-
 // submit queues a batch; it blocks only when the queue is full
 // (backpressure onto the connection).
 func (p *proposer) submit(ctx context.Context, batch []byte) *proposal {
