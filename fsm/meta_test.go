@@ -1,0 +1,92 @@
+package fsm
+
+import (
+	"bytes"
+	"errors"
+	"testing"
+
+	"github.com/hashicorp/raft"
+	"github.com/twmb/franz-go/pkg/kerr"
+)
+
+func metaEntry(t *testing.T, index uint64, cmd interface{}) *raft.Log {
+	t.Helper()
+	b, err := EncodeMeta(cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &raft.Log{Index: index, Term: 1, Type: raft.LogCommand, Data: b}
+}
+
+func snapshotBytes(t *testing.T, m *MetaFSM) []byte {
+	t.Helper()
+	store := raft.NewInmemSnapshotStore()
+	snap, err := m.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink, _ := store.Create(1, 1, 1, raft.Configuration{}, 1, nil)
+	if err := snap.Persist(sink); err != nil {
+		t.Fatal(err)
+	}
+	_, rc, err := store.Open(sink.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	var buf bytes.Buffer
+	buf.ReadFrom(rc)
+	return buf.Bytes()
+}
+
+func TestMetaFSMApplyAndSnapshot(t *testing.T) {
+	cmds := []interface{}{
+		&CreateTopicCmd{Topic: Topic{Name: "b", ID: [16]byte{2}, Partitions: []Assignment{{Replicas: []int32{1}}}}},
+		&CreateTopicCmd{Topic: Topic{Name: "a", ID: [16]byte{1}, Partitions: []Assignment{{Replicas: []int32{1}}, {Replicas: []int32{1}}},
+			Configs: map[string]string{"segment.bytes": "1048576", "max.message.bytes": "1000"}}},
+		&CreateTopicCmd{Topic: Topic{Name: "a", ID: [16]byte{9}}},
+		&AllocPIDsCmd{Count: 1000},
+		&DeleteTopicCmd{Name: "b"},
+		&DeleteTopicCmd{Name: "zzz"},
+		&AllocPIDsCmd{Count: 1000},
+	}
+	wantErr := []error{nil, nil, kerr.TopicAlreadyExists, nil, nil, kerr.UnknownTopicOrPartition, nil}
+	wantPID := []int64{0, 0, 0, 1000, 0, 0, 2000}
+	m1, m2 := NewMetaFSM(), NewMetaFSM()
+	var seen []uint64
+	m1.OnChange(func(s *MetaState) { seen = append(seen, s.Index) })
+	for i, c := range cmds {
+		l := metaEntry(t, uint64(i+1), c)
+		r := m1.Apply(l).(*MetaResult)
+		m2.Apply(l)
+		if !errors.Is(r.Err, wantErr[i]) && !(r.Err == nil && wantErr[i] == nil) {
+			t.Fatalf("command %d: err %v, want %v", i, r.Err, wantErr[i])
+		}
+		if r.FirstProducerID != wantPID[i] {
+			t.Fatalf("command %d: first producer id %d, want %d", i, r.FirstProducerID, wantPID[i])
+		}
+	}
+	s := m1.State()
+	if len(s.Topics) != 1 || s.Topics["a"] == nil || s.Topics["a"].ID != [16]byte{1} || s.NextProducerID != 3000 {
+		t.Fatalf("state: %+v", s)
+	}
+	if len(seen) != len(cmds) {
+		t.Fatalf("listeners saw %d changes, want %d", len(seen), len(cmds))
+	}
+	b1, b2 := snapshotBytes(t, m1), snapshotBytes(t, m2)
+	if !bytes.Equal(b1, b2) {
+		t.Fatal("equal histories gave different snapshots")
+	}
+	m3 := NewMetaFSM()
+	m3.Apply(metaEntry(t, 1, &CreateTopicCmd{Topic: Topic{Name: "stale"}}))
+	if err := m3.Restore(nopCloser{bytes.NewReader(b1)}); err != nil {
+		t.Fatal(err)
+	}
+	if got := snapshotBytes(t, m3); !bytes.Equal(got, b1) {
+		t.Fatalf("restored state differs:\n%s\n%s", got, b1)
+	}
+}
+
+type nopCloser struct{ *bytes.Reader }
+
+func (nopCloser) Close() error { return nil }
