@@ -36,6 +36,10 @@ type Config struct {
 	// MaxMessageBytes is the largest record batch accepted
 	// (max.message.bytes default for new topics). Bytes.
 	MaxMessageBytes int32
+	// MaxPartitionsPerNode bounds the partition replicas one node hosts;
+	// each is a Raft group with its own store and goroutines, so an
+	// unbounded CreateTopics could exhaust the node.
+	MaxPartitionsPerNode int
 	// Log holds the segment defaults for new partitions.
 	Log partition.Config
 
@@ -54,6 +58,11 @@ type Config struct {
 	// TrailingLogs is how many entries are kept behind a snapshot for
 	// slow followers.
 	TrailingLogs uint64
+	// SnapshotInterval is how often a partition group checks
+	// SnapshotThreshold. Partition snapshots only hard-link segments, so
+	// checking often keeps the Raft log (a second copy of the records)
+	// short.
+	SnapshotInterval time.Duration
 }
 
 // DefaultConfig returns defaults for a single local node.
@@ -68,12 +77,14 @@ func DefaultConfig() Config {
 		DefaultPartitions:        1,
 		DefaultReplicationFactor: 1,
 		MaxMessageBytes:          1048588,
+		MaxPartitionsPerNode:     2000,
 		Log:                      partition.DefaultConfig(),
 		GroupCommitBytes:         1 << 20,
 		GroupCommitInFlight:      4,
 		ElectionTimeout:          500 * time.Millisecond,
 		SnapshotThreshold:        512,
 		TrailingLogs:             128,
+		SnapshotInterval:         2 * time.Second,
 	}
 }
 
@@ -98,6 +109,9 @@ func (c Config) Validate() error {
 	if c.DefaultReplicationFactor < 1 {
 		errs = append(errs, fmt.Errorf("default replication factor %d must be >= 1", c.DefaultReplicationFactor))
 	}
+	if c.MaxPartitionsPerNode < 1 {
+		errs = append(errs, fmt.Errorf("max partitions per node %d must be >= 1", c.MaxPartitionsPerNode))
+	}
 	if c.MaxMessageBytes < 1024 {
 		errs = append(errs, fmt.Errorf("max message bytes %d must be >= 1024", c.MaxMessageBytes))
 	}
@@ -109,6 +123,9 @@ func (c Config) Validate() error {
 	}
 	if c.ElectionTimeout < 50*time.Millisecond {
 		errs = append(errs, fmt.Errorf("election timeout %s must be >= 50ms", c.ElectionTimeout))
+	}
+	if c.SnapshotInterval < 100*time.Millisecond {
+		errs = append(errs, fmt.Errorf("snapshot interval %s must be >= 100ms", c.SnapshotInterval))
 	}
 	if c.SnapshotThreshold < 1 {
 		errs = append(errs, errors.New("snapshot threshold must be >= 1"))

@@ -73,10 +73,14 @@ func (n *Node) createTopic(ctx context.Context, spec topicSpec) (*fsm.Topic, err
 	if err := validateTopicConfigs(spec.configs); err != nil {
 		return nil, kafkaErrf(kerr.InvalidConfig, "%v", err)
 	}
-	if _, ok := n.metaFSM.State().Topics[spec.name]; ok {
+	state := n.metaFSM.State()
+	if _, ok := state.Topics[spec.name]; ok {
 		return nil, kafkaErrf(kerr.TopicAlreadyExists, "topic %q already exists", spec.name)
 	}
 	t := fsm.Topic{Name: spec.name, Configs: spec.configs, Partitions: place(brokers, spec.partitions, spec.rf)}
+	if err := n.checkPartitionLimit(state, t.Partitions); err != nil {
+		return nil, err
+	}
 	if _, err := rand.Read(t.ID[:]); err != nil {
 		return nil, err
 	}
@@ -92,6 +96,28 @@ func (n *Node) createTopic(ctx context.Context, spec topicSpec) (*fsm.Topic, err
 	}
 	n.triggerReconcile()
 	return &t, nil
+}
+
+// checkPartitionLimit refuses a placement that would put more than
+// MaxPartitionsPerNode replicas on any broker.
+func (n *Node) checkPartitionLimit(state *fsm.MetaState, add []fsm.Assignment) error {
+	count := make(map[int32]int)
+	for _, t := range state.Topics {
+		for _, a := range t.Partitions {
+			for _, b := range a.Replicas {
+				count[b]++
+			}
+		}
+	}
+	for _, a := range add {
+		for _, b := range a.Replicas {
+			count[b]++
+			if count[b] > n.cfg.MaxPartitionsPerNode {
+				return kafkaErrf(kerr.InvalidPartitions, "broker %d would host more than %d partition replicas (max partitions per node)", b, n.cfg.MaxPartitionsPerNode)
+			}
+		}
+	}
+	return nil
 }
 
 // place spreads replicas round-robin so replica and leader counts are
@@ -131,7 +157,7 @@ func (n *Node) waitTopicReady(ctx context.Context, t *fsm.Topic) {
 				ready = false
 				break
 			}
-			if addr, _ := r.group.raft.LeaderWithID(); addr == "" {
+			if !r.leaderKnown() {
 				ready = false
 				break
 			}
