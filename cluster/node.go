@@ -93,6 +93,7 @@ func (n *Node) start() error {
 		restoreOnStart:    true,
 		snapshotThreshold: 8192,
 		trailingLogs:      10240,
+		snapshotInterval:  10 * time.Second,
 		voters:            []raft.Server{{ID: raftID(n.cfg.NodeID), Address: raft.ServerAddress(raftID(n.cfg.NodeID))}},
 	})
 	if err != nil {
@@ -182,16 +183,26 @@ func (n *Node) proposeMeta(ctx context.Context, cmd interface{}) (*fsm.MetaResul
 }
 
 // Ready reports whether the node can serve: the metadata group has a
-// leader and every local partition replica has one.
+// leader and has applied what it committed, and every partition the
+// metadata assigns here runs locally with a leader. After a restart this
+// stays false until the reconciler has started every replica again.
 func (n *Node) Ready() error {
 	if addr, _ := n.meta.raft.LeaderWithID(); addr == "" {
 		return errors.New("metadata group has no leader")
 	}
+	if applied, commit := n.meta.raft.AppliedIndex(), n.meta.raft.CommitIndex(); applied < commit {
+		return fmt.Errorf("metadata applied to %d of %d", applied, commit)
+	}
+	want := n.desiredReplicas(n.metaFSM.State())
 	n.mu.RLock()
 	defer n.mu.RUnlock()
-	for t, r := range n.replicas {
-		if addr, _ := r.group.raft.LeaderWithID(); addr == "" {
-			return fmt.Errorf("partition %s has no leader", t)
+	for key, t := range want {
+		r, ok := n.replicas[key]
+		if !ok || r.topicID != t.ID {
+			return fmt.Errorf("partition %s is not running yet", key)
+		}
+		if !r.leaderKnown() {
+			return fmt.Errorf("partition %s has no leader", key)
 		}
 	}
 	return nil

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -19,6 +20,12 @@ type raftGroup struct {
 	raft  *raft.Raft
 	store *raftboltdb.BoltStore
 	trans raft.Transport
+	// servingTerm is the term in which this node, as leader, has applied
+	// every entry of earlier terms (its barrier committed). Until then it
+	// must not answer as leader: its high watermark could still be behind
+	// offsets a previous leader acknowledged.
+	servingTerm atomic.Uint64
+	done        chan struct{}
 }
 
 // groupOptions are what differs between metadata and partition groups.
@@ -32,6 +39,7 @@ type groupOptions struct {
 	restoreOnStart    bool
 	snapshotThreshold uint64
 	trailingLogs      uint64
+	snapshotInterval  time.Duration
 	// voters bootstraps a brand-new group with this configuration.
 	voters []raft.Server
 }
@@ -47,7 +55,7 @@ func (n *Node) raftConfig(o groupOptions) *raft.Config {
 	c.CommitTimeout = 5 * time.Millisecond
 	c.MaxAppendEntries = 256
 	c.SnapshotThreshold = o.snapshotThreshold
-	c.SnapshotInterval = 10 * time.Second
+	c.SnapshotInterval = o.snapshotInterval
 	c.TrailingLogs = o.trailingLogs
 	c.NoSnapshotRestoreOnStart = !o.restoreOnStart
 	c.Logger = o.logger.Named("raft")
@@ -89,11 +97,37 @@ func (n *Node) startGroup(o groupOptions) (*raftGroup, error) {
 		store.Close()
 		return nil, fmt.Errorf("start raft %s: %w", o.dir, err)
 	}
-	return &raftGroup{raft: r, store: store, trans: trans}, nil
+	g := &raftGroup{raft: r, store: store, trans: trans, done: make(chan struct{})}
+	go g.watchLeadership(o.logger)
+	return g, nil
+}
+
+// watchLeadership commits a barrier each time this node becomes leader and
+// then marks the term as serving.
+func (g *raftGroup) watchLeadership(logger hclog.Logger) {
+	for {
+		select {
+		case <-g.done:
+			return
+		case isLeader := <-g.raft.LeaderCh():
+			if !isLeader {
+				continue
+			}
+			term := g.raft.CurrentTerm()
+			if err := g.raft.Barrier(0).Error(); err != nil {
+				logger.Debug("leader barrier failed", "term", term, "error", err)
+				continue
+			}
+			if g.raft.State() == raft.Leader && g.raft.CurrentTerm() == term {
+				g.servingTerm.Store(term)
+			}
+		}
+	}
 }
 
 // stop shuts raft down and closes the stores. Safe to call once.
 func (g *raftGroup) stop() error {
+	close(g.done)
 	err := g.raft.Shutdown().Error()
 	if cerr := g.store.Close(); err == nil {
 		err = cerr
@@ -104,10 +138,15 @@ func (g *raftGroup) stop() error {
 	return err
 }
 
-// leaderTerm reports whether this node leads the group, and the term.
+// leaderTerm reports whether this node leads the group and has caught up
+// in its term, and the term.
 func (g *raftGroup) leaderTerm() (bool, int32) {
 	if g.raft.State() != raft.Leader {
 		return false, -1
 	}
-	return true, int32(g.raft.CurrentTerm())
+	term := g.raft.CurrentTerm()
+	if g.servingTerm.Load() != term {
+		return false, -1
+	}
+	return true, int32(term)
 }

@@ -65,6 +65,7 @@ func (n *Node) startReplica(t tp, topic *fsm.Topic) (*replica, error) {
 		logger:            logger,
 		snapshotThreshold: n.cfg.SnapshotThreshold,
 		trailingLogs:      n.cfg.TrailingLogs,
+		snapshotInterval:  n.cfg.SnapshotInterval,
 		voters:            voters,
 	})
 	if err != nil {
@@ -105,3 +106,16 @@ func (r *replica) destroy() error {
 // leader reports whether this replica leads its group, and the leader
 // epoch (Raft term).
 func (r *replica) leader() (bool, int32) { return r.group.leaderTerm() }
+
+// leaderKnown reports whether the group has a leader that can serve: this
+// node once it has caught up in its term, or another node.
+func (r *replica) leaderKnown() bool {
+	addr, id := r.group.raft.LeaderWithID()
+	if addr == "" {
+		return false
+	}
+	if ok, _ := r.leader(); ok {
+		return true
+	}
+	return r.group.raft.State() != raft.Leader && id != ""
+}
