@@ -14,15 +14,21 @@ const (
 // ProduceCommand packs record batches (already validated by the leader)
 // into one Raft entry: the unit of group commit.
 //
-// Layout: cmdProduce, uvarint count, then per batch uvarint length + bytes.
+// Layout: cmdProduce, uint32 count (big-endian), then per batch uvarint
+// length + bytes. The count has a fixed width so the command is built in
+// place, without a final copy.
 type ProduceCommand struct {
 	buf   []byte
 	count int
 }
 
+const produceHeaderSize = 5
+
 // NewProduceCommand starts a command with room for sizeHint bytes of batches.
 func NewProduceCommand(sizeHint int) *ProduceCommand {
-	return &ProduceCommand{buf: make([]byte, 0, sizeHint+64)}
+	buf := make([]byte, produceHeaderSize, produceHeaderSize+sizeHint+64)
+	buf[0] = cmdProduce
+	return &ProduceCommand{buf: buf}
 }
 
 // Add appends one batch.
@@ -36,29 +42,27 @@ func (c *ProduceCommand) Add(batch []byte) {
 func (c *ProduceCommand) Len() int { return c.count }
 
 // Size is the encoded size so far.
-func (c *ProduceCommand) Size() int { return len(c.buf) + binary.MaxVarintLen64 + 1 }
+func (c *ProduceCommand) Size() int { return len(c.buf) }
 
-// Bytes encodes the command.
+// Bytes returns the encoded command; it aliases the command's buffer, so
+// add nothing after calling it.
 func (c *ProduceCommand) Bytes() []byte {
-	out := make([]byte, 0, len(c.buf)+binary.MaxVarintLen64+1)
-	out = append(out, cmdProduce)
-	out = binary.AppendUvarint(out, uint64(c.count))
-	return append(out, c.buf...)
+	binary.BigEndian.PutUint32(c.buf[1:], uint32(c.count))
+	return c.buf
 }
 
 var errBadCommand = errors.New("undecodable command")
 
 // decodeProduce splits a produce command into its batches, which alias data.
 func decodeProduce(data []byte) ([][]byte, error) {
-	if len(data) == 0 || data[0] != cmdProduce {
+	if len(data) < produceHeaderSize || data[0] != cmdProduce {
 		return nil, errBadCommand
 	}
-	data = data[1:]
-	n, k := binary.Uvarint(data)
-	if k <= 0 || n > uint64(len(data)) {
+	n := uint64(binary.BigEndian.Uint32(data[1:]))
+	data = data[produceHeaderSize:]
+	if n > uint64(len(data)) {
 		return nil, fmt.Errorf("%w: batch count", errBadCommand)
 	}
-	data = data[k:]
 	batches := make([][]byte, 0, n)
 	for i := uint64(0); i < n; i++ {
 		size, k := binary.Uvarint(data)

@@ -28,6 +28,9 @@ type inflight struct {
 	flexHeader bool
 	api        string
 	start      time.Time
+	// queued is what the request holds of the server's byte budget until
+	// its response is written.
+	queued int64
 }
 
 // errBadRequest marks a request that closes the connection.
@@ -76,13 +79,19 @@ func (s *Server) readLoop(ctx context.Context, nc net.Conn, queue chan<- *inflig
 		if size < 8 || size > s.cfg.MaxRequestBytes {
 			return &errBadRequest{"frame_size", fmt.Sprintf("frame of %d bytes (max %d)", size, s.cfg.MaxRequestBytes)}
 		}
+		queued, err := s.queued.acquire(ctx, int64(size))
+		if err != nil {
+			return err
+		}
 		body := make([]byte, size)
 		if _, err := io.ReadFull(br, body); err != nil {
+			s.queued.release(queued)
 			return err
 		}
 		start := time.Now()
 		req, hdr, err := s.decode(body)
 		if err != nil {
+			s.queued.release(queued)
 			return err
 		}
 		if hdr.clientID != "" && info.ClientID == "" {
@@ -95,11 +104,15 @@ func (s *Server) readLoop(ctx context.Context, nc net.Conn, queue chan<- *inflig
 			flexHeader: req.IsFlexible() && req.Key() != apiVersionsKey,
 			api:        kmsg.NameForKey(req.Key()),
 			start:      start,
+			queued:     queued,
 		}
 		finish := s.serve(ctx, info, req, hdr)
 		select {
 		case queue <- f:
 		case <-ctx.Done():
+			// finish is never run: the handler's half is abandoned with
+			// the connection.
+			s.queued.release(queued)
 			return ctx.Err()
 		}
 		go func() {
@@ -182,6 +195,7 @@ func (s *Server) writeLoop(nc net.Conn, queue <-chan *inflight, cancel context.C
 	failed := false
 	for f := range queue {
 		<-f.done
+		s.queued.release(f.queued)
 		s.metrics.requests.WithLabelValues(f.api).Inc()
 		s.metrics.duration.WithLabelValues(f.api).Observe(time.Since(f.start).Seconds())
 		if failed || f.resp == nil {

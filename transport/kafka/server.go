@@ -50,6 +50,10 @@ type Config struct {
 	// IdleTimeout closes connections that send nothing for this long
 	// (connections.max.idle.ms). Default 10 minutes.
 	IdleTimeout time.Duration
+	// MaxQueuedBytes bounds the bytes of requests read but not yet
+	// answered, over all connections (queued.max.request.bytes); readers
+	// stop reading while it is reached. Default 128 MiB.
+	MaxQueuedBytes int64
 }
 
 // DefaultConfig returns the listener defaults.
@@ -59,6 +63,7 @@ func DefaultConfig() Config {
 		MaxRequestBytes:    100 << 20,
 		MaxInFlightPerConn: 64,
 		IdleTimeout:        10 * time.Minute,
+		MaxQueuedBytes:     128 << 20,
 	}
 }
 
@@ -71,6 +76,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("kafka listener: max request bytes %d is below 1024", c.MaxRequestBytes)
 	case c.MaxInFlightPerConn < 1:
 		return fmt.Errorf("kafka listener: max in-flight per connection %d must be >= 1", c.MaxInFlightPerConn)
+	case c.MaxQueuedBytes < 1<<20:
+		return fmt.Errorf("kafka listener: max queued bytes %d is below 1 MiB", c.MaxQueuedBytes)
 	case c.IdleTimeout <= 0:
 		return fmt.Errorf("kafka listener: idle timeout %s must be > 0", c.IdleTimeout)
 	}
@@ -84,6 +91,7 @@ type Server struct {
 	logger  hclog.Logger
 	metrics *metrics
 	ln      net.Listener
+	queued  *budget
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -103,12 +111,14 @@ func Listen(cfg Config, h Handler, logger hclog.Logger, reg prometheus.Registere
 		return nil, fmt.Errorf("kafka listener: %w", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	queued := newBudget(cfg.MaxQueuedBytes)
 	s := &Server{
 		cfg:     cfg,
 		handler: h,
 		logger:  logger.Named("kafka"),
-		metrics: newMetrics(reg),
 		ln:      ln,
+		queued:  queued,
+		metrics: newMetrics(reg, queued),
 		ctx:     ctx,
 		cancel:  cancel,
 		conns:   make(map[net.Conn]struct{}),
@@ -175,8 +185,12 @@ type metrics struct {
 	conns       prometheus.Gauge
 }
 
-func newMetrics(reg prometheus.Registerer) *metrics {
+func newMetrics(reg prometheus.Registerer, queued *budget) *metrics {
 	f := promauto.With(reg)
+	f.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "quire_kafka_queued_request_bytes",
+		Help: "Bytes of Kafka requests read and not yet answered (bounded by queued.max.request.bytes).",
+	}, func() float64 { return float64(queued.inUse()) })
 	return &metrics{
 		requests: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "quire_kafka_requests_total",

@@ -1,0 +1,190 @@
+// Package bench measures produce and consume throughput and produce latency
+// against a running cluster through the client facade, the way a Kafka user
+// would with kafka-producer-perf-test: real clients, real brokers, wall-clock
+// time. It reports; it never asserts.
+package bench
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/quirelog/quire/client"
+)
+
+// ProduceCase is one produce measurement.
+type ProduceCase struct {
+	Topic      string
+	Partitions int32
+	RecordSize int
+	Producers  int // concurrent producer clients
+	Duration   time.Duration
+	Acks       client.Acks
+	Idempotent bool
+	Linger     time.Duration
+	// MaxBuffered bounds each producer's unacknowledged records; it is the
+	// offered load. Latency is measured from Produce to acknowledgement, so
+	// it includes time queued in the client, as in kafka-producer-perf-test.
+	MaxBuffered int
+}
+
+// Result is what a run measured.
+type Result struct {
+	Records int64
+	Bytes   int64 // record values only
+	Errors  int64
+	Elapsed time.Duration
+	P50     time.Duration
+	P99     time.Duration
+	Max     time.Duration
+}
+
+// RecordsPerSec is the throughput in records.
+func (r Result) RecordsPerSec() float64 { return float64(r.Records) / r.Elapsed.Seconds() }
+
+// MBPerSec is the throughput in MB/s of record values (10^6 bytes).
+func (r Result) MBPerSec() float64 { return float64(r.Bytes) / 1e6 / r.Elapsed.Seconds() }
+
+// Progress is reported about once a second while a run goes.
+type Progress struct {
+	Elapsed time.Duration
+	Records int64
+	Bytes   int64
+	Errors  int64
+}
+
+type counters struct {
+	records, bytes, errs atomic.Int64
+}
+
+func (c *counters) snapshot(start time.Time) Progress {
+	return Progress{Elapsed: time.Since(start), Records: c.records.Load(), Bytes: c.bytes.Load(), Errors: c.errs.Load()}
+}
+
+// report calls fn every second until stop closes.
+func report(start time.Time, c *counters, fn func(Progress), stop <-chan struct{}) {
+	if fn == nil {
+		return
+	}
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			fn(c.snapshot(start))
+		}
+	}
+}
+
+// Produce runs c.Producers producer clients that write c.RecordSize-byte
+// random values round-robin over the topic's partitions for c.Duration,
+// then waits for every outstanding record.
+func Produce(ctx context.Context, brokers []string, c ProduceCase, progress func(Progress)) (Result, error) {
+	value := make([]byte, c.RecordSize)
+	if _, err := rand.Read(value); err != nil {
+		return Result{}, err
+	}
+	var cnt counters
+	lat := make([][]time.Duration, c.Producers)
+	prods := make([]*client.Producer, c.Producers)
+	for i := range prods {
+		p, err := client.NewProducer(client.ProducerConfig{
+			Brokers: brokers, Acks: c.Acks, Idempotent: c.Idempotent, Linger: c.Linger,
+			MaxBufferedRecords: c.MaxBuffered, ClientID: fmt.Sprintf("quire-bench-%d", i),
+		})
+		if err != nil {
+			return Result{}, err
+		}
+		defer p.Close()
+		prods[i] = p
+	}
+	start := time.Now()
+	deadline := start.Add(c.Duration)
+	stop := make(chan struct{})
+	go report(start, &cnt, progress, stop)
+	var wg sync.WaitGroup
+	var firstErr atomic.Value
+	for i, p := range prods {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var mu sync.Mutex // acks arrive on franz-go's goroutines
+			part := int32(i) % c.Partitions
+			for time.Now().Before(deadline) && ctx.Err() == nil {
+				sent := time.Now()
+				p.Produce(ctx, c.Topic, part, nil, value, func(_ int64, err error) {
+					if err != nil {
+						cnt.errs.Add(1)
+						firstErr.CompareAndSwap(nil, err)
+						return
+					}
+					d := time.Since(sent)
+					cnt.records.Add(1)
+					cnt.bytes.Add(int64(len(value)))
+					mu.Lock()
+					lat[i] = append(lat[i], d)
+					mu.Unlock()
+				})
+				part = (part + 1) % c.Partitions
+			}
+			if err := p.Flush(ctx); err != nil {
+				firstErr.CompareAndSwap(nil, err)
+			}
+		}()
+	}
+	wg.Wait()
+	close(stop)
+	res := Result{Elapsed: time.Since(start), Records: cnt.records.Load(), Bytes: cnt.bytes.Load(), Errors: cnt.errs.Load()}
+	res.P50, res.P99, res.Max = percentiles(slices.Concat(lat...))
+	if err, _ := firstErr.Load().(error); err != nil && res.Records == 0 {
+		return res, err
+	}
+	return res, nil
+}
+
+func percentiles(all []time.Duration) (p50, p99, max time.Duration) {
+	if len(all) == 0 {
+		return 0, 0, 0
+	}
+	slices.Sort(all)
+	at := func(q float64) time.Duration { return all[int(q*float64(len(all)-1))] }
+	return at(0.50), at(0.99), all[len(all)-1]
+}
+
+// Consume reads the whole topic from the start with one consumer, with
+// franz-go's default fetch sizes (50 MiB per response, 1 MiB per
+// partition), until it has seen want records.
+func Consume(ctx context.Context, brokers []string, topic string, want int64, progress func(Progress)) (Result, error) {
+	cons, err := client.NewConsumer(client.ConsumerConfig{
+		Brokers: brokers, Topic: topic, ClientID: "quire-bench-consumer",
+	})
+	if err != nil {
+		return Result{}, err
+	}
+	defer cons.Close()
+	var cnt counters
+	start := time.Now()
+	stop := make(chan struct{})
+	defer close(stop)
+	go report(start, &cnt, progress, stop)
+	for cnt.records.Load() < want {
+		err := cons.Poll(ctx, func(r client.Record) {
+			cnt.records.Add(1)
+			cnt.bytes.Add(int64(len(r.Value)))
+		})
+		if ctx.Err() != nil {
+			return Result{Elapsed: time.Since(start), Records: cnt.records.Load(), Bytes: cnt.bytes.Load()},
+				fmt.Errorf("consumed %d of %d records: %w", cnt.records.Load(), want, ctx.Err())
+		}
+		if err != nil {
+			cnt.errs.Add(1)
+		}
+	}
+	return Result{Elapsed: time.Since(start), Records: cnt.records.Load(), Bytes: cnt.bytes.Load(), Errors: cnt.errs.Load()}, nil
+}

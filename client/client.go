@@ -1,0 +1,292 @@
+// Package client is Quire's small facade over franz-go. The CLI, the
+// benchmark and the chaos workloads use it so that they speak to a cluster
+// the way an ordinary Kafka application does; it adds defaults and names,
+// never protocol code of its own.
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Acks is the producer's acknowledgement level.
+type Acks int
+
+const (
+	AcksAll    Acks = -1 // committed by a Raft majority
+	AcksLeader Acks = 1  // Quire maps this to AcksAll; see README
+	AcksNone   Acks = 0
+)
+
+// ProducerConfig says how a producer batches and what it waits for.
+type ProducerConfig struct {
+	Brokers    []string
+	Acks       Acks
+	Idempotent bool
+	// Linger is how long a partition's batch waits for more records. Zero
+	// keeps franz-go's default (10ms); negative sends as soon as a request
+	// slot is free.
+	Linger time.Duration
+	// MaxBufferedRecords bounds records produced but not yet acknowledged;
+	// Produce blocks above it.
+	MaxBufferedRecords int
+	// BatchMaxBytes bounds one partition's batch in a request.
+	BatchMaxBytes int32
+	// MaxInFlight is the number of produce requests outstanding per broker.
+	// It is only honoured without idempotence; with it franz-go keeps 5 in
+	// flight, as Kafka allows.
+	MaxInFlight int
+	ClientID    string
+}
+
+// Producer writes records to explicit partitions.
+type Producer struct {
+	cl *kgo.Client
+}
+
+// NewProducer connects a producer. Records go to the partition the caller
+// names; hashing keys is not this facade's business.
+func NewProducer(cfg ProducerConfig) (*Producer, error) {
+	if len(cfg.Brokers) == 0 {
+		return nil, errors.New("client: no brokers")
+	}
+	opts := []kgo.Opt{
+		kgo.SeedBrokers(cfg.Brokers...),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()),
+	}
+	if cfg.Linger < 0 {
+		opts = append(opts, kgo.ProducerLinger(0))
+	} else if cfg.Linger > 0 {
+		opts = append(opts, kgo.ProducerLinger(cfg.Linger))
+	}
+	switch cfg.Acks {
+	case AcksAll:
+		opts = append(opts, kgo.RequiredAcks(kgo.AllISRAcks()))
+	case AcksLeader:
+		opts = append(opts, kgo.RequiredAcks(kgo.LeaderAck()))
+	case AcksNone:
+		opts = append(opts, kgo.RequiredAcks(kgo.NoAck()))
+	default:
+		return nil, fmt.Errorf("client: acks %d is not -1, 0 or 1", cfg.Acks)
+	}
+	if !cfg.Idempotent || cfg.Acks != AcksAll {
+		opts = append(opts, kgo.DisableIdempotentWrite())
+		if cfg.MaxInFlight > 0 {
+			opts = append(opts, kgo.MaxProduceRequestsInflightPerBroker(cfg.MaxInFlight))
+		}
+	}
+	if cfg.MaxBufferedRecords > 0 {
+		opts = append(opts, kgo.MaxBufferedRecords(cfg.MaxBufferedRecords))
+	}
+	if cfg.BatchMaxBytes > 0 {
+		opts = append(opts, kgo.ProducerBatchMaxBytes(cfg.BatchMaxBytes))
+	}
+	if cfg.ClientID != "" {
+		opts = append(opts, kgo.ClientID(cfg.ClientID))
+	}
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return nil, err
+	}
+	return &Producer{cl: cl}, nil
+}
+
+// Produce queues one record; done runs once the broker acknowledged it (or
+// it failed) with the offset the broker assigned.
+func (p *Producer) Produce(ctx context.Context, topic string, partition int32, key, value []byte, done func(offset int64, err error)) {
+	r := &kgo.Record{Topic: topic, Partition: partition, Key: key, Value: value}
+	p.cl.Produce(ctx, r, func(r *kgo.Record, err error) { done(r.Offset, err) })
+}
+
+// Flush waits until every queued record is acknowledged or failed.
+func (p *Producer) Flush(ctx context.Context) error { return p.cl.Flush(ctx) }
+
+// Close flushes nothing; records still queued fail.
+func (p *Producer) Close() { p.cl.Close() }
+
+// Record is one consumed record.
+type Record struct {
+	Partition int32
+	Offset    int64
+	Key       []byte
+	Value     []byte
+	Timestamp time.Time
+}
+
+// ConsumerConfig picks what a consumer reads. It reads assigned partitions
+// directly (no consumer group), from the start.
+type ConsumerConfig struct {
+	Brokers        []string
+	Topic          string
+	Partitions     []int32 // empty means every partition
+	FetchMaxBytes  int32
+	PartitionBytes int32
+	ClientID       string
+}
+
+// Consumer reads records by assignment.
+type Consumer struct {
+	cl *kgo.Client
+}
+
+// NewConsumer connects a consumer that starts at the earliest offset.
+func NewConsumer(cfg ConsumerConfig) (*Consumer, error) {
+	if len(cfg.Brokers) == 0 {
+		return nil, errors.New("client: no brokers")
+	}
+	opts := []kgo.Opt{
+		kgo.SeedBrokers(cfg.Brokers...),
+		kgo.FetchMaxWait(500 * time.Millisecond),
+	}
+	start := kgo.NewOffset().AtStart()
+	if len(cfg.Partitions) == 0 {
+		opts = append(opts, kgo.ConsumeTopics(cfg.Topic), kgo.ConsumeResetOffset(start))
+	} else {
+		parts := make(map[int32]kgo.Offset, len(cfg.Partitions))
+		for _, p := range cfg.Partitions {
+			parts[p] = start
+		}
+		opts = append(opts, kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{cfg.Topic: parts}))
+	}
+	if cfg.FetchMaxBytes > 0 {
+		opts = append(opts, kgo.FetchMaxBytes(cfg.FetchMaxBytes))
+	}
+	if cfg.PartitionBytes > 0 {
+		opts = append(opts, kgo.FetchMaxPartitionBytes(cfg.PartitionBytes))
+	}
+	if cfg.ClientID != "" {
+		opts = append(opts, kgo.ClientID(cfg.ClientID))
+	}
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return nil, err
+	}
+	return &Consumer{cl: cl}, nil
+}
+
+// Poll returns the next records, blocking until some arrive or ctx ends.
+// Fetch errors are joined into the error; records that did arrive are
+// returned with it.
+func (c *Consumer) Poll(ctx context.Context, each func(Record)) error {
+	fs := c.cl.PollFetches(ctx)
+	var errs []error
+	fs.EachError(func(topic string, p int32, err error) {
+		errs = append(errs, fmt.Errorf("%s/%d: %w", topic, p, err))
+	})
+	fs.EachRecord(func(r *kgo.Record) {
+		each(Record{Partition: r.Partition, Offset: r.Offset, Key: r.Key, Value: r.Value, Timestamp: r.Timestamp})
+	})
+	return errors.Join(errs...)
+}
+
+// Close disconnects.
+func (c *Consumer) Close() { c.cl.Close() }
+
+// Admin creates and inspects topics.
+type Admin struct {
+	cl  *kgo.Client
+	adm *kadm.Client
+}
+
+// NewAdmin connects an admin client.
+func NewAdmin(brokers []string) (*Admin, error) {
+	if len(brokers) == 0 {
+		return nil, errors.New("client: no brokers")
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		return nil, err
+	}
+	return &Admin{cl: cl, adm: kadm.NewClient(cl)}, nil
+}
+
+// CreateTopic creates a topic and waits until the cluster reports a leader
+// for every partition, so the first produce does not race its creation.
+func (a *Admin) CreateTopic(ctx context.Context, topic string, partitions int32, replicationFactor int16, configs map[string]string) error {
+	cfg := make(map[string]*string, len(configs))
+	for k, v := range configs {
+		cfg[k] = &v
+	}
+	resp, err := a.adm.CreateTopic(ctx, partitions, replicationFactor, cfg, topic)
+	if err != nil {
+		return err
+	}
+	if resp.Err != nil {
+		return fmt.Errorf("create topic %s: %w: %s", topic, resp.Err, resp.ErrMessage)
+	}
+	return a.WaitLeaders(ctx, topic)
+}
+
+// WaitLeaders polls Metadata until every partition of topic has a leader.
+func (a *Admin) WaitLeaders(ctx context.Context, topic string) error {
+	for {
+		md, err := a.adm.Metadata(ctx, topic)
+		if err == nil {
+			td, ok := md.Topics[topic]
+			if ok && td.Err == nil && len(td.Partitions) > 0 && allLed(td) {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("topic %s: no leader for every partition: %w", topic, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func allLed(td kadm.TopicDetail) bool {
+	for _, p := range td.Partitions {
+		if p.Err != nil || p.Leader < 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// DeleteTopic deletes a topic.
+func (a *Admin) DeleteTopic(ctx context.Context, topic string) error {
+	resp, err := a.adm.DeleteTopic(ctx, topic)
+	if err != nil {
+		return err
+	}
+	return resp.Err
+}
+
+// EndOffsets returns the high watermark of every partition of topic.
+func (a *Admin) EndOffsets(ctx context.Context, topic string) (map[int32]int64, error) {
+	lo, err := a.adm.ListEndOffsets(ctx, topic)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[int32]int64)
+	var errs []error
+	lo.Each(func(o kadm.ListedOffset) {
+		if o.Err != nil {
+			errs = append(errs, fmt.Errorf("%s/%d: %w", o.Topic, o.Partition, o.Err))
+			return
+		}
+		out[o.Partition] = o.Offset
+	})
+	return out, errors.Join(errs...)
+}
+
+// Close disconnects.
+func (a *Admin) Close() { a.cl.Close() }
+
+// SplitBrokers turns "a:1,b:2" into a list, dropping blanks.
+func SplitBrokers(s string) []string {
+	var out []string
+	for _, b := range strings.Split(s, ",") {
+		if b = strings.TrimSpace(b); b != "" {
+			out = append(out, b)
+		}
+	}
+	return out
+}

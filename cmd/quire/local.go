@@ -1,0 +1,137 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// localBroker is a quire broker started as a child process of this binary,
+// for `quire bench` (and later `quire dev`) when no cluster is given.
+type localBroker struct {
+	ID        int
+	KafkaAddr string
+	AdminAddr string
+	DataDir   string
+	cmd       *exec.Cmd
+	exited    chan struct{}
+	cleanup   func()
+}
+
+// startLocalBroker runs `quire broker` from this executable with its output
+// in DataDir/broker.log, and waits until it accepts Kafka connections.
+func startLocalBroker(ctx context.Context, id int, dataDir, kafkaAddr, adminAddr string, extra ...string) (*localBroker, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dataDir, 0o755); err != nil {
+		return nil, err
+	}
+	logf, err := os.OpenFile(filepath.Join(dataDir, "broker.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	defer logf.Close()
+	args := append([]string{"broker", "--id", strconv.Itoa(id), "--data", dataDir,
+		"--kafka-addr", kafkaAddr, "--admin-addr", adminAddr}, extra...)
+	cmd := exec.Command(self, args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	b := &localBroker{ID: id, KafkaAddr: kafkaAddr, AdminAddr: adminAddr, DataDir: dataDir, cmd: cmd, exited: make(chan struct{})}
+	go func() { _ = cmd.Wait(); close(b.exited) }()
+	for {
+		c, err := net.DialTimeout("tcp", kafkaAddr, time.Second)
+		if err == nil {
+			c.Close()
+			return b, nil
+		}
+		select {
+		case <-b.exited:
+			return nil, fmt.Errorf("broker %d exited at start; see %s", id, filepath.Join(dataDir, "broker.log"))
+		case <-ctx.Done():
+			b.Stop()
+			return nil, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// Stop sends SIGTERM and waits up to 30s, then kills.
+func (b *localBroker) Stop() {
+	_ = b.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-b.exited:
+	case <-time.After(30 * time.Second):
+		_ = b.cmd.Process.Kill()
+		<-b.exited
+	}
+	if b.cleanup != nil {
+		b.cleanup()
+	}
+}
+
+// PeakRSS is the process's high-water resident set (VmHWM), in bytes.
+func (b *localBroker) PeakRSS() (int64, error) {
+	return procStatusBytes(b.cmd.Process.Pid, "VmHWM:")
+}
+
+// CPUTime is the user+system CPU the process has used so far.
+func (b *localBroker) CPUTime() (time.Duration, error) {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", b.cmd.Process.Pid))
+	if err != nil {
+		return 0, err
+	}
+	// Fields after the parenthesised command name; utime and stime are the
+	// 14th and 15th fields of the whole line.
+	s := string(raw)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, errors.New("unexpected /proc stat format")
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 13 {
+		return 0, errors.New("unexpected /proc stat format")
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	const clkTck = 100 // USER_HZ on Linux
+	return time.Duration(ut+st) * time.Second / clkTck, nil
+}
+
+func procStatusBytes(pid int, field string) (int64, error) {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(raw), "\n") {
+		if rest, ok := strings.CutPrefix(line, field); ok {
+			f := strings.Fields(rest)
+			if len(f) == 2 && f[1] == "kB" {
+				kb, err := strconv.ParseInt(f[0], 10, 64)
+				return kb << 10, err
+			}
+		}
+	}
+	return 0, fmt.Errorf("%s not in /proc/%d/status", field, pid)
+}
+
+// freeLoopbackAddr asks the kernel for an unused 127.0.0.1 port.
+func freeLoopbackAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
