@@ -187,11 +187,8 @@ func (n *Node) proposeMeta(ctx context.Context, cmd interface{}) (*fsm.MetaResul
 // metadata assigns here runs locally with a leader. After a restart this
 // stays false until the reconciler has started every replica again.
 func (n *Node) Ready() error {
-	if addr, _ := n.meta.raft.LeaderWithID(); addr == "" {
-		return errors.New("metadata group has no leader")
-	}
-	if applied, commit := n.meta.raft.AppliedIndex(), n.meta.raft.CommitIndex(); applied < commit {
-		return fmt.Errorf("metadata applied to %d of %d", applied, commit)
+	if err := n.metaCaughtUp(); err != nil {
+		return err
 	}
 	want := n.desiredReplicas(n.metaFSM.State())
 	n.mu.RLock()
@@ -204,6 +201,28 @@ func (n *Node) Ready() error {
 		if !r.leaderKnown() {
 			return fmt.Errorf("partition %s has no leader", key)
 		}
+	}
+	return nil
+}
+
+// metaCaughtUp reports whether the local metadata is complete: as leader,
+// once the barrier of its term has applied; as follower, once it has
+// applied what the leader told it is committed. Raft does not persist the
+// commit index, so right after a restart both are zero and say nothing.
+func (n *Node) metaCaughtUp() error {
+	addr, _ := n.meta.raft.LeaderWithID()
+	if addr == "" {
+		return errors.New("metadata group has no leader")
+	}
+	if n.meta.raft.State() == raft.Leader {
+		if ok, _ := n.meta.leaderTerm(); !ok {
+			return errors.New("metadata leader has not caught up in its term")
+		}
+		return nil
+	}
+	applied, commit := n.meta.raft.AppliedIndex(), n.meta.raft.CommitIndex()
+	if commit == 0 || applied < commit {
+		return fmt.Errorf("metadata applied to %d of %d", applied, commit)
 	}
 	return nil
 }
