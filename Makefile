@@ -12,7 +12,7 @@ build:
 	$(GO) build -trimpath -ldflags='-s -w' -o $(BIN) ./cmd/quire
 
 run: build
-	./$(BIN) broker --id 1 --data ./data --kafka-addr 127.0.0.1:9092
+	./$(BIN) dev --nodes 3 --data ./data/dev
 
 # Race detection needs cgo; the tests build their own quire binary.
 test:

@@ -46,6 +46,9 @@ func (n *Node) handleProduce(ctx context.Context, req *kmsg.ProduceRequest) func
 				continue
 			}
 			r, batches, err := n.produceTarget(t.Topic, p.Partition, p.Records)
+			if err == nil && req.Acks != 0 && len(n.isr(r)) < r.minISR {
+				err = kerr.NotEnoughReplicas
+			}
 			if err != nil {
 				rp.ErrorCode = errCode(err)
 				continue

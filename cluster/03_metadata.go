@@ -18,15 +18,12 @@ import (
 // LEADER_NOT_AVAILABLE, never with epoch -1.
 func (n *Node) handleMetadata(ctx context.Context, req *kmsg.MetadataRequest) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.MetadataResponse)
-	host, port := splitHostPort(n.advKafka)
-	b := kmsg.NewMetadataResponseBroker()
-	b.NodeID, b.Host, b.Port = n.cfg.NodeID, host, port
-	resp.Brokers = append(resp.Brokers, b)
+	state := n.metaFSM.State()
+	resp.Brokers = n.metadataBrokers(state)
 	cid := n.cfg.ClusterID
 	resp.ClusterID = &cid
-	resp.ControllerID = n.cfg.NodeID
+	resp.ControllerID = n.controllerID()
 
-	state := n.metaFSM.State()
 	var topics []*fsm.Topic
 	all := req.Topics == nil || (req.Version == 0 && len(req.Topics) == 0)
 	if all {
@@ -85,10 +82,38 @@ func (n *Node) metadataTopic(ctx context.Context, req *kmsg.MetadataRequest, sta
 
 func (n *Node) autoCreateRF() int16 {
 	rf := n.cfg.DefaultReplicationFactor
-	if live := int16(len(n.liveBrokers())); rf > live {
+	if live := int16(len(n.liveBrokers())); rf > live && live > 0 {
 		rf = live
 	}
 	return rf
+}
+
+// metadataBrokers lists the live registered brokers, and this broker even
+// before its registration commits, so a client can always reach it.
+func (n *Node) metadataBrokers(state *fsm.MetaState) []kmsg.MetadataResponseBroker {
+	var out []kmsg.MetadataResponseBroker
+	add := func(id int32, addr, rack string) {
+		host, port := splitHostPort(addr)
+		b := kmsg.NewMetadataResponseBroker()
+		b.NodeID, b.Host, b.Port = id, host, port
+		if rack != "" {
+			b.Rack = kmsg.StringPtr(rack)
+		}
+		out = append(out, b)
+	}
+	self := false
+	for _, b := range state.SortedBrokers() {
+		if b.ID == n.cfg.NodeID {
+			self = true
+			add(b.ID, n.advKafka, n.cfg.Rack)
+		} else if n.alive(b.ID) {
+			add(b.ID, b.KafkaAddr, b.Rack)
+		}
+	}
+	if !self {
+		add(n.cfg.NodeID, n.advKafka, n.cfg.Rack)
+	}
+	return out
 }
 
 func (n *Node) describeTopic(t *fsm.Topic) kmsg.MetadataResponseTopic {
@@ -99,21 +124,46 @@ func (n *Node) describeTopic(t *fsm.Topic) kmsg.MetadataResponseTopic {
 		mp := kmsg.NewMetadataResponseTopicPartition()
 		mp.Partition = int32(i)
 		mp.Replicas = a.Replicas
-		mp.Leader, mp.LeaderEpoch = -1, -1
-		r := n.replica(tp{t.Name, int32(i)})
-		if r != nil {
-			if ok, epoch := r.leader(); ok {
-				mp.Leader, mp.LeaderEpoch = n.cfg.NodeID, epoch
-				mp.ISR = []int32{n.cfg.NodeID}
+		mp.Leader, mp.LeaderEpoch, mp.ISR = n.partitionLeader(tp{t.Name, int32(i)}, t, a)
+		mp.OfflineReplicas = []int32{}
+		for _, id := range a.Replicas {
+			if !n.alive(id) {
+				mp.OfflineReplicas = append(mp.OfflineReplicas, id)
 			}
 		}
 		if mp.Leader < 0 {
 			mp.ErrorCode = kerr.LeaderNotAvailable.Code
-			mp.ISR = []int32{}
 		}
 		mt.Partitions = append(mt.Partitions, mp)
 	}
 	return mt
+}
+
+// partitionLeader is the leader, epoch and ISR to tell clients. A local
+// replica knows first-hand (its Raft group); otherwise the leader's last
+// report in the metadata is used while that leader is alive. A leader is
+// reported only once it serves: a local leader after its barrier, a remote
+// one as Raft sees it.
+func (n *Node) partitionLeader(key tp, t *fsm.Topic, a fsm.Assignment) (int32, int32, []int32) {
+	if r := n.replica(key); r != nil && r.topicID == t.ID {
+		if ok, epoch := r.leader(); ok {
+			return n.cfg.NodeID, epoch, n.isr(r)
+		}
+		_, lid := r.group.raft.LeaderWithID()
+		if id, err := strconv.Atoi(string(lid)); err == nil && int32(id) != n.cfg.NodeID && n.alive(int32(id)) {
+			epoch := int32(r.group.raft.CurrentTerm())
+			isr := a.ISR
+			if a.Leader != int32(id) || a.LeaderEpoch != epoch || len(isr) == 0 {
+				isr = []int32{int32(id)}
+			}
+			return int32(id), epoch, isr
+		}
+		return -1, -1, []int32{}
+	}
+	if a.Leader >= 0 && n.alive(a.Leader) {
+		return a.Leader, a.LeaderEpoch, a.ISR
+	}
+	return -1, -1, []int32{}
 }
 
 func splitHostPort(addr string) (string, int32) {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/quirelog/quire/partition"
 	"github.com/quirelog/quire/transport/kafka"
+	"github.com/quirelog/quire/transport/node"
 )
 
 // Config configures one node.
@@ -22,6 +23,35 @@ type Config struct {
 	AdvertiseKafkaAddr string
 	// AdminAddr serves /metrics and /health/*; empty disables it.
 	AdminAddr string
+
+	// NodeAddr is the one TCP listener for all node-to-node traffic (every
+	// Raft group and internal RPC); AdvertiseNodeAddr is what peers dial
+	// when it differs.
+	NodeAddr          string
+	AdvertiseNodeAddr string
+	// GossipAddr is the memberlist bind address (TCP and UDP);
+	// AdvertiseGossipAddr is what peers gossip to when it differs.
+	GossipAddr          string
+	AdvertiseGossipAddr string
+	// Join lists gossip addresses of other nodes; joining is retried in the
+	// background so nodes may start in any order.
+	Join []string
+	// BootstrapExpect is how many controller-eligible nodes must have met
+	// by gossip before a brand-new cluster forms its metadata group (as
+	// Consul's bootstrap_expect). 1 with no Join bootstraps alone.
+	BootstrapExpect int
+	// Controller makes this node eligible to vote in the metadata group.
+	Controller bool
+	// Rack is used for rack-aware replica placement.
+	Rack string
+	// ReplicaLagTimeMax drops a follower from the ISR once the leader's
+	// heartbeats to it have failed for this long (replica.lag.time.max.ms).
+	ReplicaLagTimeMax time.Duration
+	// Faults, when set, injects network faults into the node transport
+	// and gossip (tests and chaos only).
+	Faults *node.Faults
+	// FastGossip uses test timings for failure detection.
+	FastGossip bool
 	// ClusterID is reported in Metadata responses.
 	ClusterID string
 
@@ -72,6 +102,11 @@ func DefaultConfig() Config {
 		DataDir:                  "./data",
 		Kafka:                    kafka.DefaultConfig(),
 		AdminAddr:                "127.0.0.1:9644",
+		NodeAddr:                 "127.0.0.1:33145",
+		GossipAddr:               "127.0.0.1:33146",
+		BootstrapExpect:          1,
+		Controller:               true,
+		ReplicaLagTimeMax:        10 * time.Second,
 		ClusterID:                "quire",
 		AutoCreateTopics:         true,
 		DefaultPartitions:        1,
@@ -93,6 +128,21 @@ func (c Config) Validate() error {
 	var errs []error
 	if c.NodeID < 0 {
 		errs = append(errs, fmt.Errorf("id %d must be >= 0", c.NodeID))
+	}
+	if c.NodeAddr == "" {
+		errs = append(errs, errors.New("node addr must be set"))
+	}
+	if c.GossipAddr == "" {
+		errs = append(errs, errors.New("gossip addr must be set"))
+	}
+	if c.BootstrapExpect < 1 || c.BootstrapExpect > 7 {
+		errs = append(errs, fmt.Errorf("bootstrap expect %d must be in [1, 7]", c.BootstrapExpect))
+	}
+	if c.BootstrapExpect > 1 && !c.Controller {
+		errs = append(errs, errors.New("bootstrap expect needs a controller-eligible node"))
+	}
+	if c.ReplicaLagTimeMax < 100*time.Millisecond {
+		errs = append(errs, fmt.Errorf("replica lag time max %s must be >= 100ms", c.ReplicaLagTimeMax))
 	}
 	if c.DataDir == "" {
 		errs = append(errs, errors.New("data dir must be set"))
@@ -131,6 +181,13 @@ func (c Config) Validate() error {
 		errs = append(errs, errors.New("snapshot threshold must be >= 1"))
 	}
 	return errors.Join(errs...)
+}
+
+func (c Config) advertisedNode(bound string) string {
+	if c.AdvertiseNodeAddr != "" {
+		return c.AdvertiseNodeAddr
+	}
+	return bound
 }
 
 func (c Config) advertisedKafka() string {

@@ -53,11 +53,6 @@ func validTopicName(name string) error {
 	return nil
 }
 
-// liveBrokers lists the brokers topics can be placed on, sorted by id.
-func (n *Node) liveBrokers() []int32 {
-	return []int32{n.cfg.NodeID}
-}
-
 // createTopic validates, places and commits a new topic.
 func (n *Node) createTopic(ctx context.Context, spec topicSpec) (*fsm.Topic, error) {
 	if err := validTopicName(spec.name); err != nil {
@@ -68,7 +63,7 @@ func (n *Node) createTopic(ctx context.Context, spec topicSpec) (*fsm.Topic, err
 	}
 	brokers := n.liveBrokers()
 	if spec.rf < 1 || int(spec.rf) > len(brokers) {
-		return nil, kafkaErrf(kerr.InvalidReplicationFactor, "replication factor %d; %d live brokers", spec.rf, len(brokers))
+		return nil, kafkaErrf(kerr.InvalidReplicationFactor, "replication factor %d is larger than the %d live brokers", spec.rf, len(brokers))
 	}
 	if err := validateTopicConfigs(spec.configs); err != nil {
 		return nil, kafkaErrf(kerr.InvalidConfig, "%v", err)
@@ -77,7 +72,7 @@ func (n *Node) createTopic(ctx context.Context, spec topicSpec) (*fsm.Topic, err
 	if _, ok := state.Topics[spec.name]; ok {
 		return nil, kafkaErrf(kerr.TopicAlreadyExists, "topic %q already exists", spec.name)
 	}
-	t := fsm.Topic{Name: spec.name, Configs: spec.configs, Partitions: place(brokers, spec.partitions, spec.rf)}
+	t := fsm.Topic{Name: spec.name, Configs: spec.configs, Partitions: place(brokers, state, spec.partitions, spec.rf)}
 	if err := n.checkPartitionLimit(state, t.Partitions); err != nil {
 		return nil, err
 	}
@@ -120,15 +115,68 @@ func (n *Node) checkPartitionLimit(state *fsm.MetaState, add []fsm.Assignment) e
 	return nil
 }
 
-// place spreads replicas round-robin so replica and leader counts are
-// balanced; the first replica is the preferred leader.
-func place(brokers []int32, partitions int32, rf int16) []fsm.Assignment {
-	sorted := append([]int32(nil), brokers...)
-	sort.Slice(sorted, func(i, j int) bool { return sorted[i] < sorted[j] })
+// place assigns replicas the way Kafka does, rack-aware: brokers are
+// ordered so that consecutive ones alternate racks, and each partition
+// takes rf consecutive brokers from a rotating start, so replicas of one
+// partition land on different racks where there are enough. The rotation
+// starts at the broker that leads the fewest partitions, which keeps
+// replica and leader counts balanced as topics are added. The first replica
+// is the preferred leader.
+func place(brokers []*fsm.Broker, state *fsm.MetaState, partitions int32, rf int16) []fsm.Assignment {
+	order := rackAlternating(brokers)
+	leads := make(map[int32]int)
+	for _, t := range state.Topics {
+		for _, a := range t.Partitions {
+			if len(a.Replicas) > 0 {
+				leads[a.Replicas[0]]++
+			}
+		}
+	}
+	start := 0
+	for i, b := range order {
+		if leads[b] < leads[order[start]] {
+			start = i
+		}
+	}
 	out := make([]fsm.Assignment, partitions)
 	for p := range out {
+		first := start + p
+		// Past one full rotation, shift the followers too so that
+		// pairs of brokers do not always share partitions.
+		shift := (p / len(order)) % max(1, len(order)-1)
+		out[p].Leader, out[p].LeaderEpoch = -1, -1
 		for r := 0; r < int(rf); r++ {
-			out[p].Replicas = append(out[p].Replicas, sorted[(p+r)%len(sorted)])
+			idx := first
+			if r > 0 {
+				idx = first + 1 + (shift+r-1)%max(1, len(order)-1)
+			}
+			out[p].Replicas = append(out[p].Replicas, order[idx%len(order)])
+		}
+	}
+	return out
+}
+
+// rackAlternating orders brokers rack by rack in turn (racks by name,
+// brokers by id within a rack), as Kafka's rack-aware assignment does.
+func rackAlternating(brokers []*fsm.Broker) []int32 {
+	byRack := make(map[string][]int32)
+	var racks []string
+	for _, b := range brokers {
+		if _, ok := byRack[b.Rack]; !ok {
+			racks = append(racks, b.Rack)
+		}
+		byRack[b.Rack] = append(byRack[b.Rack], b.ID)
+	}
+	sort.Strings(racks)
+	for _, r := range racks {
+		sort.Slice(byRack[r], func(i, j int) bool { return byRack[r][i] < byRack[r][j] })
+	}
+	var out []int32
+	for i := 0; len(out) < len(brokers); i++ {
+		for _, r := range racks {
+			if i < len(byRack[r]) {
+				out = append(out, byRack[r][i])
+			}
 		}
 	}
 	return out

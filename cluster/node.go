@@ -15,8 +15,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/quirelog/quire/cluster/gossip"
 	"github.com/quirelog/quire/fsm"
 	"github.com/quirelog/quire/transport/kafka"
+	"github.com/quirelog/quire/transport/node"
 )
 
 // Node is one running Quire broker.
@@ -30,11 +32,19 @@ type Node struct {
 	metaFSM  *fsm.MetaFSM
 	kafka    *kafka.Server
 	admin    *adminServer
+	nt       *node.Transport
+	gossip   *gossip.Gossip
 	advKafka string
+	advNode  string
 
-	// mu guards replicas.
+	// mu guards replicas and byRaft.
 	mu       sync.RWMutex
 	replicas map[tp]*replica
+	byRaft   map[*raft.Raft]*replica
+
+	observations   chan raft.Observation
+	leaderReportCh chan struct{}
+	dutiesCh       chan struct{}
 
 	// pidMu guards the producer-id block handed out by InitProducerID.
 	pidMu   sync.Mutex
@@ -62,15 +72,19 @@ func Start(cfg Config, logger hclog.Logger) (*Node, error) {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	ctx, cancel := context.WithCancel(context.Background())
 	n := &Node{
-		cfg:         cfg,
-		logger:      logger.With("node", cfg.NodeID),
-		reg:         reg,
-		metrics:     newNodeMetrics(reg),
-		metaFSM:     fsm.NewMetaFSM(),
-		replicas:    make(map[tp]*replica),
-		reconcileCh: make(chan struct{}, 1),
-		ctx:         ctx,
-		cancel:      cancel,
+		cfg:            cfg,
+		logger:         logger.With("node", cfg.NodeID),
+		reg:            reg,
+		metrics:        newNodeMetrics(reg),
+		metaFSM:        fsm.NewMetaFSM(),
+		replicas:       make(map[tp]*replica),
+		byRaft:         make(map[*raft.Raft]*replica),
+		observations:   make(chan raft.Observation, 1024),
+		leaderReportCh: make(chan struct{}, 1),
+		dutiesCh:       make(chan struct{}, 1),
+		reconcileCh:    make(chan struct{}, 1),
+		ctx:            ctx,
+		cancel:         cancel,
 	}
 	if err := n.start(); err != nil {
 		n.Close()
@@ -80,12 +94,61 @@ func Start(cfg Config, logger hclog.Logger) (*Node, error) {
 }
 
 func (n *Node) start() error {
+	var err error
+	// The Kafka listener binds first (requests wait for readiness on
+	// their own), so the advertised addresses are known before gossip.
+	n.kafka, err = kafka.Listen(n.cfg.Kafka, n, n.logger, n.reg)
+	if err != nil {
+		return err
+	}
+	n.advKafka = n.cfg.advertisedKafka()
+	if n.cfg.AdvertiseKafkaAddr == "" {
+		n.advKafka = n.kafka.Addr().String()
+	}
+	n.nt, err = node.Listen(node.Config{
+		ID:         n.cfg.NodeID,
+		Addr:       n.cfg.NodeAddr,
+		Resolve:    n.resolveNode,
+		Faults:     n.cfg.Faults,
+		Logger:     n.logger.Named("node-transport"),
+		Registerer: n.reg,
+	})
+	if err != nil {
+		return err
+	}
+	n.advNode = n.cfg.advertisedNode(n.nt.Addr().String())
+	n.nt.Handle(rpcMetaPropose, n.handleMetaPropose)
+	if n.cfg.AdminAddr != "" {
+		if n.admin, err = startAdmin(n); err != nil {
+			return err
+		}
+	}
+	if err := n.startMeta(); err != nil {
+		return err
+	}
+	if err := n.startGossip(); err != nil {
+		return err
+	}
+	n.wg.Add(5)
+	go n.bootstrapMeta()
+	go n.controllerDuties()
+	go n.observeHeartbeats()
+	go n.reportLeaders()
+	go n.reconcileLoop()
+	n.triggerReconcile()
+	n.logger.Info("broker started", "kafka", n.kafka.Addr().String(), "advertised", n.advKafka,
+		"node", n.advNode, "gossip", n.gossip.Addr(), "admin", n.cfg.AdminAddr, "data", n.cfg.DataDir)
+	return nil
+}
+
+func (n *Node) startMeta() error {
 	n.metaFSM.OnChange(func(*fsm.MetaState) { n.triggerReconcile() })
 	snaps, err := raft.NewFileSnapshotStore(filepath.Join(n.cfg.DataDir, "meta"), 2, hclogWriter(n.logger))
 	if err != nil {
 		return fmt.Errorf("metadata snapshots: %w", err)
 	}
 	n.meta, err = n.startGroup(groupOptions{
+		name:              "meta",
 		dir:               filepath.Join(n.cfg.DataDir, "meta"),
 		fsm:               n.metaFSM,
 		snaps:             snaps,
@@ -94,31 +157,9 @@ func (n *Node) start() error {
 		snapshotThreshold: 8192,
 		trailingLogs:      10240,
 		snapshotInterval:  10 * time.Second,
-		voters:            []raft.Server{{ID: raftID(n.cfg.NodeID), Address: raft.ServerAddress(raftID(n.cfg.NodeID))}},
+		onLeader:          n.triggerDuties,
 	})
-	if err != nil {
-		return err
-	}
-	n.wg.Add(1)
-	go n.reconcileLoop()
-	n.triggerReconcile()
-
-	n.kafka, err = kafka.Listen(n.cfg.Kafka, n, n.logger, n.reg)
-	if err != nil {
-		return err
-	}
-	n.advKafka = n.cfg.AdvertiseKafkaAddr
-	if n.advKafka == "" {
-		n.advKafka = n.kafka.Addr().String()
-	}
-	if n.cfg.AdminAddr != "" {
-		n.admin, err = startAdmin(n)
-		if err != nil {
-			return err
-		}
-	}
-	n.logger.Info("broker started", "kafka", n.kafka.Addr().String(), "advertised", n.advKafka, "admin", n.cfg.AdminAddr, "data", n.cfg.DataDir)
-	return nil
+	return err
 }
 
 // KafkaAddr is the bound Kafka listener address.
@@ -132,7 +173,8 @@ func (n *Node) AdminAddr() net.Addr {
 	return n.admin.ln.Addr()
 }
 
-// Close stops listeners, every replica and the metadata group.
+// Close stops listeners, every replica, the metadata group, gossip and the
+// node transport.
 func (n *Node) Close() error {
 	n.cancel()
 	var errs []error
@@ -144,13 +186,23 @@ func (n *Node) Close() error {
 	}
 	n.wg.Wait()
 	n.mu.Lock()
+	reps := make([]*replica, 0, len(n.replicas))
 	for key, r := range n.replicas {
-		errs = append(errs, r.stop())
+		reps = append(reps, r)
 		delete(n.replicas, key)
 	}
 	n.mu.Unlock()
+	for _, r := range reps {
+		errs = append(errs, r.stop())
+	}
 	if n.meta != nil {
 		errs = append(errs, n.meta.stop())
+	}
+	if n.gossip != nil {
+		errs = append(errs, n.gossip.Close())
+	}
+	if n.nt != nil {
+		errs = append(errs, n.nt.Close())
 	}
 	return errors.Join(errs...)
 }
@@ -161,27 +213,6 @@ func (n *Node) replica(t tp) *replica {
 	return n.replicas[t]
 }
 
-// proposeMeta commits a metadata command through the controller group.
-func (n *Node) proposeMeta(ctx context.Context, cmd interface{}) (*fsm.MetaResult, error) {
-	b, err := fsm.EncodeMeta(cmd)
-	if err != nil {
-		return nil, err
-	}
-	timeout := 10 * time.Second
-	if dl, ok := ctx.Deadline(); ok {
-		timeout = time.Until(dl)
-	}
-	f := n.meta.raft.Apply(b, timeout)
-	if err := f.Error(); err != nil {
-		return nil, err
-	}
-	res, _ := f.Response().(*fsm.MetaResult)
-	if res == nil {
-		return nil, errors.New("metadata command produced no result")
-	}
-	return res, nil
-}
-
 // Ready reports whether the node can serve: the metadata group has a
 // leader and has applied what it committed, and every partition the
 // metadata assigns here runs locally with a leader. After a restart this
@@ -190,7 +221,11 @@ func (n *Node) Ready() error {
 	if err := n.metaCaughtUp(); err != nil {
 		return err
 	}
-	want := n.desiredReplicas(n.metaFSM.State())
+	state := n.metaFSM.State()
+	if state.Brokers[n.cfg.NodeID] == nil {
+		return errors.New("not registered with the controller yet")
+	}
+	want := n.desiredReplicas(state)
 	n.mu.RLock()
 	defer n.mu.RUnlock()
 	for key, t := range want {
@@ -235,4 +270,38 @@ type logWriter struct{ l hclog.Logger }
 func (w *logWriter) Write(p []byte) (int, error) {
 	w.l.Debug(string(p))
 	return len(p), nil
+}
+
+// ID is this node's broker id.
+func (n *Node) ID() int32 { return n.cfg.NodeID }
+
+// ControllerID is the current metadata leader's broker id, or -1.
+func (n *Node) ControllerID() int32 { return n.controllerID() }
+
+// PartitionLeader is the partition's leader and epoch as this node sees
+// them (-1, -1 when unknown), as a Metadata response would report them.
+func (n *Node) PartitionLeader(topic string, partition int32) (leader, epoch int32) {
+	t, ok := n.metaFSM.State().Topics[topic]
+	if !ok || partition < 0 || int(partition) >= len(t.Partitions) {
+		return -1, -1
+	}
+	leader, epoch, _ = n.partitionLeader(tp{topic, partition}, t, t.Partitions[partition])
+	return leader, epoch
+}
+
+// PartitionDigest summarises the local replica of a partition: its high
+// watermark and a CRC32C of every stored byte below it. Replicas that
+// agree hold byte-identical logs. ok is false when this node has no
+// replica of the partition.
+func (n *Node) PartitionDigest(topic string, partition int32) (hw int64, sum uint32, ok bool, err error) {
+	t, found := n.metaFSM.State().Topics[topic]
+	if !found {
+		return 0, 0, false, nil
+	}
+	r := n.replica(tp{topic, partition})
+	if r == nil || r.topicID != t.ID {
+		return 0, 0, false, nil
+	}
+	hw, sum, err = r.fsm.Digest()
+	return hw, sum, true, err
 }

@@ -26,10 +26,13 @@ type raftGroup struct {
 	// offsets a previous leader acknowledged.
 	servingTerm atomic.Uint64
 	done        chan struct{}
+	observer    *raft.Observer
 }
 
 // groupOptions are what differs between metadata and partition groups.
 type groupOptions struct {
+	// name identifies the group on the node transport; unique per node.
+	name   string
 	dir    string
 	fsm    raft.FSM
 	snaps  raft.SnapshotStore
@@ -40,8 +43,13 @@ type groupOptions struct {
 	snapshotThreshold uint64
 	trailingLogs      uint64
 	snapshotInterval  time.Duration
-	// voters bootstraps a brand-new group with this configuration.
+	// voters bootstraps a brand-new group with this configuration; nil
+	// leaves bootstrapping to the caller.
 	voters []raft.Server
+	// observe feeds heartbeat and leader observations to the node.
+	observe bool
+	// onLeader runs after this node, newly leader, has caught up.
+	onLeader func()
 }
 
 func raftID(node int32) raft.ServerID { return raft.ServerID(strconv.Itoa(int(node))) }
@@ -85,26 +93,43 @@ func (n *Node) startGroup(o groupOptions) (*raftGroup, error) {
 		store.Close()
 		return nil, err
 	}
-	_, trans := raft.NewInmemTransport(raft.ServerAddress(cfg.LocalID))
-	if !has {
+	sl, err := n.nt.StreamLayer(o.name)
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream:  sl,
+		MaxPool: 3,
+		Timeout: 10 * time.Second,
+		Logger:  o.logger.Named("transport"),
+	})
+	fail := func(err error) (*raftGroup, error) {
+		trans.Close()
+		store.Close()
+		return nil, err
+	}
+	if !has && o.voters != nil {
 		if err := raft.BootstrapCluster(cfg, store, store, o.snaps, trans, raft.Configuration{Servers: o.voters}); err != nil {
-			store.Close()
-			return nil, fmt.Errorf("bootstrap %s: %w", o.dir, err)
+			return fail(fmt.Errorf("bootstrap %s: %w", o.dir, err))
 		}
 	}
 	r, err := raft.NewRaft(cfg, o.fsm, store, store, o.snaps, trans)
 	if err != nil {
-		store.Close()
-		return nil, fmt.Errorf("start raft %s: %w", o.dir, err)
+		return fail(fmt.Errorf("start raft %s: %w", o.dir, err))
 	}
 	g := &raftGroup{raft: r, store: store, trans: trans, done: make(chan struct{})}
-	go g.watchLeadership(o.logger)
+	if o.observe {
+		g.observer = raft.NewObserver(n.observations, false, heartbeatFilter)
+		r.RegisterObserver(g.observer)
+	}
+	go g.watchLeadership(o.logger, o.onLeader)
 	return g, nil
 }
 
 // watchLeadership commits a barrier each time this node becomes leader and
 // then marks the term as serving.
-func (g *raftGroup) watchLeadership(logger hclog.Logger) {
+func (g *raftGroup) watchLeadership(logger hclog.Logger, onLeader func()) {
 	for {
 		select {
 		case <-g.done:
@@ -120,6 +145,9 @@ func (g *raftGroup) watchLeadership(logger hclog.Logger) {
 			}
 			if g.raft.State() == raft.Leader && g.raft.CurrentTerm() == term {
 				g.servingTerm.Store(term)
+				if onLeader != nil {
+					onLeader()
+				}
 			}
 		}
 	}
@@ -128,6 +156,9 @@ func (g *raftGroup) watchLeadership(logger hclog.Logger) {
 // stop shuts raft down and closes the stores. Safe to call once.
 func (g *raftGroup) stop() error {
 	close(g.done)
+	if g.observer != nil {
+		g.raft.DeregisterObserver(g.observer)
+	}
 	err := g.raft.Shutdown().Error()
 	if cerr := g.store.Close(); err == nil {
 		err = cerr

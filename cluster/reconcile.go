@@ -7,28 +7,37 @@ import (
 	"github.com/quirelog/quire/fsm"
 )
 
-func (n *Node) triggerReconcile() {
+func (n *Node) triggerReconcile() { kick(n.reconcileCh) }
+
+// kick wakes a loop waiting on ch without blocking; wakes coalesce.
+func kick(ch chan struct{}) {
 	select {
-	case n.reconcileCh <- struct{}{}:
+	case ch <- struct{}{}:
 	default:
+	}
+}
+
+// loop runs fn every interval and whenever wake fires, until the node
+// closes. It is how every background duty of a node is driven.
+func (n *Node) loop(interval time.Duration, wake <-chan struct{}, fn func()) {
+	defer n.wg.Done()
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-tick.C:
+		case <-wake:
+		}
+		fn()
 	}
 }
 
 // reconcileLoop makes the set of local replicas match the metadata. It is
 // the only goroutine that starts or stops replicas.
 func (n *Node) reconcileLoop() {
-	defer n.wg.Done()
-	retry := time.NewTicker(2 * time.Second)
-	defer retry.Stop()
-	for {
-		select {
-		case <-n.ctx.Done():
-			return
-		case <-n.reconcileCh:
-		case <-retry.C:
-		}
-		n.reconcile(n.metaFSM.State())
-	}
+	n.loop(2*time.Second, n.reconcileCh, func() { n.reconcile(n.metaFSM.State()) })
 }
 
 // desiredReplicas lists the partitions this node should host, in a stable

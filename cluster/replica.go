@@ -29,6 +29,13 @@ type replica struct {
 	proposer *proposer
 	// maxMessageBytes is the topic's max.message.bytes.
 	maxMessageBytes int32
+	// minISR is the topic's min.insync.replicas.
+	minISR int
+	// replicas is the partition's replica set, preferred leader first.
+	replicas []int32
+	isrTrack isrTracker
+	// forget removes the replica from the node's observation index.
+	forget func()
 }
 
 // partitionDir is where a partition's files live. The topic id is part of
@@ -40,7 +47,7 @@ func (n *Node) partitionDir(t tp, id [16]byte) string {
 // startReplica opens (or creates) the partition's log and Raft group.
 func (n *Node) startReplica(t tp, topic *fsm.Topic) (*replica, error) {
 	dir := n.partitionDir(t, topic.ID)
-	logCfg, maxMsg, err := topicLogConfig(n.cfg, topic.Configs)
+	logCfg, tc, err := topicLogConfig(n.cfg, topic.Configs)
 	if err != nil {
 		return nil, err
 	}
@@ -59,6 +66,7 @@ func (n *Node) startReplica(t tp, topic *fsm.Topic) (*replica, error) {
 		voters = append(voters, raft.Server{ID: raftID(id), Address: raft.ServerAddress(raftID(id))})
 	}
 	g, err := n.startGroup(groupOptions{
+		name:              partitionGroupName(t, topic.ID),
 		dir:               dir,
 		fsm:               pf,
 		snaps:             snaps,
@@ -67,24 +75,44 @@ func (n *Node) startReplica(t tp, topic *fsm.Topic) (*replica, error) {
 		trailingLogs:      n.cfg.TrailingLogs,
 		snapshotInterval:  n.cfg.SnapshotInterval,
 		voters:            voters,
+		observe:           true,
+		onLeader:          n.triggerLeaderReport,
 	})
 	if err != nil {
 		pf.Close()
 		return nil, err
 	}
-	return &replica{
+	r := &replica{
 		tp:              t,
 		topicID:         topic.ID,
 		dir:             dir,
 		fsm:             pf,
 		group:           g,
 		proposer:        newProposer(g.raft, n.cfg.GroupCommitBytes, n.cfg.GroupCommitInFlight, n.metrics),
-		maxMessageBytes: maxMsg,
-	}, nil
+		maxMessageBytes: tc.maxMessageBytes,
+		minISR:          tc.minISR,
+		replicas:        append([]int32(nil), topic.Partitions[t.partition].Replicas...),
+	}
+	n.mu.Lock()
+	n.byRaft[g.raft] = r
+	n.mu.Unlock()
+	r.forget = func() {
+		n.mu.Lock()
+		delete(n.byRaft, g.raft)
+		n.mu.Unlock()
+	}
+	return r, nil
+}
+
+// partitionGroupName names a partition's Raft group on the node transport;
+// the topic id keeps a re-created topic's group apart from the old one's.
+func partitionGroupName(t tp, id [16]byte) string {
+	return fmt.Sprintf("p/%s/%d/%x", t.topic, t.partition, id[:8])
 }
 
 // stop shuts the replica down; its files stay.
 func (r *replica) stop() error {
+	r.forget()
 	r.proposer.stop()
 	err := r.group.stop()
 	r.proposer.wait()

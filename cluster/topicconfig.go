@@ -16,6 +16,14 @@ var topicConfigKeys = map[string]func(string) error{
 	"segment.ms":           intRange(1, 1<<62),
 	"index.interval.bytes": intRange(1, 1<<30),
 	"max.message.bytes":    intRange(1024, 1<<30),
+	"min.insync.replicas":  intRange(1, 7),
+}
+
+// topicSettings are the per-topic settings the broker enforces outside the
+// segment log.
+type topicSettings struct {
+	maxMessageBytes int32
+	minISR          int
 }
 
 func intRange(min, max int64) func(string) error {
@@ -52,11 +60,12 @@ func validateTopicConfigs(cfgs map[string]string) error {
 }
 
 // topicLogConfig applies a topic's configs over the node defaults.
-func topicLogConfig(c Config, cfgs map[string]string) (partition.Config, int32, error) {
+func topicLogConfig(c Config, cfgs map[string]string) (partition.Config, topicSettings, error) {
 	lc := c.Log
 	maxMsg := c.MaxMessageBytes
+	ts := topicSettings{minISR: 1}
 	if err := validateTopicConfigs(cfgs); err != nil {
-		return lc, 0, err
+		return lc, ts, err
 	}
 	num := func(k string) (int64, bool) {
 		v, ok := cfgs[k]
@@ -78,8 +87,12 @@ func topicLogConfig(c Config, cfgs map[string]string) (partition.Config, int32, 
 	if n, ok := num("max.message.bytes"); ok {
 		maxMsg = int32(n)
 	}
+	if n, ok := num("min.insync.replicas"); ok {
+		ts.minISR = int(n)
+	}
 	if int(maxMsg) > lc.MaxBatchBytes {
 		lc.MaxBatchBytes = int(maxMsg)
 	}
-	return lc, maxMsg, nil
+	ts.maxMessageBytes = maxMsg
+	return lc, ts, nil
 }

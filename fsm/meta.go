@@ -17,6 +17,8 @@ const (
 	metaCreateTopic byte = 1
 	metaDeleteTopic byte = 2
 	metaAllocPIDs   byte = 3
+	metaRegister    byte = 4
+	metaSetLeader   byte = 5
 )
 
 // Topic is a topic as the controller knows it.
@@ -29,15 +31,30 @@ type Topic struct {
 	Configs    map[string]string `json:"configs,omitempty"`
 }
 
-// Assignment is the replica set of one partition, preferred leader first.
+// Assignment is the replica set of one partition, preferred leader first,
+// and the leader and ISR its leader last reported (KRaft's partition
+// record). Leader is -1 until a leader reports.
 type Assignment struct {
-	Replicas []int32 `json:"replicas"`
+	Replicas    []int32 `json:"replicas"`
+	Leader      int32   `json:"leader"`
+	LeaderEpoch int32   `json:"leader_epoch"`
+	ISR         []int32 `json:"isr,omitempty"`
+}
+
+// Broker is a registered broker: where clients and peers reach it.
+type Broker struct {
+	ID         int32  `json:"id"`
+	KafkaAddr  string `json:"kafka_addr"`
+	NodeAddr   string `json:"node_addr"`
+	Rack       string `json:"rack,omitempty"`
+	Controller bool   `json:"controller"`
 }
 
 // MetaState is an immutable view of the cluster metadata. Never modify one
 // obtained from MetaFSM.State.
 type MetaState struct {
 	Topics         map[string]*Topic `json:"topics"`
+	Brokers        map[int32]*Broker `json:"brokers"`
 	NextProducerID int64             `json:"next_producer_id"`
 	Index          uint64            `json:"index"`
 }
@@ -49,6 +66,16 @@ func (s *MetaState) SortedTopics() []*Topic {
 		out = append(out, t)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// SortedBrokers returns the registered brokers in id order.
+func (s *MetaState) SortedBrokers() []*Broker {
+	out := make([]*Broker, 0, len(s.Brokers))
+	for _, b := range s.Brokers {
+		out = append(out, b)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out
 }
 
@@ -70,6 +97,23 @@ type CreateTopicCmd struct {
 // DeleteTopicCmd deletes a topic.
 type DeleteTopicCmd struct {
 	Name string `json:"name"`
+}
+
+// RegisterBrokerCmd adds a broker or updates its addresses.
+type RegisterBrokerCmd struct {
+	Broker Broker `json:"broker"`
+}
+
+// SetLeaderCmd records a partition's leader, epoch and ISR. It is applied
+// only if it is not older than what is recorded, so reports that arrive
+// late never move the leader back.
+type SetLeaderCmd struct {
+	Topic     string   `json:"topic"`
+	TopicID   [16]byte `json:"topic_id"`
+	Partition int32    `json:"partition"`
+	Leader    int32    `json:"leader"`
+	Epoch     int32    `json:"epoch"`
+	ISR       []int32  `json:"isr"`
 }
 
 // AllocPIDsCmd reserves a block of producer ids.
@@ -94,6 +138,10 @@ func EncodeMeta(cmd interface{}) ([]byte, error) {
 		t = metaDeleteTopic
 	case *AllocPIDsCmd:
 		t = metaAllocPIDs
+	case *RegisterBrokerCmd:
+		t = metaRegister
+	case *SetLeaderCmd:
+		t = metaSetLeader
 	default:
 		return nil, fmt.Errorf("unknown metadata command %T", cmd)
 	}
@@ -117,7 +165,7 @@ type MetaFSM struct {
 // NewMetaFSM returns an empty metadata FSM.
 func NewMetaFSM() *MetaFSM {
 	m := &MetaFSM{}
-	m.state.Store(&MetaState{Topics: map[string]*Topic{}, NextProducerID: 1000})
+	m.state.Store(&MetaState{Topics: map[string]*Topic{}, Brokers: map[int32]*Broker{}, NextProducerID: 1000})
 	return m
 }
 
@@ -151,7 +199,7 @@ func (m *MetaFSM) Apply(l *raft.Log) interface{} {
 		panic(fmt.Sprintf("metadata: empty entry %d", l.Index))
 	}
 	cur := m.State()
-	next := &MetaState{Topics: cur.Topics, NextProducerID: cur.NextProducerID, Index: l.Index}
+	next := &MetaState{Topics: cur.Topics, Brokers: cur.Brokers, NextProducerID: cur.NextProducerID, Index: l.Index}
 	var res MetaResult
 	var err error
 	switch l.Data[0] {
@@ -170,6 +218,16 @@ func (m *MetaFSM) Apply(l *raft.Log) interface{} {
 		if err = json.Unmarshal(l.Data[1:], &c); err == nil {
 			res.FirstProducerID = next.NextProducerID
 			next.NextProducerID += c.Count
+		}
+	case metaRegister:
+		var c RegisterBrokerCmd
+		if err = json.Unmarshal(l.Data[1:], &c); err == nil {
+			next.registerBroker(&c.Broker)
+		}
+	case metaSetLeader:
+		var c SetLeaderCmd
+		if err = json.Unmarshal(l.Data[1:], &c); err == nil {
+			res.Err = next.setLeader(&c)
 		}
 	default:
 		err = fmt.Errorf("unknown type %d", l.Data[0])
@@ -199,6 +257,34 @@ func (s *MetaState) deleteTopic(name string) error {
 	return nil
 }
 
+func (s *MetaState) registerBroker(b *Broker) {
+	brokers := make(map[int32]*Broker, len(s.Brokers)+1)
+	for k, v := range s.Brokers {
+		brokers[k] = v
+	}
+	brokers[b.ID] = b
+	s.Brokers = brokers
+}
+
+func (s *MetaState) setLeader(c *SetLeaderCmd) error {
+	t, ok := s.Topics[c.Topic]
+	if !ok || t.ID != c.TopicID || c.Partition < 0 || int(c.Partition) >= len(t.Partitions) {
+		return kerr.UnknownTopicOrPartition
+	}
+	cur := t.Partitions[c.Partition]
+	if c.Epoch < cur.LeaderEpoch || (c.Epoch == cur.LeaderEpoch && cur.Leader >= 0 && c.Leader != cur.Leader) {
+		return kerr.FencedLeaderEpoch
+	}
+	nt := *t
+	nt.Partitions = append([]Assignment(nil), t.Partitions...)
+	nt.Partitions[c.Partition].Leader = c.Leader
+	nt.Partitions[c.Partition].LeaderEpoch = c.Epoch
+	nt.Partitions[c.Partition].ISR = append([]int32(nil), c.ISR...)
+	s.Topics = copyTopics(s.Topics)
+	s.Topics[t.Name] = &nt
+	return nil
+}
+
 func copyTopics(in map[string]*Topic) map[string]*Topic {
 	out := make(map[string]*Topic, len(in)+1)
 	for k, v := range in {
@@ -221,6 +307,9 @@ func (m *MetaFSM) Restore(rc io.ReadCloser) error {
 	}
 	if s.Topics == nil {
 		s.Topics = map[string]*Topic{}
+	}
+	if s.Brokers == nil {
+		s.Brokers = map[int32]*Broker{}
 	}
 	m.publish(&s)
 	return nil

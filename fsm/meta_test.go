@@ -90,3 +90,35 @@ func TestMetaFSMApplyAndSnapshot(t *testing.T) {
 type nopCloser struct{ *bytes.Reader }
 
 func (nopCloser) Close() error { return nil }
+
+func TestMetaFSMLeaderRecordsOnlyMoveForward(t *testing.T) {
+	m := NewMetaFSM()
+	id := [16]byte{7}
+	m.Apply(metaEntry(t, 1, &CreateTopicCmd{Topic: Topic{Name: "t", ID: id, Partitions: []Assignment{{Replicas: []int32{1, 2, 3}, Leader: -1}}}}))
+	m.Apply(metaEntry(t, 2, &RegisterBrokerCmd{Broker: Broker{ID: 2, KafkaAddr: "h:2", NodeAddr: "h:12"}}))
+	m.Apply(metaEntry(t, 3, &RegisterBrokerCmd{Broker: Broker{ID: 2, KafkaAddr: "h:22", NodeAddr: "h:12"}}))
+	if b := m.State().Brokers[2]; b == nil || b.KafkaAddr != "h:22" || len(m.State().Brokers) != 1 {
+		t.Fatalf("brokers: %+v", m.State().Brokers)
+	}
+	steps := []struct {
+		cmd SetLeaderCmd
+		err error
+	}{
+		{SetLeaderCmd{Topic: "t", TopicID: id, Partition: 0, Leader: 2, Epoch: 3, ISR: []int32{2, 1, 3}}, nil},
+		{SetLeaderCmd{Topic: "t", TopicID: id, Partition: 0, Leader: 2, Epoch: 3, ISR: []int32{2, 1}}, nil}, // ISR shrink, same epoch
+		{SetLeaderCmd{Topic: "t", TopicID: id, Partition: 0, Leader: 1, Epoch: 2}, kerr.FencedLeaderEpoch},  // late report
+		{SetLeaderCmd{Topic: "t", TopicID: id, Partition: 0, Leader: 3, Epoch: 3}, kerr.FencedLeaderEpoch},  // two leaders in one term
+		{SetLeaderCmd{Topic: "t", TopicID: [16]byte{8}, Partition: 0, Leader: 3, Epoch: 9}, kerr.UnknownTopicOrPartition},
+		{SetLeaderCmd{Topic: "t", TopicID: id, Partition: 1, Leader: 3, Epoch: 9}, kerr.UnknownTopicOrPartition},
+	}
+	for i, st := range steps {
+		r := m.Apply(metaEntry(t, uint64(4+i), &st.cmd)).(*MetaResult)
+		if !errors.Is(r.Err, st.err) && !(r.Err == nil && st.err == nil) {
+			t.Fatalf("step %d: err %v, want %v", i, r.Err, st.err)
+		}
+	}
+	a := m.State().Topics["t"].Partitions[0]
+	if a.Leader != 2 || a.LeaderEpoch != 3 || len(a.ISR) != 2 {
+		t.Fatalf("leader record %+v", a)
+	}
+}

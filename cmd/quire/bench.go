@@ -135,15 +135,12 @@ func startBenchBroker(ctx context.Context, o benchOpts) (*localBroker, error) {
 		}
 		dir = tmp
 	}
-	kafka, err := freeLoopbackAddr()
+	addrs, err := freeLoopbackAddrs(4)
 	if err != nil {
 		return nil, err
 	}
-	admin, err := freeLoopbackAddr()
-	if err != nil {
-		return nil, err
-	}
-	b, err := startLocalBroker(ctx, 1, filepath.Join(dir, "node1"), kafka, admin, "--log-level", "warn")
+	b, err := startLocalBroker(ctx, localSpec{ID: 1, DataDir: filepath.Join(dir, "node1"), KafkaAddr: addrs[0],
+		AdminAddr: addrs[1], NodeAddr: addrs[2], GossipAddr: addrs[3], Extra: []string{"--log-level", "warn"}})
 	if err != nil {
 		return nil, err
 	}

@@ -15,15 +15,29 @@ import (
 
 func brokerCmd() *cobra.Command {
 	cfg := cluster.DefaultConfig()
-	var logLevel, logFormat string
+	var logLevel, logFormat, configFile string
 	memLimit := int64(448 << 20)
 	cmd := &cobra.Command{
 		Use:   "broker",
 		Short: "Run one Quire node",
 		Long: `Run one Quire node. With no flags it serves Kafka on 127.0.0.1:9092,
-metrics and health on 127.0.0.1:9644, and keeps its data under ./data.`,
+metrics and health on 127.0.0.1:9644, node traffic on 127.0.0.1:33145 and
+gossip on 127.0.0.1:33146, keeps its data under ./data, and forms a
+one-node cluster.
+
+Every flag can also come from a YAML config file (--config; keys are the
+flag names, e.g. "kafka-addr: 0.0.0.0:9092", "join: [a:33146, b:33146]")
+or from QUIRE_<FLAG> environment variables (QUIRE_KAFKA_ADDR, QUIRE_JOIN
+as a comma-separated list). A flag on the command line beats the
+environment, which beats the file.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := applySettings(cmd.Flags(), configFile); err != nil {
+				return err
+			}
+			if err := cfg.Validate(); err != nil {
+				return fmt.Errorf("invalid configuration: %w", err)
+			}
 			logger := newLogger(logLevel, logFormat)
 			setMemoryLimit(memLimit, logger)
 			node, err := cluster.Start(cfg, logger)
@@ -42,6 +56,18 @@ metrics and health on 127.0.0.1:9644, and keeps its data under ./data.`,
 	f.StringVar(&cfg.DataDir, "data", cfg.DataDir, "data directory")
 	f.StringVar(&cfg.Kafka.Addr, "kafka-addr", cfg.Kafka.Addr, "Kafka listener host:port")
 	f.StringVar(&cfg.AdvertiseKafkaAddr, "advertise-kafka-addr", "", "host:port clients should dial, when it differs from --kafka-addr")
+	f.StringVar(&configFile, "config", "", "YAML file of flag settings")
+	f.StringVar(&cfg.NodeAddr, "node-addr", cfg.NodeAddr, "node-to-node listener host:port (all Raft groups and internal RPCs)")
+	f.StringVar(&cfg.AdvertiseNodeAddr, "advertise-node-addr", "", "host:port peers should dial, when it differs from --node-addr")
+	f.StringVar(&cfg.GossipAddr, "gossip-addr", cfg.GossipAddr, "gossip (memberlist) host:port, TCP and UDP")
+	f.StringVar(&cfg.AdvertiseGossipAddr, "advertise-gossip-addr", "", "gossip host:port peers should use, when it differs from --gossip-addr")
+	f.StringSliceVar(&cfg.Join, "join", nil, "gossip addresses of other nodes, comma-separated; retried until one answers")
+	f.IntVar(&cfg.BootstrapExpect, "bootstrap-expect", cfg.BootstrapExpect, "controller-eligible nodes that must meet before a new cluster forms")
+	f.StringVar(&cfg.Rack, "rack", "", "rack (failure domain) for rack-aware replica placement")
+	f.BoolVar(&cfg.Controller, "controller", cfg.Controller, "eligible to vote in the metadata (controller) group")
+	f.Int16Var(&cfg.DefaultReplicationFactor, "default-replication-factor", cfg.DefaultReplicationFactor, "replication factor of auto-created topics (default.replication.factor)")
+	f.DurationVar(&cfg.ReplicaLagTimeMax, "replica-lag-time-max", cfg.ReplicaLagTimeMax, "a follower leaves the ISR after failing heartbeats this long (replica.lag.time.max.ms)")
+	f.DurationVar(&cfg.ElectionTimeout, "election-timeout", cfg.ElectionTimeout, "Raft heartbeat and election timeout")
 	f.StringVar(&cfg.AdminAddr, "admin-addr", cfg.AdminAddr, "metrics, health and pprof HTTP host:port (empty disables)")
 	f.BoolVar(&cfg.AutoCreateTopics, "auto-create-topics", cfg.AutoCreateTopics, "create unknown topics on Metadata requests (auto.create.topics.enable)")
 	f.Int32Var(&cfg.DefaultPartitions, "default-partitions", cfg.DefaultPartitions, "partitions of auto-created topics (num.partitions)")

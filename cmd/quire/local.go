@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,8 +15,19 @@ import (
 	"time"
 )
 
+// localSpec says where a local broker listens and keeps its data.
+type localSpec struct {
+	ID         int
+	DataDir    string
+	KafkaAddr  string
+	AdminAddr  string
+	NodeAddr   string
+	GossipAddr string
+	Extra      []string
+}
+
 // localBroker is a quire broker started as a child process of this binary,
-// for `quire bench` (and later `quire dev`) when no cluster is given.
+// for `quire bench` and `quire dev`.
 type localBroker struct {
 	ID        int
 	KafkaAddr string
@@ -28,7 +40,8 @@ type localBroker struct {
 
 // startLocalBroker runs `quire broker` from this executable with its output
 // in DataDir/broker.log, and waits until it accepts Kafka connections.
-func startLocalBroker(ctx context.Context, id int, dataDir, kafkaAddr, adminAddr string, extra ...string) (*localBroker, error) {
+func startLocalBroker(ctx context.Context, sp localSpec) (*localBroker, error) {
+	id, dataDir, kafkaAddr, adminAddr := sp.ID, sp.DataDir, sp.KafkaAddr, sp.AdminAddr
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
@@ -42,7 +55,8 @@ func startLocalBroker(ctx context.Context, id int, dataDir, kafkaAddr, adminAddr
 	}
 	defer logf.Close()
 	args := append([]string{"broker", "--id", strconv.Itoa(id), "--data", dataDir,
-		"--kafka-addr", kafkaAddr, "--admin-addr", adminAddr}, extra...)
+		"--kafka-addr", kafkaAddr, "--admin-addr", adminAddr,
+		"--node-addr", sp.NodeAddr, "--gossip-addr", sp.GossipAddr}, sp.Extra...)
 	cmd := exec.Command(self, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
@@ -51,9 +65,7 @@ func startLocalBroker(ctx context.Context, id int, dataDir, kafkaAddr, adminAddr
 	b := &localBroker{ID: id, KafkaAddr: kafkaAddr, AdminAddr: adminAddr, DataDir: dataDir, cmd: cmd, exited: make(chan struct{})}
 	go func() { _ = cmd.Wait(); close(b.exited) }()
 	for {
-		c, err := net.DialTimeout("tcp", kafkaAddr, time.Second)
-		if err == nil {
-			c.Close()
+		if b.ready() {
 			return b, nil
 		}
 		select {
@@ -61,11 +73,26 @@ func startLocalBroker(ctx context.Context, id int, dataDir, kafkaAddr, adminAddr
 			return nil, fmt.Errorf("broker %d exited at start; see %s", id, filepath.Join(dataDir, "broker.log"))
 		case <-ctx.Done():
 			b.Stop()
-			return nil, ctx.Err()
-		case <-time.After(50 * time.Millisecond):
+			return nil, fmt.Errorf("broker %d not ready: %w; see %s", id, ctx.Err(), filepath.Join(dataDir, "broker.log"))
+		case <-time.After(100 * time.Millisecond):
 		}
 	}
 }
+
+// ready asks the broker's /health/ready, which turns 200 once it has
+// joined the cluster and runs every partition assigned to it.
+func (b *localBroker) ready() bool {
+	cl := http.Client{Timeout: time.Second}
+	resp, err := cl.Get("http://" + b.AdminAddr + "/health/ready")
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
+// Exited is closed when the process ends.
+func (b *localBroker) Exited() <-chan struct{} { return b.exited }
 
 // Stop sends SIGTERM and waits up to 30s, then kills.
 func (b *localBroker) Stop() {
@@ -134,4 +161,17 @@ func freeLoopbackAddr() (string, error) {
 	}
 	defer ln.Close()
 	return ln.Addr().String(), nil
+}
+
+// freeLoopbackAddrs returns n unused 127.0.0.1 addresses.
+func freeLoopbackAddrs(n int) ([]string, error) {
+	out := make([]string, n)
+	for i := range out {
+		a, err := freeLoopbackAddr()
+		if err != nil {
+			return nil, err
+		}
+		out[i] = a
+	}
+	return out, nil
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"syscall"
 	"testing"
@@ -59,22 +60,28 @@ func freePort(t *testing.T) string {
 // broker is one quire process.
 type broker struct {
 	t         *testing.T
+	id        int // 0 means 1
 	dataDir   string
 	kafkaAddr string
 	adminAddr string
-	extra     []string
-	cmd       *exec.Cmd
-	exited    chan struct{}
-	logPath   string
+	// nodeAddr and gossipAddr are the node-to-node and gossip listeners.
+	nodeAddr   string
+	gossipAddr string
+	extra      []string
+	cmd        *exec.Cmd
+	exited     chan struct{}
+	logPath    string
 }
 
 func newBroker(t *testing.T, extra ...string) *broker {
 	b := &broker{
-		t:         t,
-		dataDir:   t.TempDir(),
-		kafkaAddr: freePort(t),
-		adminAddr: freePort(t),
-		extra:     extra,
+		t:          t,
+		dataDir:    t.TempDir(),
+		kafkaAddr:  freePort(t),
+		adminAddr:  freePort(t),
+		nodeAddr:   freePort(t),
+		gossipAddr: freePort(t),
+		extra:      extra,
 	}
 	b.logPath = filepath.Join(b.dataDir, "broker.log")
 	b.start()
@@ -84,8 +91,20 @@ func newBroker(t *testing.T, extra ...string) *broker {
 
 func (b *broker) start() {
 	b.t.Helper()
-	args := append([]string{"broker", "--id", "1", "--data", b.dataDir,
-		"--kafka-addr", b.kafkaAddr, "--admin-addr", b.adminAddr}, b.extra...)
+	b.launch()
+	b.waitReady()
+}
+
+// launch starts the process without waiting for it to be ready.
+func (b *broker) launch() {
+	b.t.Helper()
+	id := b.id
+	if id == 0 {
+		id = 1
+	}
+	args := append([]string{"broker", "--id", strconv.Itoa(id), "--data", b.dataDir,
+		"--kafka-addr", b.kafkaAddr, "--admin-addr", b.adminAddr,
+		"--node-addr", b.nodeAddr, "--gossip-addr", b.gossipAddr}, b.extra...)
 	cmd := exec.Command(quireBinary(b.t), args...)
 	logf, err := os.OpenFile(b.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
@@ -102,7 +121,6 @@ func (b *broker) start() {
 		logf.Close()
 		close(b.exited)
 	}()
-	b.waitReady()
 }
 
 func (b *broker) waitReady() {

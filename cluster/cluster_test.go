@@ -1,0 +1,311 @@
+package cluster_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/quirelog/quire/cluster/clustertest"
+)
+
+func ctxT(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func admin(t *testing.T, seed string) *kadm.Client {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(seed))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	return kadm.NewClient(cl)
+}
+
+func createTopic(t *testing.T, c *clustertest.Cluster, seed string, topic string, partitions int32, rf int16) {
+	t.Helper()
+	resp, err := admin(t, seed).CreateTopic(ctxT(t, 30*time.Second), partitions, rf, nil, topic)
+	if err == nil {
+		err = resp.Err
+	}
+	if err != nil {
+		t.Fatalf("create %s: %v", topic, err)
+	}
+	for p := int32(0); p < partitions; p++ {
+		c.Leader(topic, p)
+	}
+}
+
+type acked struct {
+	partition int32
+	offset    int64
+	value     string
+}
+
+// produce writes n records with acks=all, round-robin over partitions,
+// and returns those acknowledged.
+func produce(t *testing.T, seeds []string, topic string, partitions int32, from, n int) []acked {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		kgo.RequiredAcks(kgo.AllISRAcks()), kgo.RecordDeliveryTimeout(60*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	var mu sync.Mutex
+	var out []acked
+	var firstErr error
+	for i := from; i < from+n; i++ {
+		v := fmt.Sprintf("v-%06d", i)
+		cl.Produce(ctxT(t, 2*time.Minute), &kgo.Record{Topic: topic, Partition: int32(i) % partitions, Value: []byte(v)},
+			func(r *kgo.Record, err error) {
+				mu.Lock()
+				defer mu.Unlock()
+				if err != nil {
+					if firstErr == nil {
+						firstErr = err
+					}
+					return
+				}
+				out = append(out, acked{r.Partition, r.Offset, string(r.Value)})
+			})
+	}
+	if err := cl.Flush(ctxT(t, 2*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if firstErr != nil {
+		t.Logf("some records failed: %v", firstErr)
+	}
+	return out
+}
+
+// consume reads every partition from the start to its high watermark.
+func consume(t *testing.T, seed string, topic string) map[int32]map[int64]string {
+	t.Helper()
+	adm := admin(t, seed)
+	ends, err := adm.ListEndOffsets(ctxT(t, 30*time.Second), topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := int64(0)
+	ends.Each(func(o kadm.ListedOffset) { want += o.Offset })
+	cl, err := kgo.NewClient(kgo.SeedBrokers(seed), kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(200*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	got := make(map[int32]map[int64]string)
+	n := int64(0)
+	ctx := ctxT(t, time.Minute)
+	for n < want {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("consumed %d of %d", n, want)
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			if got[r.Partition] == nil {
+				got[r.Partition] = make(map[int64]string)
+			}
+			got[r.Partition][r.Offset] = string(r.Value)
+			n++
+		})
+	}
+	return got
+}
+
+func checkAcked(t *testing.T, acks []acked, got map[int32]map[int64]string) {
+	t.Helper()
+	for _, a := range acks {
+		if v := got[a.partition][a.offset]; v != a.value {
+			t.Fatalf("acknowledged %q at %d/%d, found %q", a.value, a.partition, a.offset, v)
+		}
+	}
+	seen := make(map[string]bool)
+	for _, recs := range got {
+		for _, v := range recs {
+			if seen[v] {
+				t.Fatalf("value %q stored twice", v)
+			}
+			seen[v] = true
+		}
+	}
+}
+
+// checkConverged waits until every running replica of every partition has
+// the same high watermark and byte-identical data.
+func checkConverged(t *testing.T, c *clustertest.Cluster, topic string, partitions int32) {
+	t.Helper()
+	c.Eventually(60*time.Second, func() error {
+		for p := int32(0); p < partitions; p++ {
+			var refHW int64 = -1
+			var refSum uint32
+			for i := 0; i < c.Size(); i++ {
+				nd := c.Node(i)
+				if nd == nil {
+					continue
+				}
+				hw, sum, ok, err := nd.PartitionDigest(topic, p)
+				if err != nil {
+					return err
+				}
+				if !ok {
+					continue
+				}
+				if refHW < 0 {
+					refHW, refSum = hw, sum
+				} else if hw != refHW || sum != refSum {
+					return fmt.Errorf("%s/%d: node %d has hw %d sum %08x, another has hw %d sum %08x", topic, p, i+1, hw, sum, refHW, refSum)
+				}
+			}
+		}
+		return nil
+	})
+}
+
+func TestReplicatedProduceConsume(t *testing.T) {
+	c := clustertest.Start(t, 3)
+	createTopic(t, c, c.KafkaAddr(2), "rep", 3, 3)
+
+	md, err := admin(t, c.KafkaAddr(0)).Metadata(ctxT(t, 30*time.Second), "rep")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(md.Brokers) != 3 {
+		t.Fatalf("metadata lists %d brokers, want 3", len(md.Brokers))
+	}
+	if md.Controller < 1 {
+		t.Fatalf("no controller in metadata")
+	}
+	c.Eventually(30*time.Second, func() error {
+		md, err := admin(t, c.KafkaAddr(0)).Metadata(ctxT(t, 30*time.Second), "rep")
+		if err != nil {
+			return err
+		}
+		for _, p := range md.Topics["rep"].Partitions {
+			if len(p.Replicas) != 3 || len(p.ISR) != 3 || p.Leader < 1 {
+				return fmt.Errorf("partition %d: leader %d replicas %v isr %v", p.Partition, p.Leader, p.Replicas, p.ISR)
+			}
+		}
+		return nil
+	})
+	acks := produce(t, []string{c.KafkaAddr(1)}, "rep", 3, 0, 3000)
+	if len(acks) != 3000 {
+		t.Fatalf("%d of 3000 acknowledged", len(acks))
+	}
+	checkAcked(t, acks, consume(t, c.KafkaAddr(0), "rep"))
+	checkConverged(t, c, "rep", 3)
+}
+
+func TestCreateTopicErrors(t *testing.T) {
+	c := clustertest.Start(t, 3)
+	resp, err := admin(t, c.KafkaAddr(0)).CreateTopic(ctxT(t, 30*time.Second), 1, 4, nil, "too-wide")
+	if err == nil {
+		err = resp.Err
+	}
+	if !errors.Is(err, kerr.InvalidReplicationFactor) {
+		t.Fatalf("RF 4 on 3 brokers: %v, want INVALID_REPLICATION_FACTOR", err)
+	}
+}
+
+// A leader stopped mid-stream: a new one is elected, producing goes on,
+// nothing acknowledged is lost, and the old leader catches up on restart.
+func TestLeaderFailover(t *testing.T) {
+	c := clustertest.Start(t, 3)
+	createTopic(t, c, c.KafkaAddr(0), "fo", 1, 3)
+	before := produce(t, c.Brokers(), "fo", 1, 0, 500)
+	old := c.Leader("fo", 0)
+	c.Stop(old)
+	after := produce(t, c.Brokers(), "fo", 1, 500, 500)
+	if len(after) != 500 {
+		t.Fatalf("%d of 500 acknowledged after the leader stopped", len(after))
+	}
+	if nl := c.Leader("fo", 0); nl == old {
+		t.Fatalf("leader still %d", nl+1)
+	}
+	c.Restart(old)
+	c.WaitReady()
+	all := append(before, after...)
+	checkAcked(t, all, consume(t, c.KafkaAddr(old), "fo"))
+	checkConverged(t, c, "fo", 1)
+}
+
+// The leader cut off from both followers can acknowledge nothing; the
+// majority elects a leader and goes on; after healing, all replicas hold
+// the same bytes and every acknowledged record is there.
+func TestMinorityPartition(t *testing.T) {
+	c := clustertest.Start(t, 3)
+	createTopic(t, c, c.KafkaAddr(0), "split", 1, 3)
+	base := produce(t, c.Brokers(), "split", 1, 0, 200)
+	old := c.Leader("split", 0)
+	var others []int32
+	var majority []string
+	for i := 0; i < 3; i++ {
+		if i != old {
+			others = append(others, int32(i+1))
+			majority = append(majority, c.KafkaAddr(i))
+		}
+	}
+	c.Faults.Isolate(int32(old+1), others...)
+
+	// A client that only knows the old leader.
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.KafkaAddr(old)), kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		kgo.RequiredAcks(kgo.AllISRAcks()), kgo.DisableIdempotentWrite(), kgo.RecordRetries(0),
+		kgo.RecordDeliveryTimeout(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	res := cl.ProduceSync(ctxT(t, 30*time.Second), &kgo.Record{Topic: "split", Partition: 0, Value: []byte("minority")})
+	if res.FirstErr() == nil {
+		t.Fatalf("the isolated old leader acknowledged a write")
+	}
+	during := produce(t, majority, "split", 1, 200, 300)
+	if len(during) != 300 {
+		t.Fatalf("majority acknowledged %d of 300", len(during))
+	}
+	c.Faults.Heal()
+	c.WaitReady()
+	got := consume(t, c.KafkaAddr(old), "split")
+	checkAcked(t, append(base, during...), got)
+	for _, recs := range got {
+		for _, v := range recs {
+			if v == "minority" {
+				t.Fatalf("the unacknowledged minority write became visible")
+			}
+		}
+	}
+	checkConverged(t, c, "split", 1)
+}
+
+// The controller stops: another node takes over and topics can still be
+// created from any broker.
+func TestControllerFailover(t *testing.T) {
+	c := clustertest.Start(t, 3)
+	ctrl := int(c.Node(0).ControllerID()) - 1
+	if ctrl < 0 {
+		t.Fatal("no controller")
+	}
+	c.Stop(ctrl)
+	seed := c.KafkaAddr((ctrl + 1) % 3)
+	c.Eventually(30*time.Second, func() error {
+		nd := c.Node((ctrl + 1) % 3)
+		if id := nd.ControllerID(); id < 1 || int(id)-1 == ctrl {
+			return fmt.Errorf("controller is %d", id)
+		}
+		return nil
+	})
+	createTopic(t, c, seed, "after-controller", 2, 2)
+	acks := produce(t, []string{seed}, "after-controller", 2, 0, 100)
+	checkAcked(t, acks, consume(t, seed, "after-controller"))
+	c.Restart(ctrl)
+	c.WaitReady()
+}

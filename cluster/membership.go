@@ -1,0 +1,218 @@
+package cluster
+
+import (
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/quirelog/quire/cluster/gossip"
+	"github.com/quirelog/quire/fsm"
+)
+
+// startGossip joins the cluster's memberlist, advertising where this
+// node's listeners are. Gossip only says who is alive and where; the
+// metadata group decides everything else.
+func (n *Node) startGossip() error {
+	adv := n.cfg.AdvertiseGossipAddr
+	if adv == "" {
+		adv = n.cfg.GossipAddr
+	}
+	g, err := gossip.Start(gossip.Config{
+		Meta:          n.gossipMeta(),
+		BindAddr:      n.cfg.GossipAddr,
+		AdvertiseAddr: adv,
+		Join:          n.cfg.Join,
+		Fast:          n.cfg.FastGossip,
+		Logger:        n.logger.Named("gossip"),
+		Blocked:       n.gossipBlocked(),
+	})
+	if err != nil {
+		return err
+	}
+	n.gossip = g
+	g.Subscribe(func() {
+		n.triggerDuties()
+		n.triggerReconcile()
+	})
+	return nil
+}
+
+func (n *Node) gossipMeta() gossip.NodeMeta {
+	admin := ""
+	if n.admin != nil {
+		admin = n.admin.ln.Addr().String()
+	}
+	return gossip.NodeMeta{
+		ID:         n.cfg.NodeID,
+		KafkaAddr:  n.advKafka,
+		NodeAddr:   n.advNode,
+		AdminAddr:  admin,
+		Rack:       n.cfg.Rack,
+		Controller: n.cfg.Controller,
+		ClusterID:  n.cfg.ClusterID,
+	}
+}
+
+func (n *Node) gossipBlocked() func(from, to int32) bool {
+	if n.cfg.Faults == nil {
+		return nil
+	}
+	return n.cfg.Faults.Blocked
+}
+
+// resolveNode maps a broker id to its node-transport address: gossip is
+// freshest, the registered address survives a gossip outage.
+func (n *Node) resolveNode(id int32) (string, bool) {
+	if id == n.cfg.NodeID {
+		return n.advNode, true
+	}
+	if n.gossip != nil {
+		if m, ok := n.gossip.Member(id); ok && m.Meta.NodeAddr != "" {
+			return m.Meta.NodeAddr, true
+		}
+	}
+	if b := n.metaFSM.State().Brokers[id]; b != nil && b.NodeAddr != "" {
+		return b.NodeAddr, true
+	}
+	return "", false
+}
+
+// alive reports whether gossip considers the broker alive.
+func (n *Node) alive(id int32) bool {
+	if id == n.cfg.NodeID {
+		return true
+	}
+	return n.gossip != nil && n.gossip.Alive(id)
+}
+
+// liveBrokers lists registered brokers that gossip reports alive, by id.
+func (n *Node) liveBrokers() []*fsm.Broker {
+	var out []*fsm.Broker
+	for _, b := range n.metaFSM.State().SortedBrokers() {
+		if n.alive(b.ID) {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+// bootstrapMeta forms a brand-new metadata group once BootstrapExpect
+// controller-eligible nodes have met by gossip. Every node of the chosen
+// set bootstraps with the same configuration, which raft allows; nodes
+// outside it wait for the leader to add them.
+func (n *Node) bootstrapMeta() {
+	defer n.wg.Done()
+	if n.cfg.BootstrapExpect == 1 && len(n.cfg.Join) == 0 {
+		n.bootstrapWith([]int32{n.cfg.NodeID})
+		return
+	}
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-tick.C:
+		}
+		if addr, _ := n.meta.raft.LeaderWithID(); addr != "" || n.meta.raft.LastIndex() > 0 {
+			return // already part of a formed group
+		}
+		if n.cfg.BootstrapExpect == 1 {
+			continue // joining an existing cluster: wait to be added
+		}
+		var eligible []int32
+		for _, m := range n.gossip.Members() {
+			if m.State == gossip.StateAlive && m.Meta.Controller {
+				eligible = append(eligible, m.Meta.ID)
+			}
+		}
+		if len(eligible) < n.cfg.BootstrapExpect {
+			continue
+		}
+		sort.Slice(eligible, func(i, j int) bool { return eligible[i] < eligible[j] })
+		voters := eligible[:n.cfg.BootstrapExpect]
+		for _, id := range voters {
+			if id == n.cfg.NodeID {
+				n.bootstrapWith(voters)
+				return
+			}
+		}
+		return
+	}
+}
+
+func (n *Node) bootstrapWith(voters []int32) {
+	var servers []raft.Server
+	for _, id := range voters {
+		servers = append(servers, raft.Server{ID: raftID(id), Address: raft.ServerAddress(raftID(id))})
+	}
+	err := n.meta.raft.BootstrapCluster(raft.Configuration{Servers: servers}).Error()
+	if err != nil && err != raft.ErrCantBootstrap {
+		n.logger.Error("metadata bootstrap failed", "voters", voters, "error", err)
+		return
+	}
+	n.logger.Info("metadata group bootstrapped", "voters", voters)
+}
+
+func (n *Node) triggerDuties() { kick(n.dutiesCh) }
+
+// controllerDuties runs on every node and acts only while it leads the
+// metadata group: it registers brokers gossip has found (or whose
+// addresses changed) and adds them to the metadata group as non-voters so
+// every broker has the metadata locally.
+func (n *Node) controllerDuties() {
+	n.loop(time.Second, n.dutiesCh, func() {
+		if ok, _ := n.meta.leaderTerm(); ok {
+			n.registerMembers()
+		}
+	})
+}
+
+func (n *Node) registerMembers() {
+	state := n.metaFSM.State()
+	cf := n.meta.raft.GetConfiguration()
+	if cf.Error() != nil {
+		return
+	}
+	inGroup := make(map[raft.ServerID]bool)
+	for _, s := range cf.Configuration().Servers {
+		inGroup[s.ID] = true
+	}
+	for _, m := range n.gossip.Members() {
+		if m.State != gossip.StateAlive || m.Meta.ClusterID != n.cfg.ClusterID {
+			continue
+		}
+		want := fsm.Broker{ID: m.Meta.ID, KafkaAddr: m.Meta.KafkaAddr, NodeAddr: m.Meta.NodeAddr, Rack: m.Meta.Rack, Controller: m.Meta.Controller}
+		if cur := state.Brokers[want.ID]; cur == nil || *cur != want {
+			if _, err := n.proposeMeta(n.ctx, &fsm.RegisterBrokerCmd{Broker: want}); err != nil {
+				n.logger.Warn("registering broker failed", "broker", want.ID, "error", err)
+				continue
+			}
+			n.logger.Info("broker registered", "broker", want.ID, "kafka", want.KafkaAddr, "node", want.NodeAddr, "rack", want.Rack)
+		}
+		id := raftID(want.ID)
+		if !inGroup[id] {
+			err := n.meta.raft.AddNonvoter(id, raft.ServerAddress(id), 0, 5*time.Second).Error()
+			if err != nil {
+				n.logger.Warn("adding metadata non-voter failed", "broker", want.ID, "error", err)
+				continue
+			}
+			n.logger.Info("broker follows the metadata group", "broker", want.ID)
+		}
+	}
+}
+
+// controllerID is the metadata group's leader, or -1.
+func (n *Node) controllerID() int32 {
+	_, id := n.meta.raft.LeaderWithID()
+	if id == "" {
+		return -1
+	}
+	v, err := strconv.Atoi(string(id))
+	if err != nil {
+		return -1
+	}
+	return int32(v)
+}

@@ -1,0 +1,217 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/yamux"
+)
+
+// Transport is a node's single TCP endpoint for internal traffic: raft
+// streams for any number of groups, and RPCs. It is safe for concurrent use.
+type Transport struct {
+	id      int32
+	cfg     Config
+	logger  hclog.Logger
+	faults  *Faults
+	metrics *metrics
+	ymux    *yamux.Config
+	ln      net.Listener
+
+	// unsubscribe stops fault notifications; called once by Close.
+	unsubscribe func()
+
+	// ctx is cancelled by Close. It aborts dials, waits and RPC handlers.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	// wg counts every goroutine the transport starts; Close waits for it.
+	// Add happens only under mu with closed false, so no Add races Wait.
+	wg sync.WaitGroup
+
+	// mu guards the fields below. It is never held across I/O, and never
+	// taken while holding handlersMu or Faults' lock.
+	mu     sync.Mutex
+	closed bool
+	links  map[*link]struct{}      // every live session, both directions
+	out    map[int32]*link         // the session this node dialed, per peer
+	dials  map[int32]*pendingDial  // the dial in progress, per peer
+	groups map[string]*StreamLayer // registered raft groups
+
+	// handlersMu guards handlers. It is separate from mu because every
+	// inbound RPC reads it.
+	handlersMu sync.RWMutex
+	handlers   map[string]Handler
+}
+
+// Listen starts a Transport listening on cfg.Addr.
+func Listen(cfg Config) (*Transport, error) {
+	if cfg.DialTimeout == 0 {
+		cfg.DialTimeout = DefaultDialTimeout
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = hclog.NewNullLogger()
+	}
+	logger = logger.Named("node-transport")
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t := &Transport{
+		id:       cfg.ID,
+		cfg:      cfg,
+		logger:   logger,
+		faults:   cfg.Faults,
+		metrics:  newMetrics(cfg.Registerer),
+		ymux:     yamuxConfig(logger),
+		ln:       ln,
+		ctx:      ctx,
+		cancel:   cancel,
+		links:    make(map[*link]struct{}),
+		out:      make(map[int32]*link),
+		dials:    make(map[int32]*pendingDial),
+		groups:   make(map[string]*StreamLayer),
+		handlers: make(map[string]Handler),
+	}
+	t.unsubscribe = cfg.Faults.Subscribe(t.faultsChanged)
+	t.goFunc(t.acceptLoop)
+	return t, nil
+}
+
+// ID returns this node's id.
+func (t *Transport) ID() int32 { return t.id }
+
+// Addr returns the address the transport listens on.
+func (t *Transport) Addr() net.Addr { return t.ln.Addr() }
+
+// Close stops the listener, closes every session and stream layer, and waits
+// for the transport's goroutines, including running RPC handlers (their ctx
+// is cancelled). Later calls return nil at once.
+func (t *Transport) Close() error {
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		return nil
+	}
+	t.closed = true
+	links := make([]*link, 0, len(t.links))
+	for l := range t.links {
+		links = append(links, l)
+	}
+	groups := make([]*StreamLayer, 0, len(t.groups))
+	for _, sl := range t.groups {
+		groups = append(groups, sl)
+	}
+	t.mu.Unlock()
+
+	t.unsubscribe()
+	t.cancel()
+	err := t.ln.Close()
+	for _, l := range links {
+		l.close()
+	}
+	for _, sl := range groups {
+		sl.Close()
+	}
+	t.wg.Wait()
+	if errors.Is(err, net.ErrClosed) {
+		err = nil
+	}
+	return err
+}
+
+// goFunc runs f on a goroutine that Close waits for. It reports false, and
+// does not run f, once the transport is closed.
+func (t *Transport) goFunc(f func()) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return false
+	}
+	t.goLocked(f)
+	return true
+}
+
+// goLocked is goFunc for callers that hold mu and have checked closed.
+func (t *Transport) goLocked(f func()) {
+	t.wg.Add(1)
+	go func() {
+		defer t.wg.Done()
+		f()
+	}()
+}
+
+func (t *Transport) acceptLoop() {
+	var backoff time.Duration
+	for {
+		conn, err := t.ln.Accept()
+		if err != nil {
+			if t.ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Out of file descriptors and the like: back off rather than spin.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			t.logger.Error("accept failed", "error", err, "retry-in", backoff)
+			if !t.sleep(backoff) {
+				return
+			}
+			continue
+		}
+		backoff = 0
+		if !t.goFunc(func() { t.serveInbound(conn) }) {
+			conn.Close()
+			return
+		}
+	}
+}
+
+// sleep waits d, or less if the transport closes; it reports whether the
+// transport is still open.
+func (t *Transport) sleep(d time.Duration) bool {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		return true
+	case <-t.ctx.Done():
+		return false
+	}
+}
+
+// faultsChanged resets every session on a route whose drop rule changed, in
+// either direction, so no frame is half-delivered across the change. Raft
+// and RPC callers redial on their next use.
+func (t *Transport) faultsChanged(from, to int32) {
+	var peer int32
+	switch t.id {
+	case from:
+		peer = to
+	case to:
+		peer = from
+	default:
+		return
+	}
+	t.mu.Lock()
+	var doomed []*link
+	for l := range t.links {
+		if l.peer == peer {
+			doomed = append(doomed, l)
+		}
+	}
+	t.mu.Unlock()
+	for _, l := range doomed {
+		l.close()
+	}
+	if len(doomed) > 0 {
+		t.logger.Debug("reset sessions after fault change", "peer", peer, "sessions", len(doomed))
+	}
+}
