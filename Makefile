@@ -38,6 +38,7 @@ BENCHTIME ?= 10s
 bench: build
 	./$(BIN) bench --duration $(BENCHTIME) --partitions 8
 	./$(BIN) bench --duration $(BENCHTIME) --partitions 1
+	./$(BIN) bench --duration $(BENCHTIME) --nodes 3 --partitions 8 --producers 1 --inflight 1,8,64 --failovers 10
 
 clean:
 	rm -rf bin data

@@ -12,7 +12,9 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // Acks is the producer's acknowledgement level.
@@ -43,6 +45,14 @@ type ProducerConfig struct {
 	// flight, as Kafka allows.
 	MaxInFlight int
 	ClientID    string
+	// MetadataMinAge bounds how often the client may refresh metadata
+	// (franz-go's default is 5s), which bounds how fast it finds a new
+	// leader after a fail-over. Zero keeps the default.
+	MetadataMinAge time.Duration
+	// RetryBackoff, when set, is the fixed wait between retries (the Java
+	// client's retry.backoff.ms, 100ms); franz-go's default backs off
+	// exponentially up to 2.5s.
+	RetryBackoff time.Duration
 }
 
 // Producer writes records to explicit partitions.
@@ -89,6 +99,12 @@ func NewProducer(cfg ProducerConfig) (*Producer, error) {
 	}
 	if cfg.ClientID != "" {
 		opts = append(opts, kgo.ClientID(cfg.ClientID))
+	}
+	if cfg.MetadataMinAge > 0 {
+		opts = append(opts, kgo.MetadataMinAge(cfg.MetadataMinAge))
+	}
+	if d := cfg.RetryBackoff; d > 0 {
+		opts = append(opts, kgo.RetryBackoffFn(func(int) time.Duration { return d }))
 	}
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
@@ -289,4 +305,42 @@ func SplitBrokers(s string) []string {
 		}
 	}
 	return out
+}
+
+// PartitionState is one partition as Metadata reports it.
+type PartitionState struct {
+	Leader      int32
+	LeaderEpoch int32
+	Replicas    []int32
+	ISR         []int32
+}
+
+// Partition reports the leader, replicas and ISR of one partition, from a
+// fresh Metadata request (kadm's Metadata may answer from a cache up to 5s
+// old, which hides a fail-over).
+func (a *Admin) Partition(ctx context.Context, topic string, partition int32) (PartitionState, error) {
+	req := kmsg.NewPtrMetadataRequest()
+	rt := kmsg.NewMetadataRequestTopic()
+	rt.Topic = kmsg.StringPtr(topic)
+	req.Topics = append(req.Topics, rt)
+	resp, err := req.RequestWith(ctx, a.cl)
+	if err != nil {
+		return PartitionState{Leader: -1}, err
+	}
+	for _, t := range resp.Topics {
+		if t.Topic == nil || *t.Topic != topic {
+			continue
+		}
+		if err := kerr.ErrorForCode(t.ErrorCode); err != nil {
+			return PartitionState{Leader: -1}, fmt.Errorf("topic %s: %w", topic, err)
+		}
+		for _, p := range t.Partitions {
+			if p.Partition != partition {
+				continue
+			}
+			st := PartitionState{Leader: p.Leader, LeaderEpoch: p.LeaderEpoch, Replicas: p.Replicas, ISR: p.ISR}
+			return st, kerr.ErrorForCode(p.ErrorCode)
+		}
+	}
+	return PartitionState{Leader: -1}, fmt.Errorf("topic %s has no partition %d", topic, partition)
 }

@@ -88,8 +88,12 @@ func (n *Node) autoCreateRF() int16 {
 	return rf
 }
 
-// metadataBrokers lists the live registered brokers, and this broker even
-// before its registration commits, so a client can always reach it.
+// metadataBrokers lists every registered broker, and this broker even
+// before its registration commits. Dead ones stay listed, as their
+// partitions do: a client replaces its whole broker list with each
+// Metadata response, so a node cut off from the others that listed only
+// itself would strand its clients on it. Connecting to a dead broker just
+// fails, and the client moves on.
 func (n *Node) metadataBrokers(state *fsm.MetaState) []kmsg.MetadataResponseBroker {
 	var out []kmsg.MetadataResponseBroker
 	add := func(id int32, addr, rack string) {
@@ -106,7 +110,7 @@ func (n *Node) metadataBrokers(state *fsm.MetaState) []kmsg.MetadataResponseBrok
 		if b.ID == n.cfg.NodeID {
 			self = true
 			add(b.ID, n.advKafka, n.cfg.Rack)
-		} else if n.alive(b.ID) {
+		} else {
 			add(b.ID, b.KafkaAddr, b.Rack)
 		}
 	}

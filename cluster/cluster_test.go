@@ -55,7 +55,8 @@ type acked struct {
 func produce(t *testing.T, seeds []string, topic string, partitions int32, from, n int) []acked {
 	t.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.RecordPartitioner(kgo.ManualPartitioner()),
-		kgo.RequiredAcks(kgo.AllISRAcks()), kgo.RecordDeliveryTimeout(60*time.Second))
+		kgo.RequiredAcks(kgo.AllISRAcks()), kgo.RecordDeliveryTimeout(60*time.Second),
+		kgo.WithLogger(kgo.BasicLogger(testLog{t}, kgo.LogLevelInfo, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +92,20 @@ func produce(t *testing.T, seeds []string, topic string, partitions int32, from,
 func consume(t *testing.T, seed string, topic string) map[int32]map[int64]string {
 	t.Helper()
 	adm := admin(t, seed)
-	ends, err := adm.ListEndOffsets(ctxT(t, 30*time.Second), topic)
+	// Right after a fail-over or heal a partition may briefly have no
+	// leader; a client retries.
+	var ends kadm.ListedOffsets
+	var err error
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		ends, err = adm.ListEndOffsets(ctxT(t, 30*time.Second), topic)
+		if err == nil {
+			err = ends.Error()
+		}
+		if err == nil || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -270,6 +284,9 @@ func TestMinorityPartition(t *testing.T) {
 	}
 	during := produce(t, majority, "split", 1, 200, 300)
 	if len(during) != 300 {
+		for i := 0; i < 3; i++ {
+			t.Log(c.Node(i).DescribePartition("split", 0), " controller ", c.Node(i).ControllerID())
+		}
 		t.Fatalf("majority acknowledged %d of 300", len(during))
 	}
 	c.Faults.Heal()
@@ -309,3 +326,7 @@ func TestControllerFailover(t *testing.T) {
 	c.Restart(ctrl)
 	c.WaitReady()
 }
+
+type testLog struct{ t *testing.T }
+
+func (l testLog) Write(p []byte) (int, error) { l.t.Logf("kgo: %s", p); return len(p), nil }

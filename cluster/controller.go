@@ -138,22 +138,47 @@ func place(brokers []*fsm.Broker, state *fsm.MetaState, partitions int32, rf int
 			start = i
 		}
 	}
+	rackOf := make(map[int32]string, len(brokers))
+	for _, b := range brokers {
+		rackOf[b.ID] = b.Rack
+	}
 	out := make([]fsm.Assignment, partitions)
 	for p := range out {
 		first := start + p
 		// Past one full rotation, shift the followers too so that
 		// pairs of brokers do not always share partitions.
 		shift := (p / len(order)) % max(1, len(order)-1)
-		out[p].Leader, out[p].LeaderEpoch = -1, -1
-		for r := 0; r < int(rf); r++ {
-			idx := first
-			if r > 0 {
-				idx = first + 1 + (shift+r-1)%max(1, len(order)-1)
-			}
-			out[p].Replicas = append(out[p].Replicas, order[idx%len(order)])
+		leader := order[first%len(order)]
+		var followers []int32
+		for k := 0; k < len(order)-1; k++ {
+			followers = append(followers, order[(first+1+(shift+k)%(len(order)-1))%len(order)])
 		}
+		out[p] = fsm.Assignment{Replicas: pickReplicas(leader, followers, int(rf), rackOf), Leader: -1, LeaderEpoch: -1}
 	}
 	return out
+}
+
+// pickReplicas takes rf-1 followers in order after the leader, preferring
+// racks not used yet, as Kafka's rack-aware assignment skips a broker whose
+// rack already holds a replica while another rack is free.
+func pickReplicas(leader int32, candidates []int32, rf int, rackOf map[int32]string) []int32 {
+	replicas := []int32{leader}
+	usedRack := map[string]bool{rackOf[leader]: true}
+	taken := map[int32]bool{leader: true}
+	for pass := 0; pass < 2 && len(replicas) < rf; pass++ {
+		for _, id := range candidates {
+			if len(replicas) == rf {
+				break
+			}
+			if taken[id] || (pass == 0 && usedRack[rackOf[id]]) {
+				continue
+			}
+			replicas = append(replicas, id)
+			taken[id] = true
+			usedRack[rackOf[id]] = true
+		}
+	}
+	return replicas
 }
 
 // rackAlternating orders brokers rack by rack in turn (racks by name,

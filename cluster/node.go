@@ -305,3 +305,22 @@ func (n *Node) PartitionDigest(topic string, partition int32) (hw int64, sum uin
 	hw, sum, err = r.fsm.Digest()
 	return hw, sum, true, err
 }
+
+// DescribePartition is a one-line account of the local replica's view of
+// a partition (Raft state, term, serving term, leader, liveness of the
+// replicas), for diagnostics and test failures.
+func (n *Node) DescribePartition(topic string, partition int32) string {
+	r := n.replica(tp{topic, partition})
+	if r == nil {
+		return fmt.Sprintf("node %d: no replica of %s/%d", n.cfg.NodeID, topic, partition)
+	}
+	addr, id := r.group.raft.LeaderWithID()
+	alive := make([]string, 0, len(r.replicas))
+	for _, b := range r.replicas {
+		alive = append(alive, fmt.Sprintf("%d:%v", b, n.alive(b)))
+	}
+	leader, epoch := n.PartitionLeader(topic, partition)
+	return fmt.Sprintf("node %d: %s term %d serving %d raft-leader %q/%q applied %d hw %d alive %v -> leader %d epoch %d",
+		n.cfg.NodeID, r.group.raft.State(), r.group.raft.CurrentTerm(), r.group.servingTerm.Load(), addr, id,
+		r.group.raft.AppliedIndex(), r.fsm.HighWatermark(), alive, leader, epoch)
+}

@@ -127,27 +127,35 @@ func (n *Node) startGroup(o groupOptions) (*raftGroup, error) {
 	return g, nil
 }
 
-// watchLeadership commits a barrier each time this node becomes leader and
-// then marks the term as serving.
+// watchLeadership commits a barrier whenever this node leads in a term it
+// has not yet caught up in, then marks the term as serving. It also polls,
+// because raft's leader channel keeps only the latest edge and a barrier
+// can time out while the node stays leader.
 func (g *raftGroup) watchLeadership(logger hclog.Logger, onLeader func()) {
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
 	for {
 		select {
 		case <-g.done:
 			return
-		case isLeader := <-g.raft.LeaderCh():
-			if !isLeader {
-				continue
-			}
-			term := g.raft.CurrentTerm()
-			if err := g.raft.Barrier(0).Error(); err != nil {
-				logger.Debug("leader barrier failed", "term", term, "error", err)
-				continue
-			}
-			if g.raft.State() == raft.Leader && g.raft.CurrentTerm() == term {
-				g.servingTerm.Store(term)
-				if onLeader != nil {
-					onLeader()
-				}
+		case <-g.raft.LeaderCh():
+		case <-tick.C:
+		}
+		if g.raft.State() != raft.Leader {
+			continue
+		}
+		term := g.raft.CurrentTerm()
+		if g.servingTerm.Load() == term {
+			continue
+		}
+		if err := g.raft.Barrier(5 * time.Second).Error(); err != nil {
+			logger.Warn("leader barrier failed", "term", term, "error", err)
+			continue
+		}
+		if g.raft.State() == raft.Leader && g.raft.CurrentTerm() == term {
+			g.servingTerm.Store(term)
+			if onLeader != nil {
+				onLeader()
 			}
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"math"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -26,6 +27,12 @@ type ProduceCase struct {
 	Acks       client.Acks
 	Idempotent bool
 	Linger     time.Duration
+	// Rate, when > 0, caps the records per second over all producers, to
+	// measure latency at a given load instead of at saturation.
+	Rate int
+	// InFlight, when > 0, turns idempotence off and allows this many
+	// produce requests in flight per broker and producer.
+	InFlight int
 	// MaxBuffered bounds each producer's unacknowledged records; it is the
 	// offered load. Latency is measured from Produce to acknowledgement, so
 	// it includes time queued in the client, as in kafka-producer-perf-test.
@@ -95,8 +102,8 @@ func Produce(ctx context.Context, brokers []string, c ProduceCase, progress func
 	prods := make([]*client.Producer, c.Producers)
 	for i := range prods {
 		p, err := client.NewProducer(client.ProducerConfig{
-			Brokers: brokers, Acks: c.Acks, Idempotent: c.Idempotent, Linger: c.Linger,
-			MaxBufferedRecords: c.MaxBuffered, ClientID: fmt.Sprintf("quire-bench-%d", i),
+			Brokers: brokers, Acks: c.Acks, Idempotent: c.Idempotent && c.InFlight == 0, Linger: c.Linger,
+			MaxBufferedRecords: c.MaxBuffered, MaxInFlight: c.InFlight, ClientID: fmt.Sprintf("quire-bench-%d", i),
 		})
 		if err != nil {
 			return Result{}, err
@@ -116,7 +123,16 @@ func Produce(ctx context.Context, brokers []string, c ProduceCase, progress func
 			defer wg.Done()
 			var mu sync.Mutex // acks arrive on franz-go's goroutines
 			part := int32(i) % c.Partitions
-			for time.Now().Before(deadline) && ctx.Err() == nil {
+			var perRecord time.Duration
+			if c.Rate > 0 {
+				perRecord = time.Duration(float64(time.Second) * float64(c.Producers) / float64(c.Rate))
+			}
+			for n := 0; time.Now().Before(deadline) && ctx.Err() == nil; n++ {
+				if perRecord > 0 {
+					if wait := time.Until(start.Add(time.Duration(n) * perRecord)); wait > 0 {
+						time.Sleep(wait)
+					}
+				}
 				sent := time.Now()
 				p.Produce(ctx, c.Topic, part, nil, value, func(_ int64, err error) {
 					if err != nil {
@@ -148,12 +164,17 @@ func Produce(ctx context.Context, brokers []string, c ProduceCase, progress func
 	return res, nil
 }
 
-func percentiles(all []time.Duration) (p50, p99, max time.Duration) {
+func percentiles(all []time.Duration) (p50, p99, worst time.Duration) {
 	if len(all) == 0 {
 		return 0, 0, 0
 	}
 	slices.Sort(all)
-	at := func(q float64) time.Duration { return all[int(q*float64(len(all)-1))] }
+	// Nearest rank: with few samples p99 is the maximum, never an
+	// interpolation that hides it.
+	at := func(q float64) time.Duration {
+		i := int(math.Ceil(q*float64(len(all)))) - 1
+		return all[max(0, min(i, len(all)-1))]
+	}
 	return at(0.50), at(0.99), all[len(all)-1]
 }
 

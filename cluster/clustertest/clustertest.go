@@ -6,7 +6,7 @@ package clustertest
 
 import (
 	"fmt"
-	"net"
+	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/quirelog/quire/cluster"
+	"github.com/quirelog/quire/transport/freeport"
 	"github.com/quirelog/quire/transport/node"
 )
 
@@ -84,7 +85,7 @@ func Start(t testing.TB, n int, opts ...Option) *Cluster {
 func (c *Cluster) start(i int) error {
 	logger := hclog.New(&hclog.LoggerOptions{
 		Name:   fmt.Sprintf("node%d", i+1),
-		Level:  hclog.Warn,
+		Level:  logLevel(),
 		Output: testWriter{c.t, &c.closed},
 	})
 	nd, err := cluster.Start(c.cfgs[i], logger)
@@ -218,17 +219,12 @@ func (c *Cluster) Close() {
 	c.closed.Store(true)
 }
 
+// freeAddr picks a loopback port that stays bindable across restarts.
 func freeAddr(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := freeport.Addr()
 	if err != nil {
 		t.Fatal(err)
-	}
-	defer ln.Close()
-	// Gossip also binds UDP on the same port; take one free for both.
-	addr := ln.Addr().String()
-	if u, err := net.ListenPacket("udp", addr); err == nil {
-		u.Close()
 	}
 	return addr
 }
@@ -247,4 +243,12 @@ func (w testWriter) Write(p []byte) (int, error) {
 		w.t.Logf("%s", p)
 	}
 	return len(p), nil
+}
+
+// logLevel is warn unless QUIRE_TEST_LOG names another hclog level.
+func logLevel() hclog.Level {
+	if l := hclog.LevelFromString(os.Getenv("QUIRE_TEST_LOG")); l != hclog.NoLevel {
+		return l
+	}
+	return hclog.Warn
 }

@@ -296,9 +296,14 @@ func TestBlockedPartitionHeals(t *testing.T) {
 	for _, id := range []int32{1, 2} {
 		eventually(t, "node 3 loses the majority", func() error { return stateIs(n3, id, StateDead) })
 	}
-	if !n1.Alive(2) || !n2.Alive(1) {
-		t.Error("majority not alive to each other during the partition")
-	}
+	// Fast timings can mark a peer suspect for a moment on a loaded
+	// machine; what matters is that the majority sees itself alive.
+	eventually(t, "majority alive to each other during the partition", func() error {
+		if !n1.Alive(2) || !n2.Alive(1) {
+			return fmt.Errorf("node 1 sees 2 alive: %v, node 2 sees 1 alive: %v", n1.Alive(2), n2.Alive(1))
+		}
+		return nil
+	})
 	// Outlast memberlist's gossip to the dead, so that only reconnecting
 	// can heal the split.
 	mc, _ := n1.cfg.memberlistConfig()

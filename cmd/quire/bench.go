@@ -20,26 +20,35 @@ import (
 
 type benchOpts struct {
 	brokers    string
+	nodes      int
+	rf         int
 	duration   time.Duration
 	sizes      string
 	producers  string
+	inflight   string
 	partitions int32
 	linger     time.Duration
 	buffered   int
+	failovers  int
+	rate       int
 	dataDir    string
 	keepData   bool
 }
 
 func benchCmd() *cobra.Command {
-	o := benchOpts{duration: 10 * time.Second, sizes: "1024,100", producers: "1,8", partitions: 8, buffered: 10000}
+	o := benchOpts{nodes: 1, duration: 10 * time.Second, sizes: "1024,100", producers: "1,8", inflight: "0",
+		partitions: 8, buffered: 10000}
 	cmd := &cobra.Command{
 		Use:   "bench",
-		Short: "Measure produce and consume throughput and latency",
-		Long: `Measure produce throughput (acks=all, idempotent franz-go producers) and
-produce latency for every combination of record size and producer count, then
-consume each topic back from the start. Without --brokers it starts a local
-broker from this binary in a temporary directory and also reports its peak
-RSS and CPU. Progress goes to stderr, the results table (Markdown) to stdout.`,
+		Short: "Measure produce and consume throughput, latency and fail-over time",
+		Long: `Measure produce throughput (acks=all franz-go producers) and produce
+latency for every combination of record size, producer count and in-flight
+setting, then consume each topic back from the start. Without --brokers it
+starts --nodes local brokers from this binary in a temporary directory and
+also reports their peak RSS and CPU; with --failovers it then kill -9s the
+leader of a replicated partition that many times and reports the time to
+the first acknowledged write on the new leader. Progress goes to stderr, the
+results (Markdown) to stdout.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
@@ -48,23 +57,28 @@ RSS and CPU. Progress goes to stderr, the results table (Markdown) to stdout.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.brokers, "brokers", "", "bootstrap brokers host:port,...; empty starts a local broker")
+	f.StringVar(&o.brokers, "brokers", "", "bootstrap brokers host:port,...; empty starts local brokers")
+	f.IntVar(&o.nodes, "nodes", o.nodes, "local brokers to start (without --brokers)")
+	f.IntVar(&o.rf, "replication-factor", 0, "replication factor of benchmark topics (default min(3, nodes))")
 	f.DurationVar(&o.duration, "duration", o.duration, "produce time per case")
 	f.StringVar(&o.sizes, "sizes", o.sizes, "record value sizes in bytes, comma-separated")
 	f.StringVar(&o.producers, "producers", o.producers, "concurrent producer clients, comma-separated")
+	f.StringVar(&o.inflight, "inflight", o.inflight, "produce requests in flight per producer and broker, comma-separated; 0 = idempotent producer (5 in flight)")
 	f.Int32Var(&o.partitions, "partitions", o.partitions, "partitions per benchmark topic")
 	f.DurationVar(&o.linger, "linger", 0, "producer linger (0 = franz-go default 10ms, negative = none)")
 	f.IntVar(&o.buffered, "max-buffered", o.buffered, "unacknowledged records per producer (the offered load)")
-	f.StringVar(&o.dataDir, "data", "", "data directory of the local broker (default: a temporary directory)")
-	f.BoolVar(&o.keepData, "keep-data", false, "keep the local broker's data directory")
+	f.IntVar(&o.rate, "rate", 0, "cap on records/s over all producers (0 = as fast as acknowledged); measures latency at a set load")
+	f.IntVar(&o.failovers, "failovers", 0, "leader kill -9 rounds to time (local clusters of 3+ nodes)")
+	f.StringVar(&o.dataDir, "data", "", "data directory of the local brokers (default: a temporary directory)")
+	f.BoolVar(&o.keepData, "keep-data", false, "keep the local brokers' data directory")
 	return cmd
 }
 
-func parseInts(s string) ([]int, error) {
+func parseInts(s string, allowZero bool) ([]int, error) {
 	var out []int
 	for _, f := range strings.Split(s, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil || n <= 0 {
+		if err != nil || n < 0 || (n == 0 && !allowZero) {
 			return nil, fmt.Errorf("bad number %q in %q", f, s)
 		}
 		out = append(out, n)
@@ -72,61 +86,15 @@ func parseInts(s string) ([]int, error) {
 	return out, nil
 }
 
-func runBench(ctx context.Context, o benchOpts, out, progress io.Writer) error {
-	sizes, err := parseInts(o.sizes)
-	if err != nil {
-		return err
-	}
-	producers, err := parseInts(o.producers)
-	if err != nil {
-		return err
-	}
-	brokers := client.SplitBrokers(o.brokers)
-	var local *localBroker
-	if len(brokers) == 0 {
-		if local, err = startBenchBroker(ctx, o); err != nil {
-			return err
-		}
-		defer local.Stop()
-		brokers = []string{local.KafkaAddr}
-		fmt.Fprintf(progress, "bench: local broker on %s, data in %s\n", local.KafkaAddr, local.DataDir)
-	}
-	adm, err := client.NewAdmin(brokers)
-	if err != nil {
-		return err
-	}
-	defer adm.Close()
-
-	fmt.Fprintf(out, "Machine: %d CPUs, %s/%s. Brokers: %s. Partitions per topic: %d, %s per case, acks=all, idempotent, linger %v, %d records buffered per producer.\n\n",
-		runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, strings.Join(brokers, ","), o.partitions, o.duration, o.linger, o.buffered)
-	fmt.Fprintln(out, "| case | records/s | MB/s | p50 | p99 | max | errors | consume MB/s | consume records/s |")
-	fmt.Fprintln(out, "|---|---|---|---|---|---|---|---|---|")
-	var cpuBefore time.Duration
-	if local != nil {
-		cpuBefore, _ = local.CPUTime()
-	}
-	start := time.Now()
-	for _, size := range sizes {
-		for _, np := range producers {
-			if err := benchCase(ctx, adm, brokers, o, size, np, out, progress); err != nil {
-				return err
-			}
-		}
-	}
-	if local != nil {
-		rss, err := local.PeakRSS()
-		if err != nil {
-			return err
-		}
-		cpu, _ := local.CPUTime()
-		fmt.Fprintf(out, "\nLocal broker: peak RSS %.0f MiB; CPU %.1f s over %.1f s wall (%.2f cores).\n",
-			float64(rss)/(1<<20), (cpu - cpuBefore).Seconds(), time.Since(start).Seconds(),
-			(cpu-cpuBefore).Seconds()/time.Since(start).Seconds())
-	}
-	return nil
+// benchCluster is the set of local brokers a bench run started.
+type benchCluster struct {
+	specs   []localSpec
+	brokers []*localBroker
+	dir     string
+	keep    bool
 }
 
-func startBenchBroker(ctx context.Context, o benchOpts) (*localBroker, error) {
+func startBenchCluster(ctx context.Context, o benchOpts) (*benchCluster, error) {
 	dir := o.dataDir
 	if dir == "" {
 		tmp, err := os.MkdirTemp("", "quire-bench-")
@@ -135,42 +103,180 @@ func startBenchBroker(ctx context.Context, o benchOpts) (*localBroker, error) {
 		}
 		dir = tmp
 	}
-	addrs, err := freeLoopbackAddrs(4)
+	bc := &benchCluster{dir: dir, keep: o.keepData || o.dataDir != ""}
+	addrs, err := freeLoopbackAddrs(4 * o.nodes)
 	if err != nil {
 		return nil, err
 	}
-	b, err := startLocalBroker(ctx, localSpec{ID: 1, DataDir: filepath.Join(dir, "node1"), KafkaAddr: addrs[0],
-		AdminAddr: addrs[1], NodeAddr: addrs[2], GossipAddr: addrs[3], Extra: []string{"--log-level", "warn"}})
-	if err != nil {
-		return nil, err
+	for i := 0; i < o.nodes; i++ {
+		a := addrs[4*i : 4*i+4]
+		bc.specs = append(bc.specs, localSpec{ID: i + 1, DataDir: filepath.Join(dir, fmt.Sprintf("node%d", i+1)),
+			KafkaAddr: a[0], AdminAddr: a[1], NodeAddr: a[2], GossipAddr: a[3],
+			Extra: []string{"--log-level", "warn", "--bootstrap-expect", strconv.Itoa(o.nodes), "--join", addrs[3]}})
 	}
-	if !o.keepData && o.dataDir == "" {
-		b.cleanup = func() { os.RemoveAll(dir) }
+	if o.nodes == 1 {
+		bc.specs[0].Extra = []string{"--log-level", "warn"}
 	}
-	return b, nil
+	bc.brokers = make([]*localBroker, o.nodes)
+	errs := make(chan error, o.nodes)
+	for i := range bc.specs {
+		go func() {
+			sctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+			defer cancel()
+			b, err := startLocalBroker(sctx, bc.specs[i])
+			bc.brokers[i] = b
+			errs <- err
+		}()
+	}
+	var first error
+	for range bc.specs {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+		}
+	}
+	if first != nil {
+		bc.stop()
+		return nil, first
+	}
+	return bc, nil
 }
 
-func benchCase(ctx context.Context, adm *client.Admin, brokers []string, o benchOpts, size, np int, out, progress io.Writer) error {
-	name := fmt.Sprintf("%d B x %d producer", size, np)
-	if np > 1 {
-		name += "s"
+func (bc *benchCluster) kafkaAddrs() []string {
+	var out []string
+	for _, s := range bc.specs {
+		out = append(out, s.KafkaAddr)
 	}
-	topic := fmt.Sprintf("bench-%d-%d-%d", size, np, time.Now().UnixNano())
+	return out
+}
+
+func (bc *benchCluster) stop() {
+	for _, b := range bc.brokers {
+		if b != nil {
+			b.Stop()
+		}
+	}
+	if !bc.keep {
+		os.RemoveAll(bc.dir)
+	}
+}
+
+// usage reports each broker's peak RSS and the CPU all of them used.
+func (bc *benchCluster) usage() (peak []int64, cpu time.Duration) {
+	for _, b := range bc.brokers {
+		rss, _ := b.PeakRSS()
+		c, _ := b.CPUTime()
+		peak = append(peak, rss)
+		cpu += c
+	}
+	return peak, cpu
+}
+
+func runBench(ctx context.Context, o benchOpts, out, progress io.Writer) error {
+	sizes, err := parseInts(o.sizes, false)
+	if err != nil {
+		return err
+	}
+	producers, err := parseInts(o.producers, false)
+	if err != nil {
+		return err
+	}
+	inflight, err := parseInts(o.inflight, true)
+	if err != nil {
+		return err
+	}
+	if o.rf == 0 {
+		o.rf = min(3, o.nodes)
+	}
+	brokers := client.SplitBrokers(o.brokers)
+	var local *benchCluster
+	if len(brokers) == 0 {
+		if local, err = startBenchCluster(ctx, o); err != nil {
+			return err
+		}
+		defer local.stop()
+		brokers = local.kafkaAddrs()
+		fmt.Fprintf(progress, "bench: %d local brokers on %s, data in %s\n", o.nodes, strings.Join(brokers, ","), local.dir)
+	}
+	adm, err := client.NewAdmin(brokers)
+	if err != nil {
+		return err
+	}
+	defer adm.Close()
+
+	rate := "as fast as acknowledged"
+	if o.rate > 0 {
+		rate = fmt.Sprintf("offered load capped at %d records/s", o.rate)
+	}
+	fmt.Fprintf(out, "Machine: %d CPUs, %s/%s. Brokers: %d. Replication factor %d, %d partitions per topic, %s per case, acks=all, linger %v, %d records buffered per producer, %s.\n\n",
+		runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, len(brokers), o.rf, o.partitions, o.duration, o.linger, o.buffered, rate)
+	fmt.Fprintln(out, "| case | records/s | MB/s | p50 | p99 | max | errors | consume MB/s | consume records/s |")
+	fmt.Fprintln(out, "|---|---|---|---|---|---|---|---|---|")
+	start := time.Now()
+	var cpuBefore time.Duration
+	if local != nil {
+		_, cpuBefore = local.usage()
+	}
+	for _, size := range sizes {
+		for _, np := range producers {
+			for _, inf := range inflight {
+				c := benchCaseSpec{size: size, producers: np, inflight: inf}
+				if err := benchCase(ctx, adm, brokers, o, c, out, progress); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	if local != nil {
+		peak, cpu := local.usage()
+		var parts []string
+		for i, p := range peak {
+			parts = append(parts, fmt.Sprintf("node %d %.0f MiB", i+1, float64(p)/(1<<20)))
+		}
+		wall := time.Since(start).Seconds()
+		fmt.Fprintf(out, "\nLocal brokers: peak RSS %s; CPU %.1f s over %.1f s wall (%.2f cores).\n",
+			strings.Join(parts, ", "), (cpu - cpuBefore).Seconds(), wall, (cpu-cpuBefore).Seconds()/wall)
+		if o.failovers > 0 {
+			return benchFailovers(ctx, local, adm, o, out, progress)
+		}
+	}
+	return nil
+}
+
+type benchCaseSpec struct {
+	size, producers, inflight int
+}
+
+func (c benchCaseSpec) name() string {
+	s := fmt.Sprintf("%d B x %d producer", c.size, c.producers)
+	if c.producers > 1 {
+		s += "s"
+	}
+	if c.inflight > 0 {
+		s += fmt.Sprintf(", %d in flight", c.inflight)
+	} else {
+		s += ", idempotent"
+	}
+	return s
+}
+
+func benchCase(ctx context.Context, adm *client.Admin, brokers []string, o benchOpts, c benchCaseSpec, out, progress io.Writer) error {
+	name := c.name()
+	topic := fmt.Sprintf("bench-%d-%d-%d-%d", c.size, c.producers, c.inflight, time.Now().UnixNano())
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	err := adm.CreateTopic(cctx, topic, o.partitions, 1, nil)
+	err := adm.CreateTopic(cctx, topic, o.partitions, int16(o.rf), nil)
 	cancel()
 	if err != nil {
 		return err
 	}
 	show := func(stage string) func(bench.Progress) {
 		return func(p bench.Progress) {
-			fmt.Fprintf(progress, "bench: %-24s %-7s %5.0fs %10d records %8.1f MB/s errors %d\n", name, stage,
+			fmt.Fprintf(progress, "bench: %-40s %-7s %5.0fs %10d records %8.1f MB/s errors %d\n", name, stage,
 				p.Elapsed.Seconds(), p.Records, float64(p.Bytes)/1e6/p.Elapsed.Seconds(), p.Errors)
 		}
 	}
 	pr, err := bench.Produce(ctx, brokers, bench.ProduceCase{
-		Topic: topic, Partitions: o.partitions, RecordSize: size, Producers: np, Duration: o.duration,
-		Acks: client.AcksAll, Idempotent: true, Linger: o.linger, MaxBuffered: o.buffered,
+		Topic: topic, Partitions: o.partitions, RecordSize: c.size, Producers: c.producers, Duration: o.duration,
+		Acks: client.AcksAll, Idempotent: true, InFlight: c.inflight, Linger: o.linger, MaxBuffered: o.buffered, Rate: o.rate,
 	}, show("produce"))
 	if err != nil {
 		return fmt.Errorf("%s: %w", name, err)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -13,6 +12,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/quirelog/quire/transport/freeport"
 )
 
 // localSpec says where a local broker listens and keeps its data.
@@ -91,6 +92,12 @@ func (b *localBroker) ready() bool {
 	return resp.StatusCode == http.StatusOK
 }
 
+// Kill sends SIGKILL and waits for the process to be gone.
+func (b *localBroker) Kill() {
+	_ = b.cmd.Process.Kill()
+	<-b.exited
+}
+
 // Exited is closed when the process ends.
 func (b *localBroker) Exited() <-chan struct{} { return b.exited }
 
@@ -153,21 +160,11 @@ func procStatusBytes(pid int, field string) (int64, error) {
 	return 0, fmt.Errorf("%s not in /proc/%d/status", field, pid)
 }
 
-// freeLoopbackAddr asks the kernel for an unused 127.0.0.1 port.
-func freeLoopbackAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
-}
-
 // freeLoopbackAddrs returns n unused 127.0.0.1 addresses.
 func freeLoopbackAddrs(n int) ([]string, error) {
 	out := make([]string, n)
 	for i := range out {
-		a, err := freeLoopbackAddr()
+		a, err := freeport.Addr()
 		if err != nil {
 			return nil, err
 		}
