@@ -282,6 +282,16 @@ func TestMinorityPartition(t *testing.T) {
 	if res.FirstErr() == nil {
 		t.Fatalf("the isolated old leader acknowledged a write")
 	}
+	// The cut-off node still lists every broker: clients replace their
+	// broker list with each Metadata response, and one listing only the
+	// cut-off node would strand them there.
+	md, err := admin(t, c.KafkaAddr(old)).Metadata(ctxT(t, 30*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(md.Brokers) != 3 {
+		t.Fatalf("isolated node lists brokers %v, want all three", md.Brokers.NodeIDs())
+	}
 	during := produce(t, majority, "split", 1, 200, 300)
 	if len(during) != 300 {
 		for i := 0; i < 3; i++ {
@@ -330,3 +340,40 @@ func TestControllerFailover(t *testing.T) {
 type testLog struct{ t *testing.T }
 
 func (l testLog) Write(p []byte) (int, error) { l.t.Logf("kgo: %s", p); return len(p), nil }
+
+// With min.insync.replicas=3 and one replica down, acks=all produce is
+// refused with NOT_ENOUGH_REPLICAS once the ISR shrinks, and accepted
+// again when the replica is back in sync.
+func TestMinInsyncReplicas(t *testing.T) {
+	c := clustertest.Start(t, 3)
+	three := "3"
+	resp, err := admin(t, c.KafkaAddr(0)).CreateTopic(ctxT(t, 30*time.Second), 1, 3,
+		map[string]*string{"min.insync.replicas": &three}, "strict")
+	if err == nil {
+		err = resp.Err
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	leader := c.Leader("strict", 0)
+	down := (leader + 1) % 3
+	c.Stop(down)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.KafkaAddr(leader)), kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		kgo.RequiredAcks(kgo.AllISRAcks()), kgo.DisableIdempotentWrite(), kgo.RecordRetries(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	c.Eventually(30*time.Second, func() error {
+		err := cl.ProduceSync(ctxT(t, 10*time.Second), &kgo.Record{Topic: "strict", Value: []byte("x")}).FirstErr()
+		if !errors.Is(err, kerr.NotEnoughReplicas) {
+			return fmt.Errorf("produce with a replica down: %v, want NOT_ENOUGH_REPLICAS", err)
+		}
+		return nil
+	})
+	c.Restart(down)
+	c.WaitReady()
+	c.Eventually(30*time.Second, func() error {
+		return cl.ProduceSync(ctxT(t, 10*time.Second), &kgo.Record{Topic: "strict", Value: []byte("y")}).FirstErr()
+	})
+}
