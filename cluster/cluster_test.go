@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/quirelog/quire/cluster/clustertest"
 )
@@ -237,6 +238,7 @@ func TestLeaderFailover(t *testing.T) {
 	createTopic(t, c, c.KafkaAddr(0), "fo", 1, 3)
 	before := produce(t, c.Brokers(), "fo", 1, 0, 500)
 	old := c.Leader("fo", 0)
+	_, oldEpoch := c.Node(old).PartitionLeader("fo", 0)
 	c.Stop(old)
 	after := produce(t, c.Brokers(), "fo", 1, 500, 500)
 	if len(after) != 500 {
@@ -250,6 +252,37 @@ func TestLeaderFailover(t *testing.T) {
 	all := append(before, after...)
 	checkAcked(t, all, consume(t, c.KafkaAddr(old), "fo"))
 	checkConverged(t, c, "fo", 1)
+	checkEpochEnd(t, c, "fo", oldEpoch, int64(len(before)), int64(len(all)))
+}
+
+// checkEpochEnd asks the partition's leader (OffsetForLeaderEpoch, as a
+// consumer does to detect truncation) where the old leader's epoch ended:
+// after every record acknowledged in it, before the end of the log.
+func checkEpochEnd(t *testing.T, c *clustertest.Cluster, topic string, epoch int32, min, max int64) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Brokers()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	req := kmsg.NewPtrOffsetForLeaderEpochRequest()
+	rt := kmsg.NewOffsetForLeaderEpochRequestTopic()
+	rt.Topic = topic
+	rp := kmsg.NewOffsetForLeaderEpochRequestTopicPartition()
+	rp.LeaderEpoch, rp.CurrentLeaderEpoch = epoch, -1
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	resp, err := req.RequestWith(ctxT(t, 30*time.Second), cl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := resp.Topics[0].Partitions[0]
+	if err := kerr.ErrorForCode(p.ErrorCode); err != nil {
+		t.Fatal(err)
+	}
+	if p.LeaderEpoch != epoch || p.EndOffset < min || p.EndOffset > max {
+		t.Fatalf("epoch %d ends at %d (reported epoch %d); want in [%d, %d]", epoch, p.EndOffset, p.LeaderEpoch, min, max)
+	}
 }
 
 // The leader cut off from both followers can acknowledge nothing; the

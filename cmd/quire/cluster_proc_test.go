@@ -27,10 +27,14 @@ func startCluster(t *testing.T, n int) []*broker {
 		b.logPath = filepath.Join(dir, fmt.Sprintf("node%d.log", i+1))
 		bs = append(bs, b)
 	}
-	for _, b := range bs {
+	// Last first, a little apart: every node joins node 1, which starts
+	// last, so the cluster only forms because joining is retried.
+	for i := len(bs) - 1; i >= 0; i-- {
+		b := bs[i]
 		b.extra = []string{"--bootstrap-expect", strconv.Itoa(n), "--join", bs[0].gossipAddr}
 		b.launch()
 		t.Cleanup(b.stop)
+		time.Sleep(300 * time.Millisecond)
 	}
 	for _, b := range bs {
 		b.waitReady()
