@@ -39,6 +39,8 @@ bench: build
 	./$(BIN) bench --duration $(BENCHTIME) --partitions 8
 	./$(BIN) bench --duration $(BENCHTIME) --partitions 1
 	./$(BIN) bench --duration $(BENCHTIME) --nodes 3 --partitions 8 --producers 1 --inflight 1,8,64 --failovers 10
+	./$(BIN) bench --duration $(BENCHTIME) --nodes 3 --partitions 1 --producers 1 --sizes 1024 --rate 40000
+	./$(BIN) bench --duration $(BENCHTIME) --nodes 3 --partitions 1 --producers 1 --sizes 100 --rate 150000
 
 clean:
 	rm -rf bin data
