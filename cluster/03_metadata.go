@@ -154,7 +154,9 @@ func (n *Node) partitionLeader(key tp, t *fsm.Topic, a fsm.Assignment) (int32, i
 			return n.cfg.NodeID, epoch, n.isr(r)
 		}
 		_, lid := r.group.raft.LeaderWithID()
-		if id, err := strconv.Atoi(string(lid)); err == nil && int32(id) != n.cfg.NodeID && n.alive(int32(id)) {
+		// A follower knows its leader only while it hears from it, which
+		// is fresher than gossip.
+		if id, err := strconv.Atoi(string(lid)); err == nil && int32(id) != n.cfg.NodeID {
 			epoch := int32(r.group.raft.CurrentTerm())
 			isr := a.ISR
 			if a.Leader != int32(id) || a.LeaderEpoch != epoch || len(isr) == 0 {

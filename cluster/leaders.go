@@ -46,8 +46,9 @@ func (t *isrTracker) lagging(peer int32, now time.Time, max time.Duration) bool 
 
 // isr is the partition's in-sync replicas as its leader sees them: the
 // leader and every replica whose heartbeats have not been failing for
-// longer than replica.lag.time.max.ms and that gossip reports alive. Nil
-// when this replica does not lead.
+// longer than replica.lag.time.max.ms. Raft's own contact is the evidence,
+// not gossip, which can lag behind a restart by seconds. Nil when this
+// replica does not lead.
 func (n *Node) isr(r *replica) []int32 {
 	if ok, _ := r.leader(); !ok {
 		return nil
@@ -55,7 +56,7 @@ func (n *Node) isr(r *replica) []int32 {
 	now := time.Now()
 	out := []int32{n.cfg.NodeID}
 	for _, id := range r.replicas {
-		if id == n.cfg.NodeID || !n.alive(id) || r.isrTrack.lagging(id, now, n.cfg.ReplicaLagTimeMax) {
+		if id == n.cfg.NodeID || r.isrTrack.lagging(id, now, n.cfg.ReplicaLagTimeMax) {
 			continue
 		}
 		out = append(out, id)

@@ -52,7 +52,13 @@ func Start(t testing.TB, n int, opts ...Option) *Cluster {
 		cfg.AdminAddr = ""
 		cfg.NodeAddr = freeAddr(t)
 		cfg.GossipAddr = gossipAddrs[i]
-		cfg.Join = []string{gossipAddrs[0]}
+		// Every other node, so a restarted node finds the cluster whichever
+		// node it is.
+		for j, a := range gossipAddrs {
+			if j != i {
+				cfg.Join = append(cfg.Join, a)
+			}
+		}
 		cfg.BootstrapExpect = n
 		cfg.FastGossip = true
 		cfg.Faults = c.Faults
