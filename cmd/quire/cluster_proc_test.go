@@ -2,9 +2,13 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -124,6 +128,87 @@ func TestThreeProcessKill9Leader(t *testing.T) {
 	for _, b := range bs {
 		got := consumeAllAvailable(t, b.kafkaAddr, "k9")
 		checkConsumed(t, all, got)
+	}
+	checkReplicasIdentical(t, bs, "k9")
+	checkAdminEndpoints(t, bs[0])
+}
+
+type partitionDigest struct {
+	Topic     string `json:"topic"`
+	Partition int32  `json:"partition"`
+	HW        int64  `json:"high_watermark"`
+	CRC32C    uint32 `json:"crc32c"`
+}
+
+// checkReplicasIdentical compares every broker's /debug/partitions digest
+// of the topic: after the restart they must converge on the same high
+// watermark and the same bytes.
+func checkReplicasIdentical(t *testing.T, bs []*broker, topic string) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		var digests []partitionDigest
+		for _, b := range bs {
+			var ds []partitionDigest
+			if err := getJSON("http://"+b.adminAddr+"/debug/partitions", &ds); err != nil {
+				t.Fatal(err)
+			}
+			for _, d := range ds {
+				if d.Topic == topic {
+					digests = append(digests, d)
+				}
+			}
+		}
+		same := len(digests) == len(bs)
+		for _, d := range digests {
+			same = same && d == digests[0]
+		}
+		if same && digests[0].HW > 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("replicas of %s differ: %+v", topic, digests)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func getJSON(url string, v interface{}) error {
+	resp, err := http.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	return json.NewDecoder(resp.Body).Decode(v)
+}
+
+// checkAdminEndpoints: health answers, and /metrics carries the broker's
+// own series next to the Go runtime's.
+func checkAdminEndpoints(t *testing.T, b *broker) {
+	t.Helper()
+	for _, path := range []string{"/health/live", "/health/ready"} {
+		resp, err := http.Get("http://" + b.adminAddr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s: %s", path, resp.Status)
+		}
+	}
+	resp, err := http.Get("http://" + b.adminAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for _, series := range []string{"quire_kafka_requests_total", "quire_raft_entry_batches", "quire_node_transport_sessions", "go_goroutines"} {
+		if !strings.Contains(string(body), series) {
+			t.Errorf("/metrics lacks %s", series)
+		}
 	}
 }
 
