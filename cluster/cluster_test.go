@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/quirelog/quire/cluster"
 	"github.com/quirelog/quire/cluster/clustertest"
 )
 
@@ -408,5 +409,33 @@ func TestMinInsyncReplicas(t *testing.T) {
 	c.WaitReady()
 	c.Eventually(30*time.Second, func() error {
 		return cl.ProduceSync(ctxT(t, 10*time.Second), &kgo.Record{Topic: "strict", Value: []byte("y")}).FirstErr()
+	})
+}
+
+// After the preferred leader restarts and catches up, leadership returns
+// to it (auto.leader.rebalance).
+func TestPreferredLeaderReturns(t *testing.T) {
+	c := clustertest.Start(t, 3, func(_ int, cfg *cluster.Config) { cfg.LeaderRebalanceInterval = 300 * time.Millisecond })
+	createTopic(t, c, c.KafkaAddr(0), "pref", 1, 3)
+	md, err := admin(t, c.KafkaAddr(0)).Metadata(ctxT(t, 30*time.Second), "pref")
+	if err != nil {
+		t.Fatal(err)
+	}
+	preferred := int(md.Topics["pref"].Partitions[0].Replicas[0]) - 1
+	c.Eventually(30*time.Second, func() error {
+		if l := c.Leader("pref", 0); l != preferred {
+			return fmt.Errorf("leader is node %d, preferred %d", l+1, preferred+1)
+		}
+		return nil
+	})
+	c.Stop(preferred)
+	produce(t, c.Brokers(), "pref", 1, 0, 100)
+	c.Restart(preferred)
+	c.WaitReady()
+	c.Eventually(60*time.Second, func() error {
+		if l := c.Leader("pref", 0); l != preferred {
+			return fmt.Errorf("leader is node %d, preferred %d", l+1, preferred+1)
+		}
+		return nil
 	})
 }

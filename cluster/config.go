@@ -47,6 +47,11 @@ type Config struct {
 	// ReplicaLagTimeMax drops a follower from the ISR once the leader's
 	// heartbeats to it have failed for this long (replica.lag.time.max.ms).
 	ReplicaLagTimeMax time.Duration
+	// LeaderRebalanceInterval is how often each node hands the partitions
+	// it leads back to their preferred (first) replica when that replica
+	// is in sync (auto.leader.rebalance.enable with
+	// leader.imbalance.check.interval.seconds). 0 disables.
+	LeaderRebalanceInterval time.Duration
 	// Faults, when set, injects network faults into the node transport
 	// and gossip (tests and chaos only).
 	Faults *node.Faults
@@ -107,6 +112,7 @@ func DefaultConfig() Config {
 		BootstrapExpect:          1,
 		Controller:               true,
 		ReplicaLagTimeMax:        10 * time.Second,
+		LeaderRebalanceInterval:  5 * time.Minute,
 		ClusterID:                "quire",
 		AutoCreateTopics:         true,
 		DefaultPartitions:        1,

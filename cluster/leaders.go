@@ -145,3 +145,31 @@ func (n *Node) reportLeadersOnce() {
 		}
 	}
 }
+
+// rebalanceLeaders hands every partition this node leads, but is not the
+// preferred leader of, back to its preferred replica when that replica is
+// in sync, so leadership drifts back after restarts instead of piling up
+// on the nodes that stayed up.
+func (n *Node) rebalanceLeaders() {
+	n.mu.RLock()
+	reps := make([]*replica, 0, len(n.replicas))
+	for _, r := range n.replicas {
+		reps = append(reps, r)
+	}
+	n.mu.RUnlock()
+	for _, r := range reps {
+		if len(r.replicas) < 2 || r.replicas[0] == n.cfg.NodeID {
+			continue
+		}
+		preferred := r.replicas[0]
+		if !slices.Contains(n.isr(r), preferred) || !n.alive(preferred) {
+			continue
+		}
+		id := raftID(preferred)
+		if err := r.group.raft.LeadershipTransferToServer(id, raft.ServerAddress(id)).Error(); err != nil {
+			n.logger.Debug("preferred leader transfer failed", "partition", r.tp.String(), "to", preferred, "error", err)
+			continue
+		}
+		n.logger.Info("leadership handed to the preferred replica", "partition", r.tp.String(), "to", preferred)
+	}
+}

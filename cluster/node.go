@@ -129,6 +129,10 @@ func (n *Node) start() error {
 	if err := n.startGossip(); err != nil {
 		return err
 	}
+	if d := n.cfg.LeaderRebalanceInterval; d > 0 {
+		n.wg.Add(1)
+		go n.loop(d, nil, n.rebalanceLeaders)
+	}
 	n.wg.Add(5)
 	go n.bootstrapMeta()
 	go n.controllerDuties()
@@ -185,6 +189,7 @@ func (n *Node) Close() error {
 		errs = append(errs, n.kafka.Close())
 	}
 	n.wg.Wait()
+	n.handOffLeadership()
 	n.mu.Lock()
 	reps := make([]*replica, 0, len(n.replicas))
 	for key, r := range n.replicas {
@@ -270,6 +275,46 @@ type logWriter struct{ l hclog.Logger }
 func (w *logWriter) Write(p []byte) (int, error) {
 	w.l.Debug(string(p))
 	return len(p), nil
+}
+
+// handOffLeadership transfers the leadership of every group this node
+// leads to an up-to-date follower before a clean shutdown, so a rolling
+// restart costs clients a leader change instead of an election timeout.
+// Transfers run in parallel and are bounded; one that fails just leaves
+// the group to elect.
+func (n *Node) handOffLeadership() {
+	groups := []*raftGroup{}
+	n.mu.RLock()
+	for _, r := range n.replicas {
+		if len(r.replicas) > 1 {
+			groups = append(groups, r.group)
+		}
+	}
+	n.mu.RUnlock()
+	if n.meta != nil {
+		groups = append(groups, n.meta)
+	}
+	var wg sync.WaitGroup
+	for _, g := range groups {
+		if g.raft.State() != raft.Leader {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			f := g.raft.LeadershipTransfer()
+			done := make(chan error, 1)
+			go func() { done <- f.Error() }()
+			select {
+			case err := <-done:
+				if err != nil {
+					n.logger.Debug("leadership transfer failed", "error", err)
+				}
+			case <-time.After(3 * time.Second):
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 // ID is this node's broker id.

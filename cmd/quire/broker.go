@@ -67,6 +67,7 @@ environment, which beats the file.`,
 	f.BoolVar(&cfg.Controller, "controller", cfg.Controller, "eligible to vote in the metadata (controller) group")
 	f.Int16Var(&cfg.DefaultReplicationFactor, "default-replication-factor", cfg.DefaultReplicationFactor, "replication factor of auto-created topics (default.replication.factor)")
 	f.DurationVar(&cfg.ReplicaLagTimeMax, "replica-lag-time-max", cfg.ReplicaLagTimeMax, "a follower leaves the ISR after failing heartbeats this long (replica.lag.time.max.ms)")
+	f.DurationVar(&cfg.LeaderRebalanceInterval, "leader-rebalance-interval", cfg.LeaderRebalanceInterval, "how often leadership returns to preferred replicas that are in sync (0 disables)")
 	f.DurationVar(&cfg.ElectionTimeout, "election-timeout", cfg.ElectionTimeout, "Raft heartbeat and election timeout")
 	f.StringVar(&cfg.AdminAddr, "admin-addr", cfg.AdminAddr, "metrics, health and pprof HTTP host:port (empty disables)")
 	f.BoolVar(&cfg.AutoCreateTopics, "auto-create-topics", cfg.AutoCreateTopics, "create unknown topics on Metadata requests (auto.create.topics.enable)")
