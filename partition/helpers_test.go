@@ -2,13 +2,11 @@ package partition
 
 import (
 	"bytes"
-	"encoding/binary"
 	"errors"
-	"hash/crc32"
 	"os"
 	"testing"
 
-	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/quirelog/quire/partition/batchtest"
 )
 
 // testRecord is one record of a batch built by buildBatch.
@@ -17,42 +15,13 @@ type testRecord struct {
 	ts         int64
 }
 
-// buildBatch encodes a valid, uncompressed record batch v2 at base with
-// kmsg, the same encoder franz-go clients use.
+// buildBatch encodes a valid, uncompressed, non-idempotent batch at base.
 func buildBatch(base int64, recs []testRecord) []byte {
-	if len(recs) == 0 {
-		panic("buildBatch needs at least one record")
-	}
-	first, maxTs := recs[0].ts, recs[0].ts
-	var body []byte
+	out := make([]batchtest.Record, len(recs))
 	for i, r := range recs {
-		maxTs = max(maxTs, r.ts)
-		rec := kmsg.Record{
-			TimestampDelta64: r.ts - first,
-			OffsetDelta:      int32(i),
-			Key:              r.key,
-			Value:            r.value,
-		}
-		// Length counts the bytes after itself; a zero varint is 1 byte.
-		rec.Length = int32(len(rec.AppendTo(nil)) - 1)
-		body = rec.AppendTo(body)
+		out[i] = batchtest.Record{Key: r.key, Value: r.value, Timestamp: r.ts}
 	}
-	rb := kmsg.RecordBatch{
-		FirstOffset:     base,
-		Length:          int32(minBatchLength + len(body)),
-		Magic:           2,
-		LastOffsetDelta: int32(len(recs) - 1),
-		FirstTimestamp:  first,
-		MaxTimestamp:    maxTs,
-		ProducerID:      -1,
-		ProducerEpoch:   -1,
-		FirstSequence:   -1,
-		NumRecords:      int32(len(recs)),
-		Records:         body,
-	}
-	b := rb.AppendTo(nil)
-	binary.BigEndian.PutUint32(b[posCRC:], crc32.Checksum(b[posAttributes:], crc32.MakeTable(crc32.Castagnoli)))
-	return b
+	return batchtest.Build(base, batchtest.NoProducer, out...)
 }
 
 // simpleBatch builds a batch of n records with valueSize-byte values whose
