@@ -44,6 +44,11 @@ type proposer struct {
 	stopOnce sync.Once
 	stopCh   chan struct{}
 	wg       sync.WaitGroup
+	// mu makes "not stopped, so enqueue" atomic against stop, so no batch
+	// is queued after the loop's last drain (it would wait out its
+	// request timeout instead of getting NOT_LEADER at once).
+	mu      sync.RWMutex
+	stopped bool
 }
 
 func newProposer(r *raft.Raft, maxBytes, inFlight int, m *nodeMetrics) *proposer {
@@ -64,6 +69,12 @@ func newProposer(r *raft.Raft, maxBytes, inFlight int, m *nodeMetrics) *proposer
 // (backpressure onto the connection).
 func (p *proposer) submit(ctx context.Context, batch []byte) *proposal {
 	pr := &proposal{batch: batch, done: make(chan struct{})}
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if p.stopped {
+		pr.finish(fsm.BatchResult{BaseOffset: -1, Err: kerr.NotLeaderForPartition})
+		return pr
+	}
 	select {
 	case p.queue <- pr:
 	case <-p.stopCh:
@@ -191,7 +202,17 @@ func (p *proposer) drain() {
 // stop fails queued batches and waits for in-flight entries to resolve
 // (raft shutdown resolves them).
 func (p *proposer) stop() {
-	p.stopOnce.Do(func() { close(p.stopCh) })
+	p.stopOnce.Do(func() {
+		close(p.stopCh) // wakes submits blocked on a full queue
+		p.mu.Lock()
+		p.stopped = true
+		p.mu.Unlock()
+	})
 }
 
-func (p *proposer) wait() { p.wg.Wait() }
+// wait waits for the loop to end, then fails what was queued after its
+// last drain but before stop took effect.
+func (p *proposer) wait() {
+	p.wg.Wait()
+	p.drain()
+}
