@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -435,6 +438,40 @@ func TestPreferredLeaderReturns(t *testing.T) {
 	c.Eventually(60*time.Second, func() error {
 		if l := c.Leader("pref", 0); l != preferred {
 			return fmt.Errorf("leader is node %d, preferred %d", l+1, preferred+1)
+		}
+		return nil
+	})
+}
+
+// A topic deleted while a replica's node is down leaves no files on that
+// node once it is back and has caught up with the metadata.
+func TestDeletedWhileDownLeavesNoFiles(t *testing.T) {
+	dirs := make([]string, 3)
+	c := clustertest.Start(t, 3, func(i int, cfg *cluster.Config) { dirs[i] = cfg.DataDir })
+	createTopic(t, c, c.KafkaAddr(0), "gone", 2, 3)
+	createTopic(t, c, c.KafkaAddr(0), "kept", 1, 3)
+	produce(t, c.Brokers(), "gone", 2, 0, 50)
+	c.Stop(2)
+	resp, err := admin(t, c.KafkaAddr(0)).DeleteTopics(ctxT(t, 30*time.Second), "gone")
+	if err == nil {
+		err = resp.Error()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Restart(2)
+	c.WaitReady()
+	c.Eventually(60*time.Second, func() error {
+		entries, err := os.ReadDir(filepath.Join(dirs[2], "partitions"))
+		if err != nil {
+			return err
+		}
+		var names []string
+		for _, e := range entries {
+			names = append(names, e.Name())
+		}
+		if len(names) != 1 || !strings.HasPrefix(names[0], "kept-0-") {
+			return fmt.Errorf("node 3 partition dirs %v, want only kept-0", names)
 		}
 		return nil
 	})

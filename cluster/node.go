@@ -52,6 +52,9 @@ type Node struct {
 	pidEnd  int64
 
 	reconcileCh chan struct{}
+	// lastGC is when the reconciler last swept orphaned partition
+	// directories; only the reconcile goroutine touches it.
+	lastGC time.Time
 	ctx         context.Context
 	cancel      context.CancelFunc
 	wg          sync.WaitGroup

@@ -1,6 +1,8 @@
 package cluster
 
 import (
+	"os"
+	"path/filepath"
 	"sort"
 	"time"
 
@@ -104,4 +106,35 @@ func (n *Node) reconcile(s *fsm.MetaState) {
 		n.logger.Debug("started replica", "partition", key.String())
 	}
 	n.metrics.replicas.Set(float64(len(want)))
+	if time.Since(n.lastGC) > time.Minute && n.metaCaughtUp() == nil {
+		n.lastGC = time.Now()
+		n.removeOrphanDirs(want)
+	}
+}
+
+// removeOrphanDirs deletes partition directories that no current replica
+// owns: the topic was deleted (or re-created with a new id) while this
+// node was down, so the reconciler never stopped a replica for it. It runs
+// only once the local metadata has caught up, so a partial view after a
+// restart can never delete live data.
+func (n *Node) removeOrphanDirs(want map[tp]*fsm.Topic) {
+	root := filepath.Join(n.cfg.DataDir, "partitions")
+	entries, err := os.ReadDir(root)
+	if err != nil {
+		return
+	}
+	keep := make(map[string]bool, len(want))
+	for key, t := range want {
+		keep[filepath.Base(n.partitionDir(key, t.ID))] = true
+	}
+	for _, e := range entries {
+		if !e.IsDir() || keep[e.Name()] {
+			continue
+		}
+		if err := os.RemoveAll(filepath.Join(root, e.Name())); err != nil {
+			n.logger.Warn("removing orphaned partition directory failed", "dir", e.Name(), "error", err)
+			continue
+		}
+		n.logger.Info("removed orphaned partition directory", "dir", e.Name())
+	}
 }
