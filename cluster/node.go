@@ -55,9 +55,9 @@ type Node struct {
 	// lastGC is when the reconciler last swept orphaned partition
 	// directories; only the reconcile goroutine touches it.
 	lastGC time.Time
-	ctx         context.Context
-	cancel      context.CancelFunc
-	wg          sync.WaitGroup
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
 }
 
 // Start opens the node's data, starts its Raft groups and listeners.
