@@ -15,7 +15,7 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(brokerCmd(), devCmd(), benchCmd())
+	root.AddCommand(brokerCmd(), devCmd(), benchCmd(), chaosCmd())
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "quire:", err)
 		os.Exit(1)
