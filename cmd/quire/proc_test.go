@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -84,9 +85,29 @@ func newBroker(t *testing.T, extra ...string) *broker {
 		extra:      extra,
 	}
 	b.logPath = filepath.Join(b.dataDir, "broker.log")
-	b.start()
+	// Ports are picked before the process binds them, so another test
+	// process can take one first; a fresh set is the cure.
+	for attempt := 0; ; attempt++ {
+		b.launch()
+		if b.waitStarted() || attempt == 2 || !strings.Contains(b.log(), "address already in use") {
+			break
+		}
+		b.kafkaAddr, b.adminAddr, b.nodeAddr, b.gossipAddr = freePort(t), freePort(t), freePort(t), freePort(t)
+	}
+	b.waitReady()
 	t.Cleanup(b.stop)
 	return b
+}
+
+// waitStarted reports whether the process is still running after its
+// listeners had time to bind.
+func (b *broker) waitStarted() bool {
+	select {
+	case <-b.exited:
+		return false
+	case <-time.After(500 * time.Millisecond):
+		return true
+	}
 }
 
 func (b *broker) start() {
