@@ -365,6 +365,13 @@ func TestControllerFailover(t *testing.T) {
 		if id := nd.ControllerID(); id < 1 || int(id)-1 == ctrl {
 			return fmt.Errorf("controller is %d", id)
 		}
+		// Placement uses the brokers gossip reports alive; an RF=2
+		// partition placed on the stopped node could not elect.
+		for i := 0; i < 3; i++ {
+			if n := c.Node(i); n != nil && n.BrokerAlive(int32(ctrl+1)) {
+				return fmt.Errorf("node %d still sees the stopped controller alive", i+1)
+			}
+		}
 		return nil
 	})
 	createTopic(t, c, seed, "after-controller", 2, 2)

@@ -372,3 +372,7 @@ func (n *Node) DescribePartition(topic string, partition int32) string {
 		n.cfg.NodeID, r.group.raft.State(), r.group.raft.CurrentTerm(), r.group.servingTerm.Load(), addr, id,
 		r.group.raft.AppliedIndex(), r.fsm.HighWatermark(), alive, leader, epoch)
 }
+
+// BrokerAlive reports whether gossip on this node considers the broker
+// alive (placement uses only live brokers).
+func (n *Node) BrokerAlive(id int32) bool { return n.alive(id) }
