@@ -183,6 +183,13 @@ func (n *Node) AdminAddr() net.Addr {
 // Close stops listeners, every replica, the metadata group, gossip and the
 // node transport.
 func (n *Node) Close() error {
+	// Announce the departure first, so the controller stops placing new
+	// replicas here while this node hands off and shuts down.
+	if n.gossip != nil {
+		if err := n.gossip.Leave(time.Second); err != nil {
+			n.logger.Debug("gossip leave", "error", err)
+		}
+	}
 	n.cancel()
 	var errs []error
 	if n.admin != nil {
@@ -207,7 +214,7 @@ func (n *Node) Close() error {
 		errs = append(errs, n.meta.stop())
 	}
 	if n.gossip != nil {
-		errs = append(errs, n.gossip.Close())
+		errs = append(errs, n.gossip.Shutdown())
 	}
 	if n.nt != nil {
 		errs = append(errs, n.nt.Close())
