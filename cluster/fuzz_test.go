@@ -15,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/quirelog/quire/partition/batchtest"
+	"github.com/quirelog/quire/transport/freeport"
 )
 
 var (
@@ -36,6 +37,13 @@ func fuzzNode(t *testing.T) string {
 		cfg.DataDir = dir
 		cfg.Kafka.Addr = "127.0.0.1:0"
 		cfg.AdminAddr = ""
+		// Fuzzing runs one node per worker process: no fixed ports.
+		if cfg.NodeAddr, fuzzErr = freeport.Addr(); fuzzErr != nil {
+			return
+		}
+		if cfg.GossipAddr, fuzzErr = freeport.Addr(); fuzzErr != nil {
+			return
+		}
 		cfg.MaxPartitionsPerNode = 32
 		cfg.Kafka.MaxRequestBytes = 1 << 20
 		n, err := Start(cfg, hclog.NewNullLogger())
