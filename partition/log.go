@@ -29,6 +29,12 @@ type Log struct {
 	closed atomic.Bool
 
 	dirDirty bool // writer: directory entries changed since the last fsync
+
+	// wmu serialises the writer methods (Append, Sync, Truncate, Reset,
+	// DeleteSegmentsBefore, Close). One goroutine appends, but Sync also
+	// comes from snapshot persistence on another, and both touch the
+	// active segment's file state.
+	wmu sync.Mutex
 }
 
 // SegmentInfo describes one segment file.
@@ -70,6 +76,8 @@ func (l *Log) active() *segment { return l.segs[len(l.segs)-1] }
 // Append writes one complete record batch v2, whose base offset must be
 // NextOffset(), exactly as given. It issues one write and no fsync.
 func (l *Log) Append(batch []byte) error {
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
 	if l.closed.Load() {
 		return ErrClosed
 	}
@@ -154,6 +162,8 @@ func (l *Log) roll(base int64) error {
 // Sync makes everything appended so far durable: the active segment, its
 // index files and, after segments were created or removed, the directory.
 func (l *Log) Sync() error {
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
 	if l.closed.Load() {
 		return ErrClosed
 	}
@@ -176,6 +186,8 @@ func (l *Log) sync() error {
 // Close syncs and closes the log. Reads in flight finish normally; every
 // later call returns ErrClosed.
 func (l *Log) Close() error {
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
 	if l.closed.Swap(true) {
 		return ErrClosed
 	}

@@ -650,3 +650,27 @@ func TestRecoveryIndexesAndChain(t *testing.T) {
 		})
 	}
 }
+
+// Snapshot persistence syncs the log from another goroutine while the FSM
+// appends; under -race this failed before the writer methods were
+// serialised.
+func TestSyncConcurrentWithAppend(t *testing.T) {
+	l := openLog(t, t.TempDir(), smallConfig())
+	defer l.Close()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; i < 200; i++ {
+			if err := l.Sync(); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	for i := 0; i < 500; i++ {
+		if err := l.Append(simpleBatch(l.NextOffset(), 2, 64, int64(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	<-done
+}

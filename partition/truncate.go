@@ -18,6 +18,8 @@ type cutPoint struct {
 // be a batch boundary (or NextOffset, a no-op). Afterwards NextOffset() ==
 // offset. The cut is fsynced before Truncate returns.
 func (l *Log) Truncate(offset int64) error {
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
 	if l.closed.Load() {
 		return ErrClosed
 	}
@@ -131,6 +133,8 @@ func (l *Log) removeSegments(segs []*segment, newestFirst bool) error {
 // it. A crash during Reset leaves a prefix of the old log (possibly empty,
 // at offset 0) or the new empty log, so the caller must redo the Reset.
 func (l *Log) Reset(startOffset int64) error {
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
 	if l.closed.Load() {
 		return ErrClosed
 	}
@@ -164,6 +168,8 @@ func (l *Log) Reset(startOffset int64) error {
 // below offset and advances StartOffset to the first remaining segment.
 // The active segment is never deleted. It returns how many were deleted.
 func (l *Log) DeleteSegmentsBefore(offset int64) (int, error) {
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
 	if l.closed.Load() {
 		return 0, ErrClosed
 	}
