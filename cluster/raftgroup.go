@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -167,12 +168,24 @@ func (g *raftGroup) stop() error {
 	if g.observer != nil {
 		g.raft.DeregisterObserver(g.observer)
 	}
-	err := g.raft.Shutdown().Error()
-	if cerr := g.store.Close(); err == nil {
-		err = cerr
+	f := g.raft.Shutdown()
+	// hashicorp/raft's pipeline replication can stay blocked handing a
+	// response to a replication goroutine that already quit, and Shutdown
+	// then waits forever. Bound the wait: a stuck goroutine is leaked
+	// rather than hanging the node's shutdown.
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(15 * time.Second):
+		err = errors.New("raft shutdown did not finish within 15s; continuing")
 	}
 	if c, ok := g.trans.(interface{ Close() error }); ok {
 		c.Close()
+	}
+	if cerr := g.store.Close(); err == nil {
+		err = cerr
 	}
 	return err
 }
