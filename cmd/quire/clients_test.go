@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -25,6 +26,30 @@ type ackedRecord struct {
 	partition int32
 	offset    int64
 	value     []byte
+}
+
+// ackCollector gathers the records a kgo producer reports acknowledged;
+// its add method is the produce callback.
+type ackCollector struct {
+	mu    sync.Mutex
+	acked []ackedRecord
+	n     atomic.Int64
+}
+
+func (c *ackCollector) add(r *kgo.Record, err error) {
+	if err != nil {
+		return
+	}
+	c.mu.Lock()
+	c.acked = append(c.acked, ackedRecord{r.Partition, r.Offset, r.Value})
+	c.mu.Unlock()
+	c.n.Add(1)
+}
+
+func (c *ackCollector) records() []ackedRecord {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]ackedRecord(nil), c.acked...)
 }
 
 func recordValue(i int) []byte {

@@ -9,8 +9,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -78,23 +76,14 @@ func TestThreeProcessKill9Leader(t *testing.T) {
 	}
 	leader := waitLeader(t, adm, "k9")
 
-	var mu sync.Mutex
-	var acked []ackedRecord
-	var n atomic.Int64
+	var acks ackCollector
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		for i := 0; ctx.Err() == nil; i++ {
 			r := &kgo.Record{Topic: "k9", Partition: 0, Value: []byte(fmt.Sprintf("k9-%07d", i))}
-			cl.Produce(ctx, r, func(r *kgo.Record, err error) {
-				if err == nil {
-					mu.Lock()
-					acked = append(acked, ackedRecord{r.Partition, r.Offset, r.Value})
-					mu.Unlock()
-					n.Add(1)
-				}
-			})
+			cl.Produce(ctx, r, acks.add)
 			if i%32 == 0 {
 				time.Sleep(time.Millisecond)
 			}
@@ -102,17 +91,17 @@ func TestThreeProcessKill9Leader(t *testing.T) {
 	}()
 	waitCount := func(target int64) {
 		deadline := time.Now().Add(90 * time.Second)
-		for n.Load() < target && time.Now().Before(deadline) {
+		for acks.n.Load() < target && time.Now().Before(deadline) {
 			time.Sleep(10 * time.Millisecond)
 		}
-		if n.Load() < target {
-			t.Fatalf("only %d records acknowledged, waiting for %d", n.Load(), target)
+		if acks.n.Load() < target {
+			t.Fatalf("only %d records acknowledged, waiting for %d", acks.n.Load(), target)
 		}
 	}
 	waitCount(2000)
 	killed := bs[leader-1]
 	killed.kill9()
-	before := n.Load()
+	before := acks.n.Load()
 	t.Logf("killed leader %d after %d acknowledged records", leader, before)
 	waitCount(before + 2000) // a new leader acknowledges again
 	cancel()
@@ -121,9 +110,7 @@ func TestThreeProcessKill9Leader(t *testing.T) {
 	cl.Flush(fctx)
 	fcancel()
 	killed.start()
-	mu.Lock()
-	all := append([]ackedRecord(nil), acked...)
-	mu.Unlock()
+	all := acks.records()
 	t.Logf("%d records acknowledged in all", len(all))
 	for _, b := range bs {
 		got := consumeAllAvailable(t, b.kafkaAddr, "k9")

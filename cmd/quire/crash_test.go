@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -43,9 +42,7 @@ func produceUntilKilled(t *testing.T, b *broker, round int) []ackedRecord {
 	defer cl.Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var mu sync.Mutex
-	var acked []ackedRecord
-	var n atomic.Int64
+	var acks ackCollector
 	var wg sync.WaitGroup
 	for w := 0; w < 4; w++ {
 		wg.Add(1)
@@ -54,14 +51,7 @@ func produceUntilKilled(t *testing.T, b *broker, round int) []ackedRecord {
 			for i := 0; ctx.Err() == nil; i++ {
 				r := &kgo.Record{Topic: "crash", Partition: int32(i % clientPartitions),
 					Value: []byte(fmt.Sprintf("r%d-w%d-%d-%s", round, w, i, recordValue(i)))}
-				cl.Produce(ctx, r, func(r *kgo.Record, err error) {
-					if err == nil {
-						mu.Lock()
-						acked = append(acked, ackedRecord{r.Partition, r.Offset, r.Value})
-						mu.Unlock()
-						n.Add(1)
-					}
-				})
+				cl.Produce(ctx, r, acks.add)
 				if i%64 == 0 {
 					time.Sleep(time.Millisecond)
 				}
@@ -69,7 +59,7 @@ func produceUntilKilled(t *testing.T, b *broker, round int) []ackedRecord {
 		}(w)
 	}
 	deadline := time.Now().Add(60 * time.Second)
-	for n.Load() < 3000 && time.Now().Before(deadline) {
+	for acks.n.Load() < 3000 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	b.kill9()
@@ -81,9 +71,7 @@ func produceUntilKilled(t *testing.T, b *broker, round int) []ackedRecord {
 	cl.Flush(fctx)
 	fcancel()
 	cl.Close()
-	mu.Lock()
-	defer mu.Unlock()
-	return append([]ackedRecord(nil), acked...)
+	return acks.records()
 }
 
 // consumeAllAvailable reads every partition up to its high watermark.
