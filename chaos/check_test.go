@@ -92,7 +92,20 @@ func cleanHistory() []Op {
 	b.final(1, 0, "a3")
 	b.final(1, 1, "b2")
 	b.final(1, 3, "b5")
+	// A non-idempotent producer's retry stored c1 twice: allowed.
+	b.add(Op{Process: 3, Type: Invoke, Kind: Produce, Offset: -1, Value: "c1", Producer: "c", Seq: 1, MayDuplicate: true})
+	b.complete(3, OK, "c1", 1, 4)
+	b.final(1, 4, "c1")
+	b.final(1, 5, "c1")
+	b.digest(1, 0, 3, "0a0b0c0d")
+	b.digest(2, 0, 3, "0a0b0c0d")
+	b.digest(2, 1, 6, "01020304")
+	b.digest(1, 1, 6, "01020304")
 	return b.rec.Ops()
+}
+
+func (b *builder) digest(node int32, part int32, hw int64, crc string) {
+	b.add(Op{Process: NemesisProcess, Type: OK, Kind: Digest, Node: node, Partition: part, Offset: hw, Value: crc})
 }
 
 func TestCleanHistory(t *testing.T) {
@@ -165,6 +178,19 @@ var anomalies = []struct {
 		b.consume(10, 0, 0, "a1", false)
 		b.final(0, 0, "a1")
 		b.final(0, 1, "a2")
+	}},
+	{"replicas differ", "divergence", `t-0: node 1 hw 2 crc 0000aaaa; node 2 hw 2 crc 0000bbbb`, func(b *builder) {
+		b.produceOK(1, "a", 1, "a1", 0, 0)
+		b.final(0, 0, "a1")
+		b.digest(1, 0, 2, "0000ffff") // superseded by the node's later digest
+		b.digest(1, 0, 2, "0000aaaa")
+		b.digest(2, 0, 2, "0000bbbb")
+	}},
+	{"replica never caught up", "divergence", `node 3 hw 1 crc 0000cccc`, func(b *builder) {
+		b.produceOK(1, "a", 1, "a1", 0, 0)
+		b.final(0, 0, "a1")
+		b.digest(1, 0, 2, "0000aaaa")
+		b.digest(3, 0, 1, "0000cccc")
 	}},
 	{"phantom value", "unexpected-value", `value "zz" read at t-0@1 (final-read`, func(b *builder) {
 		b.produceOK(1, "a", 1, "a1", 0, 0)

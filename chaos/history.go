@@ -32,6 +32,9 @@ const (
 	Consume   OpKind = "consume"
 	FinalRead OpKind = "final-read"
 	Nemesis   OpKind = "nemesis"
+	// Digest is one replica's state after the run: Node holds it, Offset is
+	// its high watermark and Value the hex CRC-32C of its data below that.
+	Digest OpKind = "digest"
 )
 
 // NemesisProcess is the Process of every nemesis op, so that fault injection
@@ -55,8 +58,12 @@ type Op struct {
 	Producer  string    `json:"producer,omitempty"` // producer identity, for reorder checks
 	Seq       int64     `json:"seq,omitempty"`      // per-producer sequence of produce invocations
 	Seek      bool      `json:"seek,omitempty"`     // consume: the consumer seeked before this read
-	Fault     string    `json:"fault,omitempty"`    // nemesis: what started or stopped
-	Error     string    `json:"error,omitempty"`
+	// MayDuplicate marks a produce from a non-idempotent producer: its
+	// retries may legitimately store the value twice.
+	MayDuplicate bool    `json:"may_duplicate,omitempty"`
+	Fault        string  `json:"fault,omitempty"`   // nemesis: what started or stopped
+	Targets      []int32 `json:"targets,omitempty"` // nemesis: every node the fault hit
+	Error        string  `json:"error,omitempty"`
 }
 
 // maxLineBytes bounds one history line so that a corrupt file fails fast
@@ -182,7 +189,7 @@ func validate(op Op) error {
 		return fmt.Errorf("%w: unknown type %q", ErrBadOp, op.Type)
 	}
 	switch op.Kind {
-	case Produce, Consume, FinalRead, Nemesis:
+	case Produce, Consume, FinalRead, Nemesis, Digest:
 	default:
 		return fmt.Errorf("%w: unknown kind %q", ErrBadOp, op.Kind)
 	}

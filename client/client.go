@@ -53,6 +53,10 @@ type ProducerConfig struct {
 	// client's retry.backoff.ms, 100ms); franz-go's default backs off
 	// exponentially up to 2.5s.
 	RetryBackoff time.Duration
+	// DeliveryTimeout fails a record not acknowledged within it
+	// (delivery.timeout.ms); 0 retries forever. An idempotent producer
+	// only fails records it knows were not sent.
+	DeliveryTimeout time.Duration
 }
 
 // Producer writes records to explicit partitions.
@@ -105,6 +109,9 @@ func NewProducer(cfg ProducerConfig) (*Producer, error) {
 	}
 	if d := cfg.RetryBackoff; d > 0 {
 		opts = append(opts, kgo.RetryBackoffFn(func(int) time.Duration { return d }))
+	}
+	if cfg.DeliveryTimeout > 0 {
+		opts = append(opts, kgo.RecordDeliveryTimeout(cfg.DeliveryTimeout))
 	}
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {

@@ -14,6 +14,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/quirelog/quire/transport/node"
 )
 
 // adminServer serves Prometheus metrics, health checks and pprof.
@@ -40,6 +42,9 @@ func startAdmin(n *Node) (*adminServer, error) {
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("/debug/partitions", n.servePartitions)
+	if n.cfg.FaultInjection {
+		mux.HandleFunc("/debug/faults", n.serveFaults)
+	}
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
@@ -98,6 +103,32 @@ func (n *Node) servePartitions(w http.ResponseWriter, _ *http.Request) {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	enc.Encode(out)
+}
+
+// serveFaults shows (GET) or replaces (PUT/POST, a JSON list of rules) the
+// network faults this node applies to its own node-transport writes and
+// gossip packets. A runner sets the same full list on every node; each
+// node acts on the rules whose "from" is itself and drops gossip from
+// blocked peers.
+func (n *Node) serveFaults(w http.ResponseWriter, r *http.Request) {
+	switch r.Method {
+	case http.MethodGet:
+	case http.MethodPut, http.MethodPost:
+		var rules []node.Rule
+		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&rules); err != nil {
+			http.Error(w, "bad fault rules: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		n.cfg.Faults.SetRules(rules)
+		n.logger.Warn("network faults set by /debug/faults", "rules", len(rules))
+	default:
+		http.Error(w, "use GET, PUT or POST", http.StatusMethodNotAllowed)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(n.cfg.Faults.Rules())
 }
 
 func (a *adminServer) close() error {

@@ -55,6 +55,10 @@ type Config struct {
 	// Faults, when set, injects network faults into the node transport
 	// and gossip (tests and chaos only).
 	Faults *node.Faults
+	// FaultInjection serves /debug/faults on the admin listener, through
+	// which a chaos runner in another process sets this node's network
+	// faults. Never enable it on a cluster you care about.
+	FaultInjection bool
 	// FastGossip uses test timings for failure detection.
 	FastGossip bool
 	// ClusterID is reported in Metadata responses.

@@ -59,7 +59,7 @@ func (n *Node) gossipBlocked() func(from, to int32) bool {
 	if n.cfg.Faults == nil {
 		return nil
 	}
-	return n.cfg.Faults.Blocked
+	return n.cfg.Faults.Drops
 }
 
 // resolveNode maps a broker id to its node-transport address: gossip is

@@ -68,6 +68,9 @@ func Start(cfg Config, logger hclog.Logger) (*Node, error) {
 	if logger == nil {
 		logger = hclog.NewNullLogger()
 	}
+	if cfg.FaultInjection && cfg.Faults == nil {
+		cfg.Faults = node.NewFaults()
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}

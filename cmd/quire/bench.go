@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -86,91 +85,6 @@ func parseInts(s string, allowZero bool) ([]int, error) {
 	return out, nil
 }
 
-// benchCluster is the set of local brokers a bench run started.
-type benchCluster struct {
-	specs   []localSpec
-	brokers []*localBroker
-	dir     string
-	keep    bool
-}
-
-func startBenchCluster(ctx context.Context, o benchOpts) (*benchCluster, error) {
-	dir := o.dataDir
-	if dir == "" {
-		tmp, err := os.MkdirTemp("", "quire-bench-")
-		if err != nil {
-			return nil, err
-		}
-		dir = tmp
-	}
-	bc := &benchCluster{dir: dir, keep: o.keepData || o.dataDir != ""}
-	addrs, err := freeLoopbackAddrs(4 * o.nodes)
-	if err != nil {
-		return nil, err
-	}
-	for i := 0; i < o.nodes; i++ {
-		a := addrs[4*i : 4*i+4]
-		bc.specs = append(bc.specs, localSpec{ID: i + 1, DataDir: filepath.Join(dir, fmt.Sprintf("node%d", i+1)),
-			KafkaAddr: a[0], AdminAddr: a[1], NodeAddr: a[2], GossipAddr: a[3],
-			Extra: []string{"--log-level", "warn", "--bootstrap-expect", strconv.Itoa(o.nodes), "--join", addrs[3]}})
-	}
-	if o.nodes == 1 {
-		bc.specs[0].Extra = []string{"--log-level", "warn"}
-	}
-	bc.brokers = make([]*localBroker, o.nodes)
-	errs := make(chan error, o.nodes)
-	for i := range bc.specs {
-		go func() {
-			sctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-			defer cancel()
-			b, err := startLocalBroker(sctx, bc.specs[i])
-			bc.brokers[i] = b
-			errs <- err
-		}()
-	}
-	var first error
-	for range bc.specs {
-		if err := <-errs; err != nil && first == nil {
-			first = err
-		}
-	}
-	if first != nil {
-		bc.stop()
-		return nil, first
-	}
-	return bc, nil
-}
-
-func (bc *benchCluster) kafkaAddrs() []string {
-	var out []string
-	for _, s := range bc.specs {
-		out = append(out, s.KafkaAddr)
-	}
-	return out
-}
-
-func (bc *benchCluster) stop() {
-	for _, b := range bc.brokers {
-		if b != nil {
-			b.Stop()
-		}
-	}
-	if !bc.keep {
-		os.RemoveAll(bc.dir)
-	}
-}
-
-// usage reports each broker's peak RSS and the CPU all of them used.
-func (bc *benchCluster) usage() (peak []int64, cpu time.Duration) {
-	for _, b := range bc.brokers {
-		rss, _ := b.PeakRSS()
-		c, _ := b.CPUTime()
-		peak = append(peak, rss)
-		cpu += c
-	}
-	return peak, cpu
-}
-
 func runBench(ctx context.Context, o benchOpts, out, progress io.Writer) error {
 	sizes, err := parseInts(o.sizes, false)
 	if err != nil {
@@ -188,9 +102,10 @@ func runBench(ctx context.Context, o benchOpts, out, progress io.Writer) error {
 		o.rf = min(3, o.nodes)
 	}
 	brokers := client.SplitBrokers(o.brokers)
-	var local *benchCluster
+	var local *localCluster
 	if len(brokers) == 0 {
-		if local, err = startBenchCluster(ctx, o); err != nil {
+		if local, err = startLocalCluster(ctx, localClusterOpts{nodes: o.nodes, dataDir: o.dataDir, keep: o.keepData,
+			extra: []string{"--log-level", "warn"}}); err != nil {
 			return err
 		}
 		defer local.stop()

@@ -46,7 +46,7 @@ func (l *ackLog) firstAfter(t time.Time) (time.Time, bool) {
 // time from the kill to the first acknowledgement of a record produced
 // after it. The killed broker is restarted and the ISR is full again
 // before the next round.
-func benchFailovers(ctx context.Context, bc *benchCluster, adm *client.Admin, o benchOpts, out, progress io.Writer) error {
+func benchFailovers(ctx context.Context, bc *localCluster, adm *client.Admin, o benchOpts, out, progress io.Writer) error {
 	if len(bc.brokers) < 3 {
 		return fmt.Errorf("--failovers needs a local cluster of 3 or more nodes")
 	}

@@ -78,6 +78,7 @@ environment, which beats the file.`,
 	f.Int32Var(&cfg.MaxMessageBytes, "max-message-bytes", cfg.MaxMessageBytes, "largest record batch accepted, bytes (max.message.bytes)")
 	f.Int64Var(&cfg.Log.SegmentBytes, "segment-bytes", cfg.Log.SegmentBytes, "segment size before rolling, bytes (segment.bytes)")
 	f.Int64Var(&memLimit, "memory-limit", memLimit, "soft limit for the Go heap, bytes; the GC works harder near it (GOMEMLIMIT overrides; 0 = none)")
+	f.BoolVar(&cfg.FaultInjection, "enable-fault-injection", false, "serve /debug/faults so `quire chaos run` can cut this node's network (test clusters only)")
 	f.StringVar(&logLevel, "log-level", "info", "log level: trace, debug, info, warn, error")
 	f.StringVar(&logFormat, "log-format", "text", "log format: text or json")
 	return cmd

@@ -37,6 +37,7 @@ checker finds a violation.`,
 			return reportHistory(cmd.OutOrStdout(), h)
 		},
 	})
+	cmd.AddCommand(chaosRunCmd())
 	return cmd
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -43,5 +44,44 @@ func TestChaosCheckCommand(t *testing.T) {
 		if lost && !strings.Contains(out.String(), `"v1"`) {
 			t.Fatalf("report does not name the lost value:\n%s", out.String())
 		}
+	}
+}
+
+// TestChaosShortPass is the short chaos pass of `make test`: kill, pause
+// and partition scenarios against real local processes, with every
+// checker required to find nothing. `make chaos` runs every scenario for
+// longer.
+func TestChaosShortPass(t *testing.T) {
+	if testing.Short() {
+		t.Skip("chaos pass")
+	}
+	out := t.TempDir()
+	cmd := exec.Command(quireBinary(t), "chaos", "run", "--scenario", "kill,pause,partition",
+		"--duration", "25s", "--seed", "42", "--out", out, "--fault-min", "3s", "--fault-max", "8s")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	t.Logf("summary:\n%s", stdout.String())
+	if err != nil {
+		t.Fatalf("chaos run: %v\nprogress:\n%s", err, stderr.String())
+	}
+	summary, err := os.ReadFile(filepath.Join(out, "summary.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{"| kill | 42 |", "| pause | 43 |", "| partition | 44 |"} {
+		if !strings.Contains(string(summary), s) {
+			t.Errorf("summary lacks a row starting %q", s)
+		}
+	}
+	for _, f := range []string{"history.jsonl", "timeline.svg", "index.html"} {
+		if _, err := os.Stat(filepath.Join(out, "kill", f)); err != nil {
+			t.Error(err)
+		}
+	}
+	// The saved history re-checks clean offline.
+	check := exec.Command(quireBinary(t), "chaos", "check", filepath.Join(out, "partition", "history.jsonl"))
+	if b, err := check.CombinedOutput(); err != nil {
+		t.Errorf("chaos check: %v\n%s", err, b)
 	}
 }

@@ -160,6 +160,99 @@ func procStatusBytes(pid int, field string) (int64, error) {
 	return 0, fmt.Errorf("%s not in /proc/%d/status", field, pid)
 }
 
+// localCluster is a set of brokers started as child processes on
+// loopback ports, for `quire bench` and `quire chaos run`.
+type localCluster struct {
+	specs   []localSpec
+	brokers []*localBroker
+	dir     string
+	keep    bool
+}
+
+type localClusterOpts struct {
+	nodes   int
+	dataDir string // empty: a temporary directory, removed at stop
+	keep    bool   // keep a temporary directory
+	extra   []string
+}
+
+func startLocalCluster(ctx context.Context, o localClusterOpts) (*localCluster, error) {
+	dir := o.dataDir
+	if dir == "" {
+		tmp, err := os.MkdirTemp("", "quire-local-")
+		if err != nil {
+			return nil, err
+		}
+		dir = tmp
+	}
+	bc := &localCluster{dir: dir, keep: o.keep || o.dataDir != ""}
+	addrs, err := freeLoopbackAddrs(4 * o.nodes)
+	if err != nil {
+		return nil, err
+	}
+	for i := 0; i < o.nodes; i++ {
+		a := addrs[4*i : 4*i+4]
+		extra := o.extra
+		if o.nodes > 1 {
+			extra = append([]string{"--bootstrap-expect", strconv.Itoa(o.nodes), "--join", addrs[3]}, extra...)
+		}
+		bc.specs = append(bc.specs, localSpec{ID: i + 1, DataDir: filepath.Join(dir, fmt.Sprintf("node%d", i+1)),
+			KafkaAddr: a[0], AdminAddr: a[1], NodeAddr: a[2], GossipAddr: a[3], Extra: extra})
+	}
+	bc.brokers = make([]*localBroker, o.nodes)
+	errs := make(chan error, o.nodes)
+	for i := range bc.specs {
+		go func() {
+			sctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+			defer cancel()
+			b, err := startLocalBroker(sctx, bc.specs[i])
+			bc.brokers[i] = b
+			errs <- err
+		}()
+	}
+	var first error
+	for range bc.specs {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+		}
+	}
+	if first != nil {
+		bc.stop()
+		return nil, first
+	}
+	return bc, nil
+}
+
+func (bc *localCluster) kafkaAddrs() []string {
+	var out []string
+	for _, s := range bc.specs {
+		out = append(out, s.KafkaAddr)
+	}
+	return out
+}
+
+func (bc *localCluster) stop() {
+	for _, b := range bc.brokers {
+		if b != nil {
+			b.Stop()
+		}
+	}
+	if !bc.keep {
+		os.RemoveAll(bc.dir)
+	}
+}
+
+// usage reports each broker's peak RSS and the CPU all of them used.
+func (bc *localCluster) usage() (peak []int64, cpu time.Duration) {
+	for _, b := range bc.brokers {
+		rss, _ := b.PeakRSS()
+		c, _ := b.CPUTime()
+		peak = append(peak, rss)
+		cpu += c
+	}
+	return peak, cpu
+}
+
 // freeLoopbackAddrs returns n unused 127.0.0.1 addresses.
 func freeLoopbackAddrs(n int) ([]string, error) {
 	out := make([]string, n)

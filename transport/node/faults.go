@@ -1,7 +1,9 @@
 package node
 
 import (
+	"math/rand/v2"
 	"net"
+	"sort"
 	"sync"
 	"time"
 )
@@ -16,10 +18,11 @@ import (
 // a blocked peer vanish (the write succeeds) and new connections toward it
 // hang until their timeout, so callers see timeouts rather than errors.
 type Faults struct {
-	// mu guards blocked, delay and subs.
+	// mu guards blocked, delay, loss and subs.
 	mu      sync.RWMutex
 	blocked map[route]bool
 	delay   map[route]time.Duration
+	loss    map[route]float64
 	subs    map[int]func(from, to int32)
 	nextSub int
 }
@@ -66,15 +69,111 @@ func (f *Faults) Delay(from, to int32, d time.Duration) {
 	f.delay[route{from, to}] = d
 }
 
-// Heal removes every drop and delay.
-func (f *Faults) Heal() {
+// Loss makes a fraction p of the packets from -> to go missing. Node
+// traffic runs over TCP, where a lost segment is retransmitted, so for
+// streams loss shows as a stall of LossStall on that fraction of writes;
+// gossip packets (UDP) are dropped outright. p <= 0 removes the loss.
+func (f *Faults) Loss(from, to int32, p float64) {
 	f.mu.Lock()
-	changed := make([]route, 0, len(f.blocked))
-	for r := range f.blocked {
-		changed = append(changed, r)
+	defer f.mu.Unlock()
+	if p <= 0 {
+		delete(f.loss, route{from, to})
+		return
 	}
-	f.blocked = nil
-	f.delay = nil
+	if f.loss == nil {
+		f.loss = make(map[route]float64)
+	}
+	f.loss[route{from, to}] = min(p, 1)
+}
+
+// LossStall is how long a stream write hit by packet loss waits: about
+// Linux's minimum TCP retransmission timeout.
+const LossStall = 200 * time.Millisecond
+
+// Heal removes every drop, delay and loss.
+func (f *Faults) Heal() { f.SetRules(nil) }
+
+// Rule is one direction's faults in a form that travels as JSON, so a
+// chaos runner can set the faults of a node in another process.
+type Rule struct {
+	From    int32   `json:"from"`
+	To      int32   `json:"to"`
+	Drop    bool    `json:"drop,omitempty"`
+	DelayMS int64   `json:"delay_ms,omitempty"`
+	Loss    float64 `json:"loss,omitempty"`
+}
+
+// Rules returns every active rule, ordered by route.
+func (f *Faults) Rules() []Rule {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	byRoute := map[route]*Rule{}
+	get := func(r route) *Rule {
+		if byRoute[r] == nil {
+			byRoute[r] = &Rule{From: r.from, To: r.to}
+		}
+		return byRoute[r]
+	}
+	for r := range f.blocked {
+		get(r).Drop = true
+	}
+	for r, d := range f.delay {
+		get(r).DelayMS = d.Milliseconds()
+	}
+	for r, p := range f.loss {
+		get(r).Loss = p
+	}
+	out := make([]Rule, 0, len(byRoute))
+	for _, r := range byRoute {
+		out = append(out, *r)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].From != out[j].From {
+			return out[i].From < out[j].From
+		}
+		return out[i].To < out[j].To
+	})
+	return out
+}
+
+// SetRules replaces every fault with rules in one step, so a runner moving
+// from one partition to another never passes through a healed network.
+func (f *Faults) SetRules(rules []Rule) {
+	f.mu.Lock()
+	old := f.blocked
+	f.blocked, f.delay, f.loss = nil, nil, nil
+	for _, r := range rules {
+		rt := route{r.From, r.To}
+		if r.Drop {
+			if f.blocked == nil {
+				f.blocked = make(map[route]bool)
+			}
+			f.blocked[rt] = true
+		}
+		if r.DelayMS > 0 {
+			if f.delay == nil {
+				f.delay = make(map[route]time.Duration)
+			}
+			f.delay[rt] = time.Duration(r.DelayMS) * time.Millisecond
+		}
+		if r.Loss > 0 {
+			if f.loss == nil {
+				f.loss = make(map[route]float64)
+			}
+			f.loss[rt] = min(r.Loss, 1)
+		}
+	}
+	var changed []route
+	for r := range old {
+		if !f.blocked[r] {
+			changed = append(changed, r)
+		}
+	}
+	for r := range f.blocked {
+		if !old[r] {
+			changed = append(changed, r)
+		}
+	}
 	subs := f.subscribersLocked()
 	f.mu.Unlock()
 	notify(subs, changed)
@@ -98,6 +197,36 @@ func (f *Faults) DelayOf(from, to int32) time.Duration {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	return f.delay[route{from, to}]
+}
+
+// WriteDelay is how long one stream write from -> to waits: the route's
+// delay, plus LossStall when the write draws a lost packet.
+func (f *Faults) WriteDelay(from, to int32) time.Duration {
+	if f == nil {
+		return 0
+	}
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	d := f.delay[route{from, to}]
+	if p := f.loss[route{from, to}]; p > 0 && rand.Float64() < p {
+		d += LossStall
+	}
+	return d
+}
+
+// Drops reports whether one datagram from -> to is lost: always while the
+// route is blocked, and with the route's loss probability otherwise.
+func (f *Faults) Drops(from, to int32) bool {
+	if f == nil {
+		return false
+	}
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if f.blocked[route{from, to}] {
+		return true
+	}
+	p := f.loss[route{from, to}]
+	return p > 0 && rand.Float64() < p
 }
 
 // Subscribe registers fn to be called, after the change and outside any lock,

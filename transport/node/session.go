@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -139,8 +141,7 @@ func (t *Transport) dial(peer int32) (*link, error) {
 		}
 		return nil, fmt.Errorf("node %d: dial %s: %w", peer, addr, os.ErrDeadlineExceeded)
 	}
-	dialer := net.Dialer{Timeout: t.cfg.DialTimeout}
-	raw, err := dialer.DialContext(t.ctx, "tcp", addr)
+	raw, err := t.dialTCP(addr)
 	if err != nil {
 		return nil, fmt.Errorf("node %d: dial %s: %w", peer, addr, err)
 	}
@@ -155,6 +156,29 @@ func (t *Transport) dial(peer int32) (*link, error) {
 		return nil, fmt.Errorf("node %d: yamux client: %w", peer, err)
 	}
 	return &link{peer: peer, conn: conn, ys: ys}, nil
+}
+
+// redialInterval is how often a refused dial is retried.
+const redialInterval = 100 * time.Millisecond
+
+// dialTCP retries a refused connection until DialTimeout. A peer whose
+// process is down refuses at once, and hashicorp/raft counts every failed
+// RPC toward a replication backoff that grows to 10 s; a peer restarted
+// after a few quick failures would then wait that long to be caught up.
+// Failing only after DialTimeout keeps the failure count, and so the
+// backoff, small, and notices the restart within redialInterval.
+func (t *Transport) dialTCP(addr string) (net.Conn, error) {
+	deadline := time.Now().Add(t.cfg.DialTimeout)
+	for {
+		dialer := net.Dialer{Deadline: deadline}
+		raw, err := dialer.DialContext(t.ctx, "tcp", addr)
+		if err == nil || !errors.Is(err, syscall.ECONNREFUSED) || time.Until(deadline) < redialInterval {
+			return raw, err
+		}
+		if !t.sleep(redialInterval) {
+			return nil, ErrClosed
+		}
+	}
 }
 
 func (t *Transport) resolve(peer int32) (string, error) {

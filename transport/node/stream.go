@@ -82,7 +82,7 @@ type streamConn struct {
 }
 
 func (c *streamConn) Write(p []byte) (int, error) {
-	if d := c.t.faults.DelayOf(c.t.id, c.peer); d > 0 && !c.t.sleep(d) {
+	if d := c.t.faults.WriteDelay(c.t.id, c.peer); d > 0 && !c.t.sleep(d) {
 		return 0, ErrClosed
 	}
 	return c.Stream.Write(p)
