@@ -6,7 +6,7 @@ PKGS      := ./...
 # Static binary: the deploy image is FROM scratch.
 export CGO_ENABLED ?= 0
 
-.PHONY: build run test test-short lint bench fuzz clean
+.PHONY: build run test test-short lint bench fuzz chaos clean
 
 build:
 	$(GO) build -trimpath -ldflags='-s -w' -o $(BIN) ./cmd/quire
@@ -41,6 +41,14 @@ bench: build
 	./$(BIN) bench --duration $(BENCHTIME) --nodes 3 --partitions 8 --producers 1 --inflight 1,8,64 --failovers 10
 	./$(BIN) bench --duration $(BENCHTIME) --nodes 3 --partitions 1 --producers 1 --sizes 1024 --rate 40000
 	./$(BIN) bench --duration $(BENCHTIME) --nodes 3 --partitions 1 --producers 1 --sizes 100 --rate 150000
+
+# Every chaos scenario against a fresh local 3-node cluster, CHAOSTIME each
+# (5m by default); results and reports under chaos-results/. docs/chaos.md
+# explains them. CHAOSSEED replays a run.
+CHAOSTIME ?= 5m
+CHAOSSEED ?= 0
+chaos: build
+	./$(BIN) chaos run --scenario all --duration $(CHAOSTIME) --seed $(CHAOSSEED) --nodes 3
 
 clean:
 	rm -rf bin data

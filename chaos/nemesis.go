@@ -398,7 +398,7 @@ func injectPowerLoss(ctx context.Context, r *run) (func(context.Context) error, 
 	}
 	d := r.cfg.Target.(Disks)
 	for _, id := range ids {
-		what, err := d.LosePower(id)
+		what, err := d.LosePower(id, r.rng)
 		if err != nil {
 			return restart, err
 		}

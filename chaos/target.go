@@ -48,8 +48,9 @@ type Disks interface {
 	// what it did. rng picks the file and the damage.
 	Corrupt(id int32, rng Rand) (string, error)
 	// LosePower drops, for a node that was just killed, every write it
-	// had not fsync'd, as a power cut would.
-	LosePower(id int32) (string, error)
+	// had not fsync'd, as a power cut would; rng picks how much of each
+	// unsynced tail was torn rather than lost.
+	LosePower(id int32, rng Rand) (string, error)
 }
 
 // Rand is the part of math/rand/v2's *Rand a target needs, so that faults

@@ -216,6 +216,7 @@ func (r *run) recordDigests(ctx context.Context, rp Replicas) {
 	for {
 		byNode, converged := r.digests(ctx, rp)
 		if converged || time.Now().After(deadline) || ctx.Err() != nil {
+			r.addMissingReplicas(ctx, byNode)
 			for _, id := range r.cfg.Target.Nodes() {
 				for _, op := range byNode[id] {
 					r.rec.Record(op)
@@ -227,6 +228,31 @@ func (r *run) recordDigests(ctx context.Context, rp Replicas) {
 			return
 		}
 		sleepCtx(ctx, time.Second)
+	}
+}
+
+// addMissingReplicas adds a failed digest for every assigned replica that
+// no node reported, so a replica that never came back counts as divergent
+// instead of being compared by its absence.
+func (r *run) addMissingReplicas(ctx context.Context, byNode map[int32][]Op) {
+	for p := int32(0); p < r.cfg.Partitions; p++ {
+		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		st, err := r.admin.Partition(actx, r.cfg.Topic, p)
+		cancel()
+		if err != nil {
+			r.note(fmt.Sprintf("replicas of partition %d unknown: %v", p, err))
+			continue
+		}
+		for _, id := range st.Replicas {
+			found := false
+			for _, op := range byNode[id] {
+				found = found || op.Partition == p
+			}
+			if !found {
+				byNode[id] = append(byNode[id], Op{Process: NemesisProcess, Type: Fail, Kind: Digest, Node: id,
+					Topic: r.cfg.Topic, Partition: p, Offset: -1, Error: "assigned replica not reported by its node"})
+			}
+		}
 	}
 }
 

@@ -145,6 +145,8 @@ type nodeMetrics struct {
 	producedBytes prometheus.Counter
 	fetchedBytes  prometheus.Counter
 	replicas      prometheus.Gauge
+	// replicaRebuilds counts replicas found damaged at start and rebuilt.
+	replicaRebuilds prometheus.Counter
 }
 
 func newNodeMetrics(reg prometheus.Registerer) *nodeMetrics {
@@ -176,6 +178,10 @@ func newNodeMetrics(reg prometheus.Registerer) *nodeMetrics {
 		replicas: f.NewGauge(prometheus.GaugeOpts{
 			Name: "quire_partition_replicas",
 			Help: "Partition replicas this node hosts.",
+		}),
+		replicaRebuilds: f.NewCounter(prometheus.CounterOpts{
+			Name: "quire_replica_rebuilds_total",
+			Help: "Replicas whose data failed verification at start and were rebuilt from their peers.",
 		}),
 	}
 }

@@ -51,6 +51,9 @@ type groupOptions struct {
 	observe bool
 	// onLeader runs after this node, newly leader, has caught up.
 	onLeader func()
+	// rebuilding marks a replica whose damaged data was wiped: it must not
+	// vote until it has caught up (see voteGate).
+	rebuilding bool
 }
 
 func raftID(node int32) raft.ServerID { return raft.ServerID(strconv.Itoa(int(node))) }
@@ -99,14 +102,20 @@ func (n *Node) startGroup(o groupOptions) (*raftGroup, error) {
 		store.Close()
 		return nil, err
 	}
-	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+	nt := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  sl,
 		MaxPool: 3,
 		Timeout: 10 * time.Second,
 		Logger:  o.logger.Named("transport"),
 	})
+	var trans raft.Transport = nt
+	var gate *voteGate
+	if o.rebuilding {
+		gate = newVoteGate(nt, o.logger)
+		trans = gate
+	}
 	fail := func(err error) (*raftGroup, error) {
-		trans.Close()
+		trans.(interface{ Close() error }).Close()
 		store.Close()
 		return nil, err
 	}
@@ -118,6 +127,9 @@ func (n *Node) startGroup(o groupOptions) (*raftGroup, error) {
 	r, err := raft.NewRaft(cfg, o.fsm, store, store, o.snaps, trans)
 	if err != nil {
 		return fail(fmt.Errorf("start raft %s: %w", o.dir, err))
+	}
+	if gate != nil {
+		gate.setApplied(r.AppliedIndex)
 	}
 	g := &raftGroup{raft: r, store: store, trans: trans, done: make(chan struct{})}
 	if o.observe {

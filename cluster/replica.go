@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -53,6 +54,15 @@ func (n *Node) startReplica(t tp, topic *fsm.Topic) (*replica, error) {
 	}
 	logger := n.logger.Named("partition").With("topic", t.topic, "partition", t.partition)
 	pf, err := fsm.OpenPartition(dir, logCfg, logger)
+	rebuilding := errors.Is(err, fsm.ErrDamaged)
+	if rebuilding {
+		logger.Error("replica data damaged; rebuilding it from its peers, not voting until caught up", "error", err)
+		n.metrics.replicaRebuilds.Inc()
+		if err := rebuildFromScratch(dir); err != nil {
+			return nil, fmt.Errorf("wipe damaged replica %s: %w", dir, err)
+		}
+		pf, err = fsm.OpenPartition(dir, logCfg, logger)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -77,6 +87,7 @@ func (n *Node) startReplica(t tp, topic *fsm.Topic) (*replica, error) {
 		voters:            voters,
 		observe:           true,
 		onLeader:          n.triggerLeaderReport,
+		rebuilding:        rebuilding,
 	})
 	if err != nil {
 		pf.Close()
@@ -102,6 +113,15 @@ func (n *Node) startReplica(t tp, topic *fsm.Topic) (*replica, error) {
 		n.mu.Unlock()
 	}
 	return r, nil
+}
+
+// rebuildFromScratch wipes a damaged replica's data and Raft log, keeping
+// its term and vote. Raft then fetches a snapshot from the leader.
+func rebuildFromScratch(dir string) error {
+	if err := fsm.WipePartition(dir); err != nil {
+		return err
+	}
+	return clearRaftLog(filepath.Join(dir, "raft.db"))
 }
 
 // partitionGroupName names a partition's Raft group on the node transport;

@@ -50,6 +50,9 @@ type manifest struct {
 	Producers   []producerState `json:"producers"`
 	Epochs      []EpochStart    `json:"epochs"`
 	Segments    []segmentRef    `json:"segments,omitempty"`
+	// Clean marks the checkpoint a clean Close wrote: the files below it
+	// were whole then, so the next open need not verify them.
+	Clean bool `json:"clean,omitempty"`
 }
 
 type segmentRef struct {
@@ -63,6 +66,11 @@ const checkpointFile = "checkpoint.json"
 // longer has: the partition cannot be trusted and must be rebuilt from a
 // replica.
 var ErrCheckpointAhead = errors.New("checkpoint is ahead of the segment log")
+
+// ErrDamaged means the partition's files fail their checksums or lost
+// data the checkpoint says was durable: the replica must be rebuilt from
+// its peers (see WipePartition). ErrCheckpointAhead errors wrap it too.
+var ErrDamaged = errors.New("partition data damaged")
 
 // PartitionFSM applies committed produce commands to one partition's log.
 //
@@ -123,14 +131,47 @@ func OpenPartition(dir string, cfg partition.Config, logger hclog.Logger) (*Part
 		log.Close()
 		return nil, err
 	}
+	if err := p.verifyAfterCrash(cp); err != nil {
+		log.Close()
+		return nil, err
+	}
 	return p, nil
+}
+
+// verifyAfterCrash checks every batch below the checkpoint unless a clean
+// Close wrote it. A crash can leave damage anywhere a disk or an operator
+// touched while the node was down, and recovery alone only validates the
+// tail. The clean mark is cleared at once, so a crash after this open is
+// verified at the next one.
+func (p *PartitionFSM) verifyAfterCrash(cp *manifest) error {
+	if !cp.Clean {
+		if err := p.log.Verify(cp.NextOffset); err != nil {
+			return fmt.Errorf("partition %s: %w: %w", p.dir, ErrDamaged, err)
+		}
+		return nil
+	}
+	m := *cp
+	m.Clean = false
+	return p.writeCheckpoint(m)
+}
+
+// WipePartition removes a damaged partition's segments, checkpoint and
+// snapshots, leaving the Raft store (and the votes it records) to the
+// caller.
+func WipePartition(dir string) error {
+	for _, name := range []string{"log", checkpointFile, "snapshots"} {
+		if err := os.RemoveAll(filepath.Join(dir, name)); err != nil {
+			return err
+		}
+	}
+	return syncDir(dir)
 }
 
 func (p *PartitionFSM) recoverTo(cp *manifest) error {
 	next := p.log.NextOffset()
 	switch {
 	case next < cp.NextOffset:
-		return fmt.Errorf("partition %s: log ends at %d, checkpoint at %d: %w", p.dir, next, cp.NextOffset, ErrCheckpointAhead)
+		return fmt.Errorf("partition %s: log ends at %d, checkpoint at %d: %w: %w", p.dir, next, cp.NextOffset, ErrDamaged, ErrCheckpointAhead)
 	case next > cp.NextOffset:
 		p.logger.Info("truncating log to checkpoint", "from", next, "to", cp.NextOffset, "index", cp.Index)
 		if err := p.log.Truncate(cp.NextOffset); err != nil {
@@ -435,7 +476,9 @@ func (p *PartitionFSM) Close() error {
 		p.log.Close()
 		return err
 	}
-	err := p.writeCheckpoint(p.currentManifest())
+	m := p.currentManifest()
+	m.Clean = true
+	err := p.writeCheckpoint(m)
 	if cerr := p.log.Close(); err == nil {
 		err = cerr
 	}

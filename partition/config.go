@@ -29,7 +29,17 @@ type Config struct {
 	// MaxBatchBytes is the largest batch in bytes that Append accepts.
 	// Range BatchHeaderSize (61) to 1 GiB. Default 16 MiB.
 	MaxBatchBytes int
+
+	// PowerLossJournal, after every sync, records the size of each segment
+	// and index file in PowerLossJournalFile, so that a chaos run can cut
+	// a killed node's files back to what was durable, as a power cut
+	// would. Test clusters only: it costs a directory scan per sync.
+	PowerLossJournal bool
 }
+
+// PowerLossJournalFile is where PowerLossJournal records durable sizes,
+// in the log directory: a JSON object of file name to byte size.
+const PowerLossJournalFile = "power-loss-journal.json"
 
 const (
 	minSegmentBytes = 1 << 10

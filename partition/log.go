@@ -1,9 +1,12 @@
 package partition
 
 import (
+	"encoding/json"
 	"fmt"
 	"math"
 	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -180,7 +183,41 @@ func (l *Log) sync() error {
 		}
 		l.dirDirty = false
 	}
+	if l.cfg.PowerLossJournal {
+		return writePowerLossJournal(l.dir)
+	}
 	return nil
+}
+
+// writePowerLossJournal records the size of every segment and index file,
+// all durable at this point. It is not fsync'd: it only has to survive
+// SIGKILL, after which the chaos runner reads it.
+func writePowerLossJournal(dir string) error {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	sizes := map[string]int64{}
+	for _, e := range ents {
+		n := e.Name()
+		if !strings.HasSuffix(n, logSuffix) && !strings.HasSuffix(n, indexSuffix) && !strings.HasSuffix(n, timeIndexSuffix) {
+			continue
+		}
+		info, err := e.Info()
+		if err != nil {
+			return err
+		}
+		sizes[n] = info.Size()
+	}
+	b, err := json.Marshal(sizes)
+	if err != nil {
+		return err
+	}
+	tmp := filepath.Join(dir, PowerLossJournalFile+".tmp")
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, filepath.Join(dir, PowerLossJournalFile))
 }
 
 // Close syncs and closes the log. Reads in flight finish normally; every

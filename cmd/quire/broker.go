@@ -79,6 +79,7 @@ environment, which beats the file.`,
 	f.Int64Var(&cfg.Log.SegmentBytes, "segment-bytes", cfg.Log.SegmentBytes, "segment size before rolling, bytes (segment.bytes)")
 	f.Int64Var(&memLimit, "memory-limit", memLimit, "soft limit for the Go heap, bytes; the GC works harder near it (GOMEMLIMIT overrides; 0 = none)")
 	f.BoolVar(&cfg.FaultInjection, "enable-fault-injection", false, "serve /debug/faults so `quire chaos run` can cut this node's network (test clusters only)")
+	f.BoolVar(&cfg.Log.PowerLossJournal, "power-loss-journal", false, "record fsync'd file sizes so `quire chaos run` can simulate power loss on this node (test clusters only)")
 	f.StringVar(&logLevel, "log-level", "info", "log level: trace, debug, info, warn, error")
 	f.StringVar(&logFormat, "log-format", "text", "log format: text or json")
 	return cmd

@@ -158,7 +158,7 @@ func chaosTarget(ctx context.Context, o chaosRunOpts, scenario string) (chaos.Ta
 		dataDir = filepath.Join(dataDir, scenario)
 	}
 	lc, err := startLocalCluster(ctx, localClusterOpts{nodes: o.nodes, dataDir: dataDir, keep: o.keepData,
-		extra: []string{"--log-level", "info", "--enable-fault-injection"}})
+		extra: []string{"--log-level", "info", "--enable-fault-injection", "--power-loss-journal"}})
 	if err != nil {
 		return nil, nil, err
 	}
