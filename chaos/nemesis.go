@@ -222,9 +222,17 @@ func injectIsolateLeader(ctx context.Context, r *run) (func(context.Context) err
 	return r.network(ctx, "isolate-leader", kind, ids, cutBetween(ids, without(r.cfg.Target.Nodes(), ids)))
 }
 
-// injectSplit cuts a random minority off from the majority.
+// injectSplit cuts a random minority off from the majority or, one time
+// in four, every node off from every other, so no side has a quorum.
 func injectSplit(ctx context.Context, r *run) (func(context.Context) error, error) {
 	nodes := r.cfg.Target.Nodes()
+	if r.rng.IntN(4) == 0 {
+		var rules []node.Rule
+		for i, a := range nodes {
+			rules = append(rules, cutBetween([]int32{a}, nodes[i+1:])...)
+		}
+		return r.network(ctx, "split", allNodes, nodes, rules)
+	}
 	ids := r.sample(nodes, max(1, (len(nodes)-1)/2))
 	return r.network(ctx, "split", minority, ids, cutBetween(ids, without(nodes, ids)))
 }
