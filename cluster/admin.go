@@ -73,6 +73,12 @@ type partitionView struct {
 // checksum of its data below it, so replicas can be compared for
 // divergence (chaos checkers, operators) without reading the data.
 func (n *Node) servePartitions(w http.ResponseWriter, _ *http.Request) {
+	select {
+	case <-n.started:
+	default:
+		http.Error(w, "starting", http.StatusServiceUnavailable)
+		return
+	}
 	n.mu.RLock()
 	keys := make([]tp, 0, len(n.replicas))
 	for k := range n.replicas {

@@ -33,6 +33,15 @@ func (n *Node) Versions(key int16) (int16, int16, bool) {
 // Serve implements kafka.Handler. Produce does its ordered part (queueing
 // batches to partitions) here; everything else runs in the returned func.
 func (n *Node) Serve(ctx context.Context, c *kafka.ConnInfo, req kmsg.Request) func() kmsg.Response {
+	// The listener accepts before the node has started; a request that
+	// arrives then waits (a restarted node is dialled at once).
+	select {
+	case <-n.started:
+	case <-ctx.Done():
+		return func() kmsg.Response { return nil }
+	case <-n.ctx.Done():
+		return func() kmsg.Response { return nil }
+	}
 	switch r := req.(type) {
 	case *kmsg.ProduceRequest:
 		return n.handleProduce(ctx, r)

@@ -58,6 +58,9 @@ type Node struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	// started is closed once start has set up every part: the Kafka and
+	// admin listeners bind earlier, and their handlers wait on it.
+	started chan struct{}
 }
 
 // Start opens the node's data, starts its Raft groups and listeners.
@@ -89,6 +92,7 @@ func Start(cfg Config, logger hclog.Logger) (*Node, error) {
 		leaderReportCh: make(chan struct{}, 1),
 		dutiesCh:       make(chan struct{}, 1),
 		reconcileCh:    make(chan struct{}, 1),
+		started:        make(chan struct{}),
 		ctx:            ctx,
 		cancel:         cancel,
 	}
@@ -146,6 +150,7 @@ func (n *Node) start() error {
 	go n.reportLeaders()
 	go n.reconcileLoop()
 	n.triggerReconcile()
+	close(n.started)
 	n.logger.Info("broker started", "kafka", n.kafka.Addr().String(), "advertised", n.advKafka,
 		"node", n.advNode, "gossip", n.gossip.Addr(), "admin", n.cfg.AdminAddr, "data", n.cfg.DataDir)
 	return nil
@@ -236,6 +241,11 @@ func (n *Node) replica(t tp) *replica {
 // metadata assigns here runs locally with a leader. After a restart this
 // stays false until the reconciler has started every replica again.
 func (n *Node) Ready() error {
+	select {
+	case <-n.started:
+	default:
+		return errors.New("starting")
+	}
 	if err := n.metaCaughtUp(); err != nil {
 		return err
 	}

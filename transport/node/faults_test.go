@@ -205,3 +205,33 @@ func TestFaultsChangeResetsSessions(t *testing.T) {
 		t.Fatalf("after heal: %v", err)
 	}
 }
+
+// TestFaultRules: SetRules replaces every fault at once, Rules reports them
+// back in route order, subscribers hear only routes whose drop changed, and
+// loss shows as stalls on streams and drops on datagrams.
+func TestFaultRules(t *testing.T) {
+	var f Faults
+	var heard []route
+	f.Subscribe(func(from, to int32) { heard = append(heard, route{from, to}) })
+	f.Partition(1, 2)
+	heard = nil
+	rules := []Rule{{From: 2, To: 1, Drop: true}, {From: 1, To: 3, DelayMS: 50}, {From: 3, To: 1, Loss: 1}}
+	f.SetRules(rules)
+	if want := []route{{1, 2}}; !slices.Equal(heard, want) {
+		t.Errorf("notified %v, want only %v (2->1 stayed dropped)", heard, want)
+	}
+	want := []Rule{{From: 1, To: 3, DelayMS: 50}, {From: 2, To: 1, Drop: true}, {From: 3, To: 1, Loss: 1}}
+	if got := f.Rules(); !slices.Equal(got, want) {
+		t.Errorf("Rules() = %v, want %v", got, want)
+	}
+	if f.WriteDelay(1, 3) != 50*time.Millisecond || f.WriteDelay(3, 1) != LossStall || f.WriteDelay(2, 3) != 0 {
+		t.Errorf("write delays %v %v %v", f.WriteDelay(1, 3), f.WriteDelay(3, 1), f.WriteDelay(2, 3))
+	}
+	if !f.Drops(2, 1) || !f.Drops(3, 1) || f.Drops(1, 3) {
+		t.Error("datagram drops do not follow the rules")
+	}
+	f.Heal()
+	if len(f.Rules()) != 0 || f.Drops(2, 1) {
+		t.Error("Heal left faults behind")
+	}
+}
