@@ -180,6 +180,15 @@ func Run(ctx context.Context, cfg Config) (*Outcome, error) {
 	return out, r.rec.Err()
 }
 
+// Supported reports why target cannot run scenario, or nil.
+func Supported(target Target, scenario string) error {
+	ns, err := scenarioNemeses(scenario)
+	if err != nil {
+		return err
+	}
+	return checkCapabilities(target, ns)
+}
+
 func checkCapabilities(t Target, ns []nemesis) error {
 	for _, n := range ns {
 		for _, c := range n.needs {

@@ -530,6 +530,9 @@ func TestDamagedReplicaIsRebuilt(t *testing.T) {
 		}
 	}
 	checkAcked(t, acks, consume(t, c.KafkaAddr(2), "damaged"))
+	if got := counterValue(t, c.Node(2), "quire_replica_rebuilds_total"); got != 2 {
+		t.Fatalf("quire_replica_rebuilds_total = %v, want 2", got)
+	}
 }
 
 // markCrashed removes the clean-shutdown mark from a checkpoint, as if the
@@ -552,4 +555,74 @@ func markCrashed(t *testing.T, path string) {
 	if err := os.WriteFile(path, out, 0o644); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestWipedReplicaRejoinsWithoutVoting: a node whose partition directory
+// is gone (a replaced disk) must not bootstrap the group afresh and vote
+// with a memory it no longer has; it rejoins as a rebuilt replica and
+// catches up from the leader.
+func TestWipedReplicaRejoinsWithoutVoting(t *testing.T) {
+	dirs := make([]string, 3)
+	c := clustertest.Start(t, 3, func(i int, cfg *cluster.Config) { dirs[i] = cfg.DataDir })
+	createTopic(t, c, c.KafkaAddr(0), "wiped", 1, 3)
+	acks := produce(t, c.Brokers(), "wiped", 1, 0, 300)
+	checkConverged(t, c, "wiped", 1)
+	c.Stop(2)
+	parts, _ := filepath.Glob(filepath.Join(dirs[2], "partitions", "wiped-*"))
+	if len(parts) != 1 {
+		t.Fatalf("partition dirs %v", parts)
+	}
+	if err := os.RemoveAll(parts[0]); err != nil {
+		t.Fatal(err)
+	}
+	c.Restart(2)
+	c.WaitReady()
+	checkConverged(t, c, "wiped", 1)
+	if _, _, ok, _ := c.Node(2).PartitionDigest("wiped", 0); !ok {
+		t.Fatal("node 3 does not run the partition")
+	}
+	if got := counterValue(t, c.Node(2), "quire_replica_rebuilds_total"); got != 1 {
+		t.Fatalf("quire_replica_rebuilds_total = %v, want 1", got)
+	}
+	checkAcked(t, acks, consume(t, c.KafkaAddr(2), "wiped"))
+}
+
+func counterValue(t *testing.T, n *cluster.Node, name string) float64 {
+	t.Helper()
+	mfs, err := n.Metrics().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name && len(mf.GetMetric()) == 1 {
+			return mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	t.Fatalf("no metric %s", name)
+	return 0
+}
+
+// TestWipedNodeRejoins: a node restarted with an empty data directory
+// must not found the metadata group again or vote with forgotten state;
+// it rejoins, rebuilds every replica from its peers and serves again.
+func TestWipedNodeRejoins(t *testing.T) {
+	dirs := make([]string, 3)
+	c := clustertest.Start(t, 3, func(i int, cfg *cluster.Config) { dirs[i] = cfg.DataDir })
+	createTopic(t, c, c.KafkaAddr(0), "before", 2, 3)
+	acks := produce(t, c.Brokers(), "before", 2, 0, 300)
+	checkConverged(t, c, "before", 2)
+	c.Stop(2)
+	if err := os.RemoveAll(dirs[2]); err != nil {
+		t.Fatal(err)
+	}
+	c.Restart(2)
+	c.WaitReady()
+	checkConverged(t, c, "before", 2)
+	if got := counterValue(t, c.Node(2), "quire_replica_rebuilds_total"); got != 2 {
+		t.Fatalf("quire_replica_rebuilds_total = %v, want 2", got)
+	}
+	checkAcked(t, acks, consume(t, c.KafkaAddr(2), "before"))
+	createTopic(t, c, c.KafkaAddr(2), "after", 1, 3)
+	produce(t, []string{c.KafkaAddr(2)}, "after", 1, 0, 50)
+	checkConverged(t, c, "after", 1)
 }

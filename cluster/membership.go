@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"sort"
 	"strconv"
 	"time"
@@ -132,6 +133,10 @@ func (n *Node) bootstrapMeta() {
 			continue
 		}
 		sort.Slice(eligible, func(i, j int) bool { return eligible[i] < eligible[j] })
+		if n.peerHasFormed(eligible) {
+			n.logger.Warn("no local metadata state but the cluster has formed: rejoining without voting until caught up (was this node's data lost?)")
+			return // the leader replicates to this node; its vote gate opens once it caught up
+		}
 		voters := eligible[:n.cfg.BootstrapExpect]
 		for _, id := range voters {
 			if id == n.cfg.NodeID {
@@ -153,7 +158,43 @@ func (n *Node) bootstrapWith(voters []int32) {
 		n.logger.Error("metadata bootstrap failed", "voters", voters, "error", err)
 		return
 	}
+	if err == nil && n.meta.gate != nil {
+		n.meta.gate.openNow()
+	}
 	n.logger.Info("metadata group bootstrapped", "voters", voters)
+}
+
+// rpcMetaFormed asks a peer whether its metadata group has had a leader.
+const rpcMetaFormed = "meta.formed"
+
+// handleMetaFormed answers whether this node has applied anything past the
+// bootstrap configuration (index 1), which only happens once a leader was
+// elected. A bootstrapped but leaderless peer is still forming, and its
+// founders must all be able to vote.
+func (n *Node) handleMetaFormed(context.Context, int32, []byte) ([]byte, error) {
+	if n.meta.raft.AppliedIndex() > 1 {
+		return []byte{1}, nil
+	}
+	return []byte{0}, nil
+}
+
+// peerHasFormed reports whether any other eligible node already holds
+// metadata state: then this node, which has none, lost it and must not
+// found the cluster again. A peer that does not answer counts as not
+// formed, since a brand-new cluster's nodes start at different times.
+func (n *Node) peerHasFormed(peers []int32) bool {
+	for _, id := range peers {
+		if id == n.cfg.NodeID {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(n.ctx, 2*time.Second)
+		out, err := n.nt.Call(ctx, id, rpcMetaFormed, nil)
+		cancel()
+		if err == nil && len(out) == 1 && out[0] == 1 {
+			return true
+		}
+	}
+	return false
 }
 
 func (n *Node) triggerDuties() { kick(n.dutiesCh) }

@@ -127,7 +127,6 @@ func (n *Node) start() error {
 		return err
 	}
 	n.advNode = n.cfg.advertisedNode(n.nt.Addr().String())
-	n.nt.Handle(rpcMetaPropose, n.handleMetaPropose)
 	if n.cfg.AdminAddr != "" {
 		if n.admin, err = startAdmin(n); err != nil {
 			return err
@@ -136,6 +135,9 @@ func (n *Node) start() error {
 	if err := n.startMeta(); err != nil {
 		return err
 	}
+	// Registered only now: both handlers use the metadata group.
+	n.nt.Handle(rpcMetaPropose, n.handleMetaPropose)
+	n.nt.Handle(rpcMetaFormed, n.handleMetaFormed)
 	if err := n.startGossip(); err != nil {
 		return err
 	}
@@ -173,12 +175,16 @@ func (n *Node) startMeta() error {
 		trailingLogs:      10240,
 		snapshotInterval:  10 * time.Second,
 		onLeader:          n.triggerDuties,
+		gateIfNew:         true,
 	})
 	return err
 }
 
 // KafkaAddr is the bound Kafka listener address.
 func (n *Node) KafkaAddr() net.Addr { return n.kafka.Addr() }
+
+// Metrics gathers the node's Prometheus metrics, as /metrics serves them.
+func (n *Node) Metrics() prometheus.Gatherer { return n.reg }
 
 // AdminAddr is the bound admin (metrics/health) address, or nil.
 func (n *Node) AdminAddr() net.Addr {

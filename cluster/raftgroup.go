@@ -21,6 +21,9 @@ type raftGroup struct {
 	raft  *raft.Raft
 	store *raftboltdb.BoltStore
 	trans raft.Transport
+	// gate, when set, keeps a replica that lost its state from voting
+	// until it has caught up.
+	gate *voteGate
 	// servingTerm is the term in which this node, as leader, has applied
 	// every entry of earlier terms (its barrier committed). Until then it
 	// must not answer as leader: its high watermark could still be behind
@@ -54,6 +57,18 @@ type groupOptions struct {
 	// rebuilding marks a replica whose damaged data was wiped: it must not
 	// vote until it has caught up (see voteGate).
 	rebuilding bool
+	// joinExisting says the group has elected leaders before. Finding no
+	// state then means this replica's data was lost (a wiped disk), not
+	// that the group is new: it joins as a rebuilt replica instead of
+	// bootstrapping and voting with a memory it no longer has.
+	joinExisting bool
+	// onRebuild runs when the group starts as a rebuilt replica.
+	onRebuild func()
+	// gateIfNew starts a group that has no state behind a closed vote
+	// gate: the metadata group cannot tell at start whether its node is
+	// founding a new cluster (see bootstrapWith, which opens the gate) or
+	// lost its disk and is rejoining one.
+	gateIfNew bool
 }
 
 func raftID(node int32) raft.ServerID { return raft.ServerID(strconv.Itoa(int(node))) }
@@ -110,16 +125,23 @@ func (n *Node) startGroup(o groupOptions) (*raftGroup, error) {
 	})
 	var trans raft.Transport = nt
 	var gate *voteGate
-	if o.rebuilding {
+	if !has && o.joinExisting && !o.rebuilding {
+		o.logger.Error("replica has no Raft state but its group has elected leaders before: rebuilding it from its peers, not voting until caught up")
+		o.rebuilding = true
+	}
+	if o.rebuilding || (!has && o.gateIfNew) {
 		gate = newVoteGate(nt, o.logger)
 		trans = gate
+		if o.onRebuild != nil {
+			o.onRebuild()
+		}
 	}
 	fail := func(err error) (*raftGroup, error) {
 		trans.(interface{ Close() error }).Close()
 		store.Close()
 		return nil, err
 	}
-	if !has && o.voters != nil {
+	if !has && o.voters != nil && !o.rebuilding {
 		if err := raft.BootstrapCluster(cfg, store, store, o.snaps, trans, raft.Configuration{Servers: o.voters}); err != nil {
 			return fail(fmt.Errorf("bootstrap %s: %w", o.dir, err))
 		}
@@ -131,7 +153,7 @@ func (n *Node) startGroup(o groupOptions) (*raftGroup, error) {
 	if gate != nil {
 		gate.setApplied(r.AppliedIndex)
 	}
-	g := &raftGroup{raft: r, store: store, trans: trans, done: make(chan struct{})}
+	g := &raftGroup{raft: r, store: store, trans: trans, gate: gate, done: make(chan struct{})}
 	if o.observe {
 		g.observer = raft.NewObserver(n.observations, false, heartbeatFilter)
 		r.RegisterObserver(g.observer)

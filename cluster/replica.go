@@ -57,7 +57,6 @@ func (n *Node) startReplica(t tp, topic *fsm.Topic) (*replica, error) {
 	rebuilding := errors.Is(err, fsm.ErrDamaged)
 	if rebuilding {
 		logger.Error("replica data damaged; rebuilding it from its peers, not voting until caught up", "error", err)
-		n.metrics.replicaRebuilds.Inc()
 		if err := rebuildFromScratch(dir); err != nil {
 			return nil, fmt.Errorf("wipe damaged replica %s: %w", dir, err)
 		}
@@ -88,6 +87,8 @@ func (n *Node) startReplica(t tp, topic *fsm.Topic) (*replica, error) {
 		observe:           true,
 		onLeader:          n.triggerLeaderReport,
 		rebuilding:        rebuilding,
+		joinExisting:      topic.Partitions[t.partition].LeaderEpoch > 0,
+		onRebuild:         n.metrics.replicaRebuilds.Inc,
 	})
 	if err != nil {
 		pf.Close()

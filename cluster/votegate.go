@@ -80,6 +80,10 @@ func (g *voteGate) run(in <-chan raft.RPC) {
 	}
 }
 
+// openNow lets the replica vote at once: it founds a new group, so it has
+// no earlier votes or acknowledgements to have forgotten.
+func (g *voteGate) openNow() { g.open.Store(true) }
+
 // voting reports whether the replica has caught up far enough to vote.
 func (g *voteGate) voting() bool {
 	if g.open.Load() {

@@ -95,6 +95,8 @@ func runChaos(ctx context.Context, o chaosRunOpts, out, progress io.Writer) erro
 	names := chaos.Scenarios()
 	if o.scenario != "all" {
 		names = strings.Split(o.scenario, ",")
+	} else if o.brokers != "" {
+		names = remoteScenarios(o, names, progress)
 	}
 	if o.cfg.Seed == 0 {
 		o.cfg.Seed = time.Now().UnixNano() % 1_000_000_000
@@ -163,6 +165,24 @@ func chaosTarget(ctx context.Context, o chaosRunOpts, scenario string) (chaos.Ta
 		return nil, nil, err
 	}
 	return newProcessTarget(lc), lc.stop, nil
+}
+
+// remoteScenarios keeps, of all scenarios, those an existing cluster can
+// serve: process and disk faults need a local cluster.
+func remoteScenarios(o chaosRunOpts, names []string, progress io.Writer) []string {
+	t, err := newRemoteTarget(o.brokers, o.admin)
+	if err != nil {
+		return names // runScenario reports the error
+	}
+	var out []string
+	for _, n := range names {
+		if err := chaos.Supported(t, n); err != nil {
+			fmt.Fprintf(progress, "chaos: skipping %s: %v\n", n, err)
+			continue
+		}
+		out = append(out, n)
+	}
+	return out
 }
 
 // remoteTarget is an operator's cluster: Kafka addresses, and admin

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -83,5 +84,41 @@ func TestChaosShortPass(t *testing.T) {
 	check := exec.Command(quireBinary(t), "chaos", "check", filepath.Join(out, "partition", "history.jsonl"))
 	if b, err := check.CombinedOutput(); err != nil {
 		t.Errorf("chaos check: %v\n%s", err, b)
+	}
+}
+
+// TestChaosAgainstExistingCluster attacks a cluster the runner did not
+// start, as an operator would: only network scenarios can run (through
+// /debug/faults), process and disk scenarios are skipped, and replica
+// digests come from the admin listeners.
+func TestChaosAgainstExistingCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("chaos pass")
+	}
+	bs := startCluster(t, 3, "--enable-fault-injection")
+	var admins []string
+	for _, b := range bs {
+		admins = append(admins, fmt.Sprintf("%d=%s", b.id, b.adminAddr))
+	}
+	out := t.TempDir()
+	cmd := exec.Command(quireBinary(t), "chaos", "run", "--brokers", strings.Join(seeds(bs), ","),
+		"--admin", strings.Join(admins, ","), "--scenario", "all", "--duration", "12s", "--seed", "5",
+		"--out", out, "--gap-min", "1s", "--gap-max", "2s", "--fault-min", "2s", "--fault-max", "4s", "--recovery", "4s")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	t.Logf("summary:\n%s", stdout.String())
+	if err != nil {
+		t.Fatalf("chaos run: %v\nprogress:\n%s", err, stderr.String())
+	}
+	for _, skipped := range []string{"skipping kill", "skipping power-loss", "skipping corrupt"} {
+		if !strings.Contains(stderr.String(), skipped) {
+			t.Errorf("progress lacks %q", skipped)
+		}
+	}
+	for _, row := range []string{"| partition |", "| network |"} {
+		if !strings.Contains(stdout.String(), row) {
+			t.Errorf("summary lacks a %s row", row)
+		}
 	}
 }

@@ -19,7 +19,7 @@ import (
 // startCluster runs n real quire processes that form one cluster by
 // gossip (bootstrap-expect n, all joining node 1) and waits until every
 // one is ready.
-func startCluster(t *testing.T, n int) []*broker {
+func startCluster(t *testing.T, n int, extra ...string) []*broker {
 	t.Helper()
 	dir := t.TempDir()
 	var bs []*broker
@@ -33,7 +33,7 @@ func startCluster(t *testing.T, n int) []*broker {
 	// last, so the cluster only forms because joining is retried.
 	for i := len(bs) - 1; i >= 0; i-- {
 		b := bs[i]
-		b.extra = []string{"--bootstrap-expect", strconv.Itoa(n), "--join", bs[0].gossipAddr}
+		b.extra = append([]string{"--bootstrap-expect", strconv.Itoa(n), "--join", bs[0].gossipAddr}, extra...)
 		b.launch()
 		t.Cleanup(b.stop)
 		time.Sleep(300 * time.Millisecond)
