@@ -21,6 +21,11 @@ const (
 // every invoke gets an outcome in the history.
 const deliveryTimeout = 10 * time.Second
 
+// requestTimeout moves producers off a paused broker within a few seconds
+// instead of franz-go's default 20, so pause faults measure the cluster's
+// fail-over rather than the client's patience.
+const requestTimeout = 3 * time.Second
+
 // stats are live counters for progress lines.
 type stats struct {
 	invoked, ok, failed, consumed atomic.Int64
@@ -63,7 +68,8 @@ func (r *run) startWorkload(ctx context.Context) *sync.WaitGroup {
 func (r *run) produce(ctx context.Context, proc int, name string, idempotent bool) error {
 	cfg := client.ProducerConfig{Brokers: r.cfg.Target.Brokers(), Acks: client.AcksAll, Idempotent: idempotent,
 		MetadataMinAge: 250 * time.Millisecond, RetryBackoff: 100 * time.Millisecond,
-		DeliveryTimeout: deliveryTimeout, ClientID: "quire-chaos-" + name, MaxBufferedRecords: 20 * r.cfg.Rate}
+		DeliveryTimeout: deliveryTimeout, RequestTimeout: requestTimeout,
+		ClientID: "quire-chaos-" + name, MaxBufferedRecords: 20 * r.cfg.Rate}
 	if !idempotent {
 		cfg.MaxInFlight = 1 // keeps a retrying plain producer in order
 	}

@@ -57,6 +57,12 @@ type ProducerConfig struct {
 	// (delivery.timeout.ms); 0 retries forever. An idempotent producer
 	// only fails records it knows were not sent.
 	DeliveryTimeout time.Duration
+	// RequestTimeout bounds one produce request: the broker may wait this
+	// long for the Raft commit, and the client gives up on the request a
+	// little later and retries elsewhere. A paused (not dead) broker keeps
+	// its connections open and answers nothing, so only this timeout moves
+	// a client off it. 0 keeps franz-go's defaults (10s plus 10s).
+	RequestTimeout time.Duration
 }
 
 // Producer writes records to explicit partitions.
@@ -112,6 +118,9 @@ func NewProducer(cfg ProducerConfig) (*Producer, error) {
 	}
 	if cfg.DeliveryTimeout > 0 {
 		opts = append(opts, kgo.RecordDeliveryTimeout(cfg.DeliveryTimeout))
+	}
+	if d := cfg.RequestTimeout; d > 0 {
+		opts = append(opts, kgo.ProduceRequestTimeout(d), kgo.RequestTimeoutOverhead(d/2))
 	}
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {

@@ -2,12 +2,15 @@ package cluster
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -58,6 +61,9 @@ type Node struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	// metaSynced is set once this follower has applied the metadata
+	// leader's commit index as of some moment after start (metaCaughtUp).
+	metaSynced atomic.Bool
 	// started is closed once start has set up every part: the Kafka and
 	// admin listeners bind earlier, and their handlers wait on it.
 	started chan struct{}
@@ -138,6 +144,7 @@ func (n *Node) start() error {
 	// Registered only now: both handlers use the metadata group.
 	n.nt.Handle(rpcMetaPropose, n.handleMetaPropose)
 	n.nt.Handle(rpcMetaFormed, n.handleMetaFormed)
+	n.nt.Handle(rpcMetaReadIndex, n.handleMetaReadIndex)
 	if err := n.startGossip(); err != nil {
 		return err
 	}
@@ -279,8 +286,8 @@ func (n *Node) Ready() error {
 // applied what the leader told it is committed. Raft does not persist the
 // commit index, so right after a restart both are zero and say nothing.
 func (n *Node) metaCaughtUp() error {
-	addr, _ := n.meta.raft.LeaderWithID()
-	if addr == "" {
+	_, leaderID := n.meta.raft.LeaderWithID()
+	if leaderID == "" {
 		return errors.New("metadata group has no leader")
 	}
 	if n.meta.raft.State() == raft.Leader {
@@ -293,7 +300,42 @@ func (n *Node) metaCaughtUp() error {
 	if commit == 0 || applied < commit {
 		return fmt.Errorf("metadata applied to %d of %d", applied, commit)
 	}
+	if n.metaSynced.Load() {
+		return nil
+	}
+	// A follower's own commit index says nothing right after a restart:
+	// raft starts it at the last snapshot, which can predate topics that
+	// exist. Ask the leader how far it has committed (a read index) and
+	// wait to apply that much once; after that, local state only moves
+	// forward for the life of the process.
+	id, err := strconv.ParseInt(string(leaderID), 10, 32)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(n.ctx, 2*time.Second)
+	defer cancel()
+	out, err := n.nt.Call(ctx, int32(id), rpcMetaReadIndex, nil)
+	if err != nil {
+		return fmt.Errorf("metadata read index from leader %d: %w", id, err)
+	}
+	if len(out) != 8 {
+		return fmt.Errorf("metadata read index from leader %d: %d bytes", id, len(out))
+	}
+	if want := binary.BigEndian.Uint64(out); n.meta.raft.AppliedIndex() < want {
+		return fmt.Errorf("metadata applied to %d of the leader's %d", n.meta.raft.AppliedIndex(), want)
+	}
+	n.metaSynced.Store(true)
 	return nil
+}
+
+// rpcMetaReadIndex asks the metadata leader for its commit index.
+const rpcMetaReadIndex = "meta.readindex"
+
+func (n *Node) handleMetaReadIndex(context.Context, int32, []byte) ([]byte, error) {
+	if ok, _ := n.meta.leaderTerm(); !ok {
+		return nil, errNotController
+	}
+	return binary.BigEndian.AppendUint64(nil, n.meta.raft.CommitIndex()), nil
 }
 
 func hclogWriter(l hclog.Logger) *logWriter { return &logWriter{l: l} }

@@ -108,7 +108,7 @@ func (n *Node) reconcile(s *fsm.MetaState) {
 	n.metrics.replicas.Set(float64(len(want)))
 	if time.Since(n.lastGC) > time.Minute && n.metaCaughtUp() == nil {
 		n.lastGC = time.Now()
-		n.removeOrphanDirs(want)
+		n.removeOrphanDirs()
 	}
 }
 
@@ -117,16 +117,26 @@ func (n *Node) reconcile(s *fsm.MetaState) {
 // node was down, so the reconciler never stopped a replica for it. It runs
 // only once the local metadata has caught up, so a partial view after a
 // restart can never delete live data.
-func (n *Node) removeOrphanDirs(want map[tp]*fsm.Topic) {
+func (n *Node) removeOrphanDirs() {
 	root := filepath.Join(n.cfg.DataDir, "partitions")
 	entries, err := os.ReadDir(root)
 	if err != nil {
 		return
 	}
+	// The state is read only now, after metaCaughtUp: the state this
+	// reconcile pass started from may predate the catch-up (a restarted
+	// node replaying its metadata), and sweeping by it once deleted the
+	// live data of every partition it did not list yet.
+	want := n.desiredReplicas(n.metaFSM.State())
 	keep := make(map[string]bool, len(want))
 	for key, t := range want {
 		keep[filepath.Base(n.partitionDir(key, t.ID))] = true
 	}
+	n.mu.RLock()
+	for _, r := range n.replicas {
+		keep[filepath.Base(r.dir)] = true
+	}
+	n.mu.RUnlock()
 	for _, e := range entries {
 		if !e.IsDir() || keep[e.Name()] {
 			continue

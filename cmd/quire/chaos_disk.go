@@ -24,33 +24,33 @@ func (t *processTarget) LosePower(id int32, rng chaos.Rand) (string, error) {
 	if _, err := t.broker(id); err == nil {
 		return "", fmt.Errorf("node %d is running; power loss applies to a killed node", id)
 	}
-	journals, err := findFiles(t.lc.specs[id-1].DataDir, partition.PowerLossJournalFile)
+	logDirs, err := filepath.Glob(filepath.Join(t.lc.specs[id-1].DataDir, "partitions", "*", "log"))
 	if err != nil {
 		return "", err
 	}
-	if len(journals) == 0 {
-		return "", errors.New("no power-loss journal: brokers need --power-loss-journal")
-	}
 	var cut, removed int
 	var dropped int64
-	for _, j := range journals {
-		c, r, d, err := losePowerIn(filepath.Dir(j), j, rng)
+	for _, dir := range logDirs {
+		c, r, d, err := losePowerIn(dir, filepath.Join(dir, partition.PowerLossJournalFile), rng)
 		if err != nil {
 			return "", err
 		}
 		cut, removed, dropped = cut+c, removed+r, dropped+d
 	}
-	return fmt.Sprintf("%d logs: %d files cut back, %d removed, %d unsynced bytes dropped", len(journals), cut, removed, dropped), nil
+	return fmt.Sprintf("%d logs: %d files cut back, %d removed, %d unsynced bytes dropped", len(logDirs), cut, removed, dropped), nil
 }
 
 func losePowerIn(dir, journal string, rng chaos.Rand) (cut, removed int, dropped int64, err error) {
+	// No journal means the log was never synced: none of it is durable.
+	durable := map[string]int64{}
 	raw, err := os.ReadFile(journal)
-	if err != nil {
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return 0, 0, 0, err
 	}
-	var durable map[string]int64
-	if err := json.Unmarshal(raw, &durable); err != nil {
-		return 0, 0, 0, fmt.Errorf("%s: %w", journal, err)
+	if err == nil {
+		if err := json.Unmarshal(raw, &durable); err != nil {
+			return 0, 0, 0, fmt.Errorf("%s: %w", journal, err)
+		}
 	}
 	ents, err := os.ReadDir(dir)
 	if err != nil {
@@ -98,22 +98,6 @@ func isSegmentFile(name string) bool {
 		}
 	}
 	return false
-}
-
-// findFiles lists every file called name under root, sorted.
-func findFiles(root, name string) ([]string, error) {
-	var out []string
-	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if !d.IsDir() && d.Name() == name {
-			out = append(out, path)
-		}
-		return nil
-	})
-	sort.Strings(out)
-	return out, err
 }
 
 // Corrupt implements chaos.Disks: one segment file of a killed node gets a

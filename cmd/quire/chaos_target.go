@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/quirelog/quire/chaos"
+	"github.com/quirelog/quire/transport/node"
 )
 
 // processTarget is a local cluster of child processes that a chaos run
@@ -96,4 +97,18 @@ func (t *processTarget) signal(id int32, sig syscall.Signal) error {
 		return err
 	}
 	return b.cmd.Process.Signal(sig)
+}
+
+// SetFaults implements chaos.Network for the running nodes only: a killed
+// node cannot be reached, and starts again with no faults anyway.
+func (t *processTarget) SetFaults(ctx context.Context, rules []node.Rule) error {
+	running := chaos.AdminEndpoints{}
+	t.mu.Lock()
+	for i, b := range t.lc.brokers {
+		if b != nil {
+			running[int32(t.lc.specs[i].ID)] = t.lc.specs[i].AdminAddr
+		}
+	}
+	t.mu.Unlock()
+	return running.SetFaults(ctx, rules)
 }

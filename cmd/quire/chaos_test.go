@@ -56,9 +56,10 @@ func TestChaosShortPass(t *testing.T) {
 	if testing.Short() {
 		t.Skip("chaos pass")
 	}
-	out := t.TempDir()
+	out, data := t.TempDir(), t.TempDir()
 	cmd := exec.Command(quireBinary(t), "chaos", "run", "--scenario", "kill,pause,partition",
-		"--duration", "25s", "--seed", "42", "--out", out, "--fault-min", "3s", "--fault-max", "8s")
+		"--duration", "25s", "--seed", "42", "--out", out, "--fault-min", "3s", "--fault-max", "8s",
+		"--data", data, "--keep-data")
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -78,6 +79,23 @@ func TestChaosShortPass(t *testing.T) {
 	for _, f := range []string{"history.jsonl", "timeline.svg", "index.html"} {
 		if _, err := os.Stat(filepath.Join(out, "kill", f)); err != nil {
 			t.Error(err)
+		}
+	}
+	// Restarts keep their data: no replica is swept as an orphan or
+	// rebuilt from its peers when nothing damaged it.
+	logs, _ := filepath.Glob(filepath.Join(data, "*", "node*", "broker.log"))
+	if len(logs) != 9 {
+		t.Errorf("broker logs %v, want 3 scenarios x 3 nodes", logs)
+	}
+	for _, l := range logs {
+		b, err := os.ReadFile(l)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, bad := range []string{"removed orphaned partition directory", "rebuilding it from its peers", "panic:"} {
+			if strings.Contains(string(b), bad) {
+				t.Errorf("%s: %q", l, bad)
+			}
 		}
 	}
 	// The saved history re-checks clean offline.
