@@ -18,6 +18,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"go.etcd.io/bbolt"
+
 	"github.com/quirelog/quire/cluster"
 	"github.com/quirelog/quire/cluster/clustertest"
 )
@@ -492,46 +494,103 @@ func TestDeletedWhileDownLeavesNoFiles(t *testing.T) {
 // must notice both, rebuild them from the leaders, and end byte-identical
 // to its peers, with every acknowledged record still readable.
 func TestDamagedReplicaIsRebuilt(t *testing.T) {
+	rebuildAfter(t, "damaged", 2, 2, func(dir string) {
+		segs, _ := filepath.Glob(filepath.Join(dir, "partitions", "damaged-*", "log", "*.log"))
+		sort.Strings(segs)
+		if len(segs) != 2 {
+			t.Fatalf("segments %v, want one per partition", segs)
+		}
+		info, err := os.Stat(segs[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Truncate(segs[0], info.Size()/2); err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(segs[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		b[len(b)/2] ^= 0x04
+		if err := os.WriteFile(segs[1], b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		markCrashed(t, filepath.Join(filepath.Dir(filepath.Dir(segs[1])), "checkpoint.json"))
+	})
+}
+
+// rebuildAfter fills a replicated topic on three nodes, stops node 3, lets
+// damage change its data directory, and restarts it. The node must
+// rebuild exactly rebuilds replicas (metadata group included), run every
+// partition again, and lose no acknowledged record.
+func rebuildAfter(t *testing.T, topic string, partitions int32, rebuilds float64, damage func(dir string)) *clustertest.Cluster {
+	t.Helper()
 	dirs := make([]string, 3)
 	c := clustertest.Start(t, 3, func(i int, cfg *cluster.Config) { dirs[i] = cfg.DataDir })
-	createTopic(t, c, c.KafkaAddr(0), "damaged", 2, 3)
-	acks := produce(t, c.Brokers(), "damaged", 2, 0, 400)
-	checkConverged(t, c, "damaged", 2)
+	createTopic(t, c, c.KafkaAddr(0), topic, partitions, 3)
+	acks := produce(t, c.Brokers(), topic, partitions, 0, 300)
+	checkConverged(t, c, topic, partitions)
 	c.Stop(2)
-
-	segs, _ := filepath.Glob(filepath.Join(dirs[2], "partitions", "damaged-*", "log", "*.log"))
-	sort.Strings(segs)
-	if len(segs) != 2 {
-		t.Fatalf("segments %v, want one per partition", segs)
-	}
-	info, err := os.Stat(segs[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(segs[0], info.Size()/2); err != nil {
-		t.Fatal(err)
-	}
-	b, err := os.ReadFile(segs[1])
-	if err != nil {
-		t.Fatal(err)
-	}
-	b[len(b)/2] ^= 0x04
-	if err := os.WriteFile(segs[1], b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	markCrashed(t, filepath.Join(filepath.Dir(filepath.Dir(segs[1])), "checkpoint.json"))
-
+	damage(dirs[2])
 	c.Restart(2)
 	c.WaitReady()
-	checkConverged(t, c, "damaged", 2)
-	for _, p := range []int32{0, 1} {
-		if _, _, ok, _ := c.Node(2).PartitionDigest("damaged", p); !ok {
+	checkConverged(t, c, topic, partitions)
+	for p := int32(0); p < partitions; p++ {
+		if _, _, ok, _ := c.Node(2).PartitionDigest(topic, p); !ok {
 			t.Fatalf("node 3 does not run partition %d", p)
 		}
 	}
-	checkAcked(t, acks, consume(t, c.KafkaAddr(2), "damaged"))
-	if got := counterValue(t, c.Node(2), "quire_replica_rebuilds_total"); got != 2 {
-		t.Fatalf("quire_replica_rebuilds_total = %v, want 2", got)
+	if got := counterValue(t, c.Node(2), "quire_replica_rebuilds_total"); got != rebuilds {
+		t.Fatalf("quire_replica_rebuilds_total = %v, want %v", got, rebuilds)
+	}
+	checkAcked(t, acks, consume(t, c.KafkaAddr(2), topic))
+	return c
+}
+
+// TestDamagedRaftStoresAreRebuilt: bbolt does not checksum its data, so a
+// flipped bit in a stored Raft entry or in the term would be read back as
+// valid. Quire seals both; the node must find the damage at start and
+// rebuild the partition and the metadata replica from its peers.
+func TestDamagedRaftStoresAreRebuilt(t *testing.T) {
+	rebuildAfter(t, "rotted", 1, 2, func(dir string) {
+		stores, _ := filepath.Glob(filepath.Join(dir, "partitions", "rotted-*", "raft.db"))
+		if len(stores) != 1 {
+			t.Fatalf("raft stores %v", stores)
+		}
+		flipInBolt(t, stores[0], "logs", nil)
+		flipInBolt(t, filepath.Join(dir, "meta", "raft.db"), "conf", []byte("CurrentTerm"))
+	})
+}
+
+// flipInBolt flips a bit in the middle of a value of a bbolt bucket: the
+// one under key, or the largest.
+func flipInBolt(t *testing.T, path, bucket string, key []byte) {
+	t.Helper()
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	err = db.Update(func(tx *bbolt.Tx) error {
+		b := tx.Bucket([]byte(bucket))
+		if key == nil {
+			var size int
+			b.ForEach(func(k, v []byte) error {
+				if len(v) > size {
+					key, size = append([]byte(nil), k...), len(v)
+				}
+				return nil
+			})
+		}
+		v := append([]byte(nil), b.Get(key)...)
+		if len(v) == 0 {
+			t.Fatalf("%s: no value under %q in %s", path, key, bucket)
+		}
+		v[len(v)/2] ^= 0x08
+		return b.Put(key, v)
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -562,29 +621,15 @@ func markCrashed(t *testing.T, path string) {
 // with a memory it no longer has; it rejoins as a rebuilt replica and
 // catches up from the leader.
 func TestWipedReplicaRejoinsWithoutVoting(t *testing.T) {
-	dirs := make([]string, 3)
-	c := clustertest.Start(t, 3, func(i int, cfg *cluster.Config) { dirs[i] = cfg.DataDir })
-	createTopic(t, c, c.KafkaAddr(0), "wiped", 1, 3)
-	acks := produce(t, c.Brokers(), "wiped", 1, 0, 300)
-	checkConverged(t, c, "wiped", 1)
-	c.Stop(2)
-	parts, _ := filepath.Glob(filepath.Join(dirs[2], "partitions", "wiped-*"))
-	if len(parts) != 1 {
-		t.Fatalf("partition dirs %v", parts)
-	}
-	if err := os.RemoveAll(parts[0]); err != nil {
-		t.Fatal(err)
-	}
-	c.Restart(2)
-	c.WaitReady()
-	checkConverged(t, c, "wiped", 1)
-	if _, _, ok, _ := c.Node(2).PartitionDigest("wiped", 0); !ok {
-		t.Fatal("node 3 does not run the partition")
-	}
-	if got := counterValue(t, c.Node(2), "quire_replica_rebuilds_total"); got != 1 {
-		t.Fatalf("quire_replica_rebuilds_total = %v, want 1", got)
-	}
-	checkAcked(t, acks, consume(t, c.KafkaAddr(2), "wiped"))
+	rebuildAfter(t, "wiped", 1, 1, func(dir string) {
+		parts, _ := filepath.Glob(filepath.Join(dir, "partitions", "wiped-*"))
+		if len(parts) != 1 {
+			t.Fatalf("partition dirs %v", parts)
+		}
+		if err := os.RemoveAll(parts[0]); err != nil {
+			t.Fatal(err)
+		}
+	})
 }
 
 func counterValue(t *testing.T, n *cluster.Node, name string) float64 {
@@ -606,22 +651,11 @@ func counterValue(t *testing.T, n *cluster.Node, name string) float64 {
 // must not found the metadata group again or vote with forgotten state;
 // it rejoins, rebuilds every replica from its peers and serves again.
 func TestWipedNodeRejoins(t *testing.T) {
-	dirs := make([]string, 3)
-	c := clustertest.Start(t, 3, func(i int, cfg *cluster.Config) { dirs[i] = cfg.DataDir })
-	createTopic(t, c, c.KafkaAddr(0), "before", 2, 3)
-	acks := produce(t, c.Brokers(), "before", 2, 0, 300)
-	checkConverged(t, c, "before", 2)
-	c.Stop(2)
-	if err := os.RemoveAll(dirs[2]); err != nil {
-		t.Fatal(err)
-	}
-	c.Restart(2)
-	c.WaitReady()
-	checkConverged(t, c, "before", 2)
-	if got := counterValue(t, c.Node(2), "quire_replica_rebuilds_total"); got != 2 {
-		t.Fatalf("quire_replica_rebuilds_total = %v, want 2", got)
-	}
-	checkAcked(t, acks, consume(t, c.KafkaAddr(2), "before"))
+	c := rebuildAfter(t, "before", 2, 2, func(dir string) {
+		if err := os.RemoveAll(dir); err != nil {
+			t.Fatal(err)
+		}
+	})
 	createTopic(t, c, c.KafkaAddr(2), "after", 1, 3)
 	produce(t, []string{c.KafkaAddr(2)}, "after", 1, 0, 50)
 	checkConverged(t, c, "after", 1)

@@ -167,13 +167,18 @@ func (n *Node) start() error {
 
 func (n *Node) startMeta() error {
 	n.metaFSM.OnChange(func(*fsm.MetaState) { n.triggerReconcile() })
-	snaps, err := raft.NewFileSnapshotStore(filepath.Join(n.cfg.DataDir, "meta"), 2, hclogWriter(n.logger))
+	dir := filepath.Join(n.cfg.DataDir, "meta")
+	rebuilding, err := n.checkMetaStore(dir)
+	if err != nil {
+		return err
+	}
+	snaps, err := raft.NewFileSnapshotStore(dir, 2, hclogWriter(n.logger))
 	if err != nil {
 		return fmt.Errorf("metadata snapshots: %w", err)
 	}
 	n.meta, err = n.startGroup(groupOptions{
 		name:              "meta",
-		dir:               filepath.Join(n.cfg.DataDir, "meta"),
+		dir:               dir,
 		fsm:               n.metaFSM,
 		snaps:             snaps,
 		logger:            n.logger.Named("meta"),
@@ -183,8 +188,30 @@ func (n *Node) startMeta() error {
 		snapshotInterval:  10 * time.Second,
 		onLeader:          n.triggerDuties,
 		gateIfNew:         true,
+		rebuilding:        rebuilding,
+		onRebuild:         n.metrics.replicaRebuilds.Inc,
 	})
 	return err
+}
+
+// checkMetaStore verifies the metadata group's Raft store. A damaged one
+// is reset together with its snapshots: a node left with a snapshot's
+// configuration but not the entries after it could stand for election and,
+// with a voter that also lacks them, erase committed metadata. Emptied, it
+// waits for the leader to send it everything, behind the vote gate.
+func (n *Node) checkMetaStore(dir string) (rebuilding bool, err error) {
+	verr := verifyRaftStore(filepath.Join(dir, "raft.db"))
+	if verr == nil {
+		return false, nil
+	}
+	if !errors.Is(verr, errRaftDamaged) {
+		return false, verr
+	}
+	n.logger.Error("metadata Raft store damaged; rebuilding it from the other controllers, not voting until caught up", "error", verr)
+	if err := os.RemoveAll(filepath.Join(dir, "snapshots")); err != nil {
+		return false, err
+	}
+	return true, resetRaftStore(filepath.Join(dir, "raft.db"))
 }
 
 // KafkaAddr is the bound Kafka listener address.

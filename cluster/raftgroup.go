@@ -11,15 +11,13 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
-	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
-	"go.etcd.io/bbolt"
 )
 
 // raftGroup is one Raft group hosted by this node: the metadata group or a
 // partition group.
 type raftGroup struct {
 	raft  *raft.Raft
-	store *raftboltdb.BoltStore
+	store *checkedStore
 	trans raft.Transport
 	// gate, when set, keeps a replica that lost its state from voting
 	// until it has caught up.
@@ -95,14 +93,7 @@ func (n *Node) startGroup(o groupOptions) (*raftGroup, error) {
 	if err := os.MkdirAll(o.dir, 0o755); err != nil {
 		return nil, err
 	}
-	store, err := raftboltdb.New(raftboltdb.Options{
-		Path: filepath.Join(o.dir, "raft.db"),
-		BoltOptions: &bbolt.Options{
-			Timeout:        time.Second,
-			NoFreelistSync: true,
-			FreelistType:   bbolt.FreelistMapType,
-		},
-	})
+	store, err := openRaftStore(filepath.Join(o.dir, "raft.db"))
 	if err != nil {
 		return nil, fmt.Errorf("raft store %s: %w", o.dir, err)
 	}
@@ -126,13 +117,15 @@ func (n *Node) startGroup(o groupOptions) (*raftGroup, error) {
 	var trans raft.Transport = nt
 	var gate *voteGate
 	if !has && o.joinExisting && !o.rebuilding {
-		o.logger.Error("replica has no Raft state but its group has elected leaders before: rebuilding it from its peers, not voting until caught up")
+		// Either this node's data was lost, or it was stopped before it ever
+		// started this replica: it cannot tell which, so it assumes the worse.
+		o.logger.Warn("replica has no Raft state but its group has elected leaders before: joining it empty, not voting until caught up")
 		o.rebuilding = true
 	}
 	if o.rebuilding || (!has && o.gateIfNew) {
 		gate = newVoteGate(nt, o.logger)
 		trans = gate
-		if o.onRebuild != nil {
+		if o.rebuilding && o.onRebuild != nil {
 			o.onRebuild()
 		}
 	}

@@ -53,8 +53,12 @@ func (n *Node) startReplica(t tp, topic *fsm.Topic) (*replica, error) {
 		return nil, err
 	}
 	logger := n.logger.Named("partition").With("topic", t.topic, "partition", t.partition)
-	pf, err := fsm.OpenPartition(dir, logCfg, logger)
-	rebuilding := errors.Is(err, fsm.ErrDamaged)
+	err = verifyRaftStore(filepath.Join(dir, "raft.db"))
+	var pf *fsm.PartitionFSM
+	if err == nil {
+		pf, err = fsm.OpenPartition(dir, logCfg, logger)
+	}
+	rebuilding := errors.Is(err, fsm.ErrDamaged) || errors.Is(err, errRaftDamaged)
 	if rebuilding {
 		logger.Error("replica data damaged; rebuilding it from its peers, not voting until caught up", "error", err)
 		if err := rebuildFromScratch(dir); err != nil {
@@ -117,12 +121,14 @@ func (n *Node) startReplica(t tp, topic *fsm.Topic) (*replica, error) {
 }
 
 // rebuildFromScratch wipes a damaged replica's data and Raft log, keeping
-// its term and vote. Raft then fetches a snapshot from the leader.
+// its term and vote where they are intact. Raft then fetches a snapshot
+// from the leader. Data and log go together: a log reset under data that
+// stayed would have raft apply its entries a second time.
 func rebuildFromScratch(dir string) error {
 	if err := fsm.WipePartition(dir); err != nil {
 		return err
 	}
-	return clearRaftLog(filepath.Join(dir, "raft.db"))
+	return resetRaftStore(filepath.Join(dir, "raft.db"))
 }
 
 // partitionGroupName names a partition's Raft group on the node transport;

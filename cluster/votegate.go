@@ -7,7 +7,6 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
-	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 )
 
 // errRebuilding answers vote requests sent to a replica that is being
@@ -102,24 +101,4 @@ func (g *voteGate) voting() bool {
 func (g *voteGate) Close() error {
 	g.once.Do(func() { close(g.stop) })
 	return g.gatedTransport.Close()
-}
-
-// clearRaftLog deletes every entry of a group's Raft log but keeps its
-// stable store (current term and vote), so the rebuilt replica can never
-// vote twice in a term it already voted in.
-func clearRaftLog(path string) error {
-	store, err := raftboltdb.NewBoltStore(path)
-	if err != nil {
-		return err
-	}
-	defer store.Close()
-	first, err := store.FirstIndex()
-	if err != nil {
-		return err
-	}
-	last, err := store.LastIndex()
-	if err != nil || last == 0 {
-		return err
-	}
-	return store.DeleteRange(first, last)
 }

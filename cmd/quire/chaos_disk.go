@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,6 +10,9 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
+
+	"go.etcd.io/bbolt"
 
 	"github.com/quirelog/quire/chaos"
 	"github.com/quirelog/quire/partition"
@@ -100,37 +104,86 @@ func isSegmentFile(name string) bool {
 	return false
 }
 
-// Corrupt implements chaos.Disks: one segment file of a killed node gets a
-// flipped bit, a zeroed 4 KiB page or a truncation, at a random place.
-// The node must notice when it restarts and rebuild that replica from its
-// peers, never serve or vote with the damaged data.
+// Corrupt implements chaos.Disks: one segment file or Raft store of a
+// killed node gets a flipped bit, a zeroed 4 KiB page or a truncation, at
+// a random place. The node must notice when it restarts and rebuild that
+// replica from its peers, never serve or vote with the damaged data.
 func (t *processTarget) Corrupt(id int32, rng chaos.Rand) (string, error) {
 	if _, err := t.broker(id); err == nil {
 		return "", fmt.Errorf("node %d is running; corrupt a stopped node", id)
 	}
-	logs, err := findSuffix(filepath.Join(t.lc.specs[id-1].DataDir, "partitions"), ".log")
+	dataDir := t.lc.specs[id-1].DataDir
+	logs, err := findSuffix(filepath.Join(dataDir, "partitions"), ".log")
 	if err != nil {
 		return "", err
 	}
-	if len(logs) == 0 {
-		return "", fmt.Errorf("node %d has no non-empty segment", id)
+	stores, err := findSuffix(dataDir, "raft.db")
+	if err != nil {
+		return "", err
 	}
-	path := logs[rng.IntN(len(logs))]
+	files := append(logs, stores...)
+	if len(files) == 0 {
+		return "", fmt.Errorf("node %d has no segment or Raft store", id)
+	}
+	path := files[rng.IntN(len(files))]
+	rel, _ := filepath.Rel(dataDir, path)
+	if strings.HasSuffix(path, "raft.db") && rng.IntN(2) == 0 {
+		// Most of a bbolt file is free pages; damage a stored value so
+		// the run tests detection, not luck.
+		what, err := flipStoredValue(path, rng)
+		return what + " of " + rel, err
+	}
 	info, err := os.Stat(path)
 	if err != nil {
 		return "", err
 	}
 	at := rng.Int64N(info.Size())
-	rel, _ := filepath.Rel(t.lc.specs[id-1].DataDir, path)
 	switch rng.IntN(3) {
 	case 0:
 		return fmt.Sprintf("flipped a bit at byte %d of %s", at, rel), flipBit(path, at, byte(1)<<rng.IntN(8))
 	case 1:
+		at &^= 4095
 		n := min(4096, info.Size()-at)
 		return fmt.Sprintf("zeroed %d bytes at %d of %s", n, at, rel), zeroRange(path, at, n)
 	default:
 		return fmt.Sprintf("truncated %s from %d to %d bytes", rel, info.Size(), at), os.Truncate(path, at)
 	}
+}
+
+// flipStoredValue flips one bit of a Raft entry or of the term and vote in
+// a stopped node's Raft store, as bit rot under bbolt would.
+func flipStoredValue(path string, rng chaos.Rand) (string, error) {
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: 5 * time.Second})
+	if err != nil {
+		return "", err
+	}
+	defer db.Close()
+	var what string
+	err = db.Update(func(tx *bbolt.Tx) error {
+		var keys [][]byte
+		var bucket *bbolt.Bucket
+		for _, name := range []string{"logs", "conf"} {
+			if bucket = tx.Bucket([]byte(name)); bucket == nil {
+				continue
+			}
+			bucket.ForEach(func(k, _ []byte) error {
+				keys = append(keys, append([]byte(name+"/"), k...))
+				return nil
+			})
+		}
+		if len(keys) == 0 {
+			return errors.New("empty Raft store")
+		}
+		pick := keys[rng.IntN(len(keys))]
+		name, key, _ := bytes.Cut(pick, []byte("/"))
+		b := tx.Bucket(name)
+		v := append([]byte(nil), b.Get(key)...)
+		at := rng.IntN(len(v))
+		v[at] ^= byte(1) << rng.IntN(8)
+		what = fmt.Sprintf("flipped a bit at byte %d of the %s value %x", at, name, key)
+		return b.Put(key, v)
+	})
+	return what, err
 }
 
 func flipBit(path string, at int64, mask byte) error {

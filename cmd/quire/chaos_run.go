@@ -27,11 +27,12 @@ type chaosRunOpts struct {
 	out      string
 	dataDir  string
 	keepData bool
+	network  string
 	cfg      chaos.Config
 }
 
 func chaosRunCmd() *cobra.Command {
-	o := chaosRunOpts{scenario: "all", nodes: 3}
+	o := chaosRunOpts{scenario: "all", nodes: 3, network: "auto"}
 	cmd := &cobra.Command{
 		Use:   "run",
 		Short: "Inject faults into a cluster under load, then check the history",
@@ -69,6 +70,7 @@ summary.md per scenario. Exits 1 when any checker finds a violation.`,
 	f.StringVar(&o.out, "out", "", "results directory (default chaos-results/<time>)")
 	f.StringVar(&o.dataDir, "data", "", "local cluster data directory (default: a temporary one)")
 	f.BoolVar(&o.keepData, "keep-data", false, "keep the local cluster's data and logs after the run")
+	f.StringVar(&o.network, "network", o.network, "how a local cluster's network faults are made: netns (each node in its own network namespace, faults are packet filters; needs root), hooks (the brokers' own transport fault hooks), or auto (netns where possible)")
 	f.Int32Var(&o.cfg.Partitions, "partitions", 3, "partitions of the run's topic")
 	f.IntVar(&o.cfg.Rate, "rate", 100, "produces per second per producer")
 	f.IntVar(&o.cfg.Idempotent, "idempotent-producers", 2, "idempotent producers")
@@ -104,7 +106,12 @@ func runChaos(ctx context.Context, o chaosRunOpts, out, progress io.Writer) erro
 	if o.out == "" {
 		o.out = filepath.Join("chaos-results", time.Now().Format("20060102-150405"))
 	}
-	fmt.Fprintf(out, "quire chaos: seed %d, scenarios %s, results in %s\n", o.cfg.Seed, strings.Join(names, ","), o.out)
+	network, err := chooseNetwork(o)
+	if err != nil {
+		return err
+	}
+	o.network = network
+	fmt.Fprintf(out, "quire chaos: seed %d, scenarios %s, network faults by %s, results in %s\n", o.cfg.Seed, strings.Join(names, ","), o.network, o.out)
 	var sums []scenarioSummary
 	for i, name := range names {
 		cfg := o.cfg
@@ -159,12 +166,48 @@ func chaosTarget(ctx context.Context, o chaosRunOpts, scenario string) (chaos.Ta
 	if dataDir != "" {
 		dataDir = filepath.Join(dataDir, scenario)
 	}
-	lc, err := startLocalCluster(ctx, localClusterOpts{nodes: o.nodes, dataDir: dataDir, keep: o.keepData,
+	var lab *netnsLab
+	if o.network == "netns" {
+		var err error
+		if lab, err = setupNetns(o.nodes); err != nil {
+			return nil, nil, err
+		}
+	}
+	lc, err := startLocalCluster(ctx, localClusterOpts{nodes: o.nodes, dataDir: dataDir, keep: o.keepData, netns: lab,
 		extra: []string{"--log-level", "info", "--enable-fault-injection", "--power-loss-journal"}})
 	if err != nil {
+		if lab != nil {
+			lab.teardown()
+		}
 		return nil, nil, err
 	}
-	return newProcessTarget(lc), lc.stop, nil
+	t := newProcessTarget(lc)
+	t.lab = lab
+	return t, func() {
+		lc.stop()
+		if lab != nil {
+			lab.teardown()
+		}
+	}, nil
+}
+
+// chooseNetwork resolves --network for a local cluster; an existing
+// cluster always uses its brokers' hooks.
+func chooseNetwork(o chaosRunOpts) (string, error) {
+	switch {
+	case o.brokers != "":
+		return "hooks", nil
+	case o.network == "hooks":
+		return o.network, nil
+	case o.network == "netns":
+		return o.network, netnsAvailable()
+	case o.network == "auto":
+		if netnsAvailable() == nil {
+			return "netns", nil
+		}
+		return "hooks", nil
+	}
+	return "", fmt.Errorf("--network %q: want netns, hooks or auto", o.network)
 }
 
 // remoteScenarios keeps, of all scenarios, those an existing cluster can

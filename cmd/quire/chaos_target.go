@@ -18,7 +18,10 @@ import (
 type processTarget struct {
 	chaos.AdminEndpoints
 	lc *localCluster
-	mu sync.Mutex // guards lc.brokers
+	// lab, when set, holds the nodes' network namespaces: drops and loss
+	// become packet filters there, and only delays use the brokers' hooks.
+	lab *netnsLab
+	mu  sync.Mutex // guards lc.brokers
 }
 
 func newProcessTarget(lc *localCluster) *processTarget {
@@ -102,6 +105,18 @@ func (t *processTarget) signal(id int32, sig syscall.Signal) error {
 // SetFaults implements chaos.Network for the running nodes only: a killed
 // node cannot be reached, and starts again with no faults anyway.
 func (t *processTarget) SetFaults(ctx context.Context, rules []node.Rule) error {
+	if t.lab != nil {
+		if err := t.lab.setRules(rules); err != nil {
+			return err
+		}
+		var delays []node.Rule
+		for _, r := range rules {
+			if r.DelayMS > 0 {
+				delays = append(delays, node.Rule{From: r.From, To: r.To, DelayMS: r.DelayMS})
+			}
+		}
+		rules = delays
+	}
 	running := chaos.AdminEndpoints{}
 	t.mu.Lock()
 	for i, b := range t.lc.brokers {

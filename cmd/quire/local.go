@@ -25,6 +25,8 @@ type localSpec struct {
 	NodeAddr   string
 	GossipAddr string
 	Extra      []string
+	// Netns, when set, runs the broker in its own network namespace.
+	Netns *netnsLab
 }
 
 // localBroker is a quire broker started as a child process of this binary,
@@ -59,6 +61,9 @@ func startLocalBroker(ctx context.Context, sp localSpec) (*localBroker, error) {
 		"--kafka-addr", kafkaAddr, "--admin-addr", adminAddr,
 		"--node-addr", sp.NodeAddr, "--gossip-addr", sp.GossipAddr}, sp.Extra...)
 	cmd := exec.Command(self, args...)
+	if sp.Netns != nil {
+		cmd = sp.Netns.command(id, append([]string{self}, args...)...)
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		return nil, err
@@ -174,6 +179,9 @@ type localClusterOpts struct {
 	dataDir string // empty: a temporary directory, removed at stop
 	keep    bool   // keep a temporary directory
 	extra   []string
+	// netns puts each broker in its own namespace of this lab, on the
+	// lab's addresses, instead of on loopback ports.
+	netns *netnsLab
 }
 
 func startLocalCluster(ctx context.Context, o localClusterOpts) (*localCluster, error) {
@@ -186,7 +194,7 @@ func startLocalCluster(ctx context.Context, o localClusterOpts) (*localCluster, 
 		dir = tmp
 	}
 	bc := &localCluster{dir: dir, keep: o.keep || o.dataDir != ""}
-	addrs, err := freeLoopbackAddrs(4 * o.nodes)
+	addrs, err := localAddrs(o)
 	if err != nil {
 		return nil, err
 	}
@@ -197,7 +205,7 @@ func startLocalCluster(ctx context.Context, o localClusterOpts) (*localCluster, 
 			extra = append([]string{"--bootstrap-expect", strconv.Itoa(o.nodes), "--join", addrs[3]}, extra...)
 		}
 		bc.specs = append(bc.specs, localSpec{ID: i + 1, DataDir: filepath.Join(dir, fmt.Sprintf("node%d", i+1)),
-			KafkaAddr: a[0], AdminAddr: a[1], NodeAddr: a[2], GossipAddr: a[3], Extra: extra})
+			KafkaAddr: a[0], AdminAddr: a[1], NodeAddr: a[2], GossipAddr: a[3], Extra: extra, Netns: o.netns})
 	}
 	bc.brokers = make([]*localBroker, o.nodes)
 	errs := make(chan error, o.nodes)
@@ -251,6 +259,19 @@ func (bc *localCluster) usage() (peak []int64, cpu time.Duration) {
 		cpu += c
 	}
 	return peak, cpu
+}
+
+// localAddrs gives each node four addresses: Kafka, admin, node, gossip.
+func localAddrs(o localClusterOpts) ([]string, error) {
+	if o.netns == nil {
+		return freeLoopbackAddrs(4 * o.nodes)
+	}
+	var out []string
+	for id := 1; id <= o.nodes; id++ {
+		ip := o.netns.addr(id)
+		out = append(out, ip+":9092", ip+":9644", ip+":7000", ip+":7946")
+	}
+	return out, nil
 }
 
 // freeLoopbackAddrs returns n unused 127.0.0.1 addresses.
