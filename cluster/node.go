@@ -138,7 +138,8 @@ func (n *Node) start() error {
 			return err
 		}
 	}
-	if err := n.startMeta(); err != nil {
+	metaRebuilding, err := n.startMeta()
+	if err != nil {
 		return err
 	}
 	// Registered only now: both handlers use the metadata group.
@@ -152,8 +153,14 @@ func (n *Node) start() error {
 		n.wg.Add(1)
 		go n.loop(d, nil, n.rebalanceLeaders)
 	}
-	n.wg.Add(5)
-	go n.bootstrapMeta()
+	n.wg.Add(4)
+	if !metaRebuilding {
+		// A rebuilding controller waits to be replicated to; bootstrapping
+		// would found a second cluster whenever its peers were slow to
+		// answer.
+		n.wg.Add(1)
+		go n.bootstrapMeta()
+	}
 	go n.controllerDuties()
 	go n.observeHeartbeats()
 	go n.reportLeaders()
@@ -165,16 +172,21 @@ func (n *Node) start() error {
 	return nil
 }
 
-func (n *Node) startMeta() error {
+// startMeta starts the metadata group and reports whether it is being
+// rebuilt from the other controllers.
+func (n *Node) startMeta() (bool, error) {
 	n.metaFSM.OnChange(func(*fsm.MetaState) { n.triggerReconcile() })
 	dir := filepath.Join(n.cfg.DataDir, "meta")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return false, err
+	}
 	rebuilding, err := n.checkMetaStore(dir)
 	if err != nil {
-		return err
+		return false, err
 	}
 	snaps, err := raft.NewFileSnapshotStore(dir, 2, hclogWriter(n.logger))
 	if err != nil {
-		return fmt.Errorf("metadata snapshots: %w", err)
+		return false, fmt.Errorf("metadata snapshots: %w", err)
 	}
 	n.meta, err = n.startGroup(groupOptions{
 		name:              "meta",
@@ -191,7 +203,7 @@ func (n *Node) startMeta() error {
 		rebuilding:        rebuilding,
 		onRebuild:         n.metrics.replicaRebuilds.Inc,
 	})
-	return err
+	return rebuilding, err
 }
 
 // checkMetaStore verifies the metadata group's Raft store. A damaged one
@@ -202,12 +214,20 @@ func (n *Node) startMeta() error {
 func (n *Node) checkMetaStore(dir string) (rebuilding bool, err error) {
 	verr := verifyRaftStore(filepath.Join(dir, "raft.db"))
 	if verr == nil {
-		return false, nil
+		// A rebuild that did not finish resumes behind the gate; its log
+		// is a prefix of the leader's, so it need not start over.
+		return rebuildReason(dir) == markDamaged, nil
 	}
 	if !errors.Is(verr, errRaftDamaged) {
 		return false, verr
 	}
+	if n.cfg.BootstrapExpect == 1 && len(n.cfg.Join) == 0 {
+		return false, fmt.Errorf("metadata Raft store damaged and no other controller to rebuild it from (restore %s from a backup): %w", dir, verr)
+	}
 	n.logger.Error("metadata Raft store damaged; rebuilding it from the other controllers, not voting until caught up", "error", verr)
+	if err := markRebuilding(dir, markDamaged); err != nil {
+		return false, err
+	}
 	if err := os.RemoveAll(filepath.Join(dir, "snapshots")); err != nil {
 		return false, err
 	}
@@ -430,6 +450,18 @@ func (n *Node) PartitionLeader(topic string, partition int32) (leader, epoch int
 	}
 	leader, epoch, _ = n.partitionLeader(tp{topic, partition}, t, t.Partitions[partition])
 	return leader, epoch
+}
+
+// RecordedLeaderEpoch is the leader epoch this node's metadata records for
+// a partition: 0 until a leader has reported itself, -1 when unknown. A
+// replica that finds itself without state joins its group empty, behind
+// the vote gate, only once this is above 0 (see groupOptions.joinExisting).
+func (n *Node) RecordedLeaderEpoch(topic string, partition int32) int32 {
+	t, ok := n.metaFSM.State().Topics[topic]
+	if !ok || partition < 0 || int(partition) >= len(t.Partitions) {
+		return -1
+	}
+	return t.Partitions[partition].LeaderEpoch
 }
 
 // PartitionDigest summarises the local replica of a partition: its high

@@ -116,23 +116,37 @@ func (n *Node) startGroup(o groupOptions) (*raftGroup, error) {
 	})
 	var trans raft.Transport = nt
 	var gate *voteGate
-	if !has && o.joinExisting && !o.rebuilding {
+	fail := func(err error) (*raftGroup, error) {
+		trans.(interface{ Close() error }).Close()
+		store.Close()
+		return nil, err
+	}
+	resumed := rebuildReason(o.dir) != ""
+	if !has && o.joinExisting && !o.rebuilding && !resumed {
 		// Either this node's data was lost, or it was stopped before it ever
 		// started this replica: it cannot tell which, so it assumes the worse.
 		o.logger.Warn("replica has no Raft state but its group has elected leaders before: joining it empty, not voting until caught up")
 		o.rebuilding = true
 	}
-	if o.rebuilding || (!has && o.gateIfNew) {
+	if resumed && !o.rebuilding {
+		o.logger.Warn("replica had not caught up when it last stopped: not voting until it has")
+	}
+	if o.rebuilding || resumed || (!has && o.gateIfNew) {
+		if !resumed {
+			if err := markRebuilding(o.dir, markEmpty); err != nil {
+				return fail(err)
+			}
+		}
 		gate = newVoteGate(nt, o.logger)
+		gate.onOpen = func() {
+			if err := clearRebuilding(o.dir); err != nil {
+				o.logger.Error("could not clear the rebuild marker; the replica will wait to catch up again after a restart", "error", err)
+			}
+		}
 		trans = gate
 		if o.rebuilding && o.onRebuild != nil {
 			o.onRebuild()
 		}
-	}
-	fail := func(err error) (*raftGroup, error) {
-		trans.(interface{ Close() error }).Close()
-		store.Close()
-		return nil, err
 	}
 	if !has && o.voters != nil && !o.rebuilding {
 		if err := raft.BootstrapCluster(cfg, store, store, o.snaps, trans, raft.Configuration{Servers: o.voters}); err != nil {

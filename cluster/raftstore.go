@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"hash/fnv"
 	"io/fs"
 	"os"
 	"runtime/debug"
@@ -27,7 +28,14 @@ var errRaftDamaged = errors.New("raft store damaged")
 // before raft runs (see verifyRaftStore).
 type checkedStore struct {
 	*raftboltdb.BoltStore
+	// legacy marks a store written before Quire sealed its stores: it is
+	// read and written as it is, unchecked, so an upgrade keeps its data.
+	legacy bool
 }
+
+// sealedKey, in the stable store, marks a store whose every entry and
+// stable value is sealed. Stores get it when they are created.
+var sealedKey = []byte("QuireSealed")
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
@@ -59,7 +67,34 @@ func openStore(path string, readOnly bool) (*checkedStore, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &checkedStore{s}, nil
+	legacy, err := isLegacy(s, readOnly)
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
+	return &checkedStore{BoltStore: s, legacy: legacy}, nil
+}
+
+// isLegacy reports whether s holds state written before stores were
+// sealed. An empty store is sealed from the start.
+func isLegacy(s *raftboltdb.BoltStore, readOnly bool) (bool, error) {
+	if _, err := s.Get(sealedKey); err == nil {
+		return false, nil
+	} else if !errors.Is(err, raftboltdb.ErrKeyNotFound) {
+		return false, err
+	}
+	last, err := s.LastIndex()
+	if err != nil {
+		return false, err
+	}
+	_, terr := s.Get(stableKeys[0])
+	if last > 0 || terr == nil {
+		return true, nil
+	}
+	if readOnly {
+		return false, nil
+	}
+	return false, s.Set(sealedKey, []byte{1})
 }
 
 func entrySum(l *raft.Log, ext []byte) uint32 {
@@ -74,6 +109,9 @@ func entrySum(l *raft.Log, ext []byte) uint32 {
 
 // StoreLogs seals copies: raft keeps and replicates the entries it passed.
 func (s *checkedStore) StoreLogs(logs []*raft.Log) error {
+	if s.legacy {
+		return s.BoltStore.StoreLogs(logs)
+	}
 	sealed := make([]raft.Log, len(logs))
 	ptrs := make([]*raft.Log, len(logs))
 	for i, l := range logs {
@@ -94,6 +132,13 @@ func (s *checkedStore) GetLog(idx uint64, l *raft.Log) error {
 		return err
 	}
 	ext := l.Extensions
+	if s.legacy {
+		// A sealed entry in a store without the mark: the mark was lost.
+		if len(ext) >= sealSize && ext[0] == sealMarker {
+			return fmt.Errorf("%w: sealed entry %d in an unsealed store", errRaftDamaged, idx)
+		}
+		return nil
+	}
 	if len(ext) < sealSize || ext[0] != sealMarker || l.Index != idx {
 		return fmt.Errorf("%w: entry %d is not sealed", errRaftDamaged, idx)
 	}
@@ -115,6 +160,9 @@ func stableSum(k, v []byte) uint32 {
 }
 
 func (s *checkedStore) Set(k, v []byte) error {
+	if s.legacy {
+		return s.BoltStore.Set(k, v)
+	}
 	sealed := make([]byte, len(v), len(v)+4)
 	copy(sealed, v)
 	return s.BoltStore.Set(k, binary.BigEndian.AppendUint32(sealed, stableSum(k, v)))
@@ -122,8 +170,8 @@ func (s *checkedStore) Set(k, v []byte) error {
 
 func (s *checkedStore) Get(k []byte) ([]byte, error) {
 	v, err := s.BoltStore.Get(k)
-	if err != nil {
-		return nil, err
+	if err != nil || s.legacy {
+		return v, err
 	}
 	n := len(v) - 4
 	if n < 0 || binary.BigEndian.Uint32(v[n:]) != stableSum(k, v[:n]) {
@@ -154,6 +202,9 @@ func (s *checkedStore) GetUint64(k []byte) (uint64, error) {
 func verifyRaftStore(path string) (err error) {
 	if _, serr := os.Stat(path); errors.Is(serr, os.ErrNotExist) {
 		return nil
+	}
+	if err := checkBoltMeta(path); err != nil {
+		return err
 	}
 	done := make(chan error, 1)
 	go func() {
@@ -213,6 +264,39 @@ func (s *checkedStore) verify() error {
 	for i := first; i > 0 && i <= last; i++ {
 		if err := s.GetLog(i, &l); err != nil {
 			return damaged(fmt.Errorf("entry %d of %d-%d: %w", i, first, last, err))
+		}
+	}
+	return nil
+}
+
+// checkBoltMeta requires both of bbolt's meta pages to be intact. bbolt
+// itself falls back to the older one when the newer fails its checksum,
+// which silently drops the last transaction: an acknowledged entry, or
+// half of a vote. A crash cannot tear a meta page (bbolt writes it with
+// one pwrite, and a killed process does not interrupt that), so a bad one
+// is damage. A file too short to hold both is damage too.
+func checkBoltMeta(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return openError(err)
+	}
+	defer f.Close()
+	const hdr, magic, version = 16, 0xED0CDAED, 2
+	page := make([]byte, 4096)
+	pageSize := int64(os.Getpagesize())
+	for i := int64(0); i < 2; i++ {
+		if _, err := f.ReadAt(page[:hdr+64], i*pageSize); err != nil {
+			return fmt.Errorf("%w: meta page %d: %w", errRaftDamaged, i, err)
+		}
+		m := page[hdr : hdr+64]
+		h := fnv.New64a()
+		h.Write(m[:56])
+		if binary.LittleEndian.Uint32(m[0:]) != magic || binary.LittleEndian.Uint32(m[4:]) != version ||
+			binary.LittleEndian.Uint64(m[56:]) != h.Sum64() {
+			return fmt.Errorf("%w: bbolt meta page %d is invalid; its last transaction may be lost", errRaftDamaged, i)
+		}
+		if i == 0 {
+			pageSize = int64(binary.LittleEndian.Uint32(m[8:]))
 		}
 	}
 	return nil

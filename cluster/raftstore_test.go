@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"go.etcd.io/bbolt"
 )
 
@@ -184,6 +185,70 @@ func sameAsWritten(t *testing.T, path string, want []*raft.Log) {
 	}
 	if v, err := s.GetUint64([]byte("CurrentTerm")); err != nil || v != 7 {
 		t.Fatalf("verified store: term %d, %v", v, err)
+	}
+	if v, err := s.Get([]byte("LastVoteCand")); err != nil || string(v) != "2" {
+		t.Fatalf("verified store: vote %q, %v", v, err)
+	}
+}
+
+// TestVerifyFindsDamagedMetaPage: bbolt would quietly fall back to its
+// older meta page and lose the last transaction (here, the vote).
+func TestVerifyFindsDamagedMetaPage(t *testing.T) {
+	for page := int64(0); page < 2; page++ {
+		path := filepath.Join(t.TempDir(), "raft.db")
+		fillStore(t, path, 5)
+		f, err := os.OpenFile(path, os.O_RDWR, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.WriteAt(make([]byte, 64), page*int64(os.Getpagesize())+16); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+		if err := verifyRaftStore(path); !errors.Is(err, errRaftDamaged) {
+			t.Fatalf("meta page %d zeroed: verify = %v, want errRaftDamaged", page, err)
+		}
+	}
+}
+
+// TestLegacyStoreIsKept: a store written before stores were sealed is
+// read as it is, not wiped as damaged, and stays unsealed.
+func TestLegacyStoreIsKept(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "raft.db")
+	old, err := raftboltdb.NewBoltStore(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := old.StoreLogs([]*raft.Log{{Index: 1, Term: 1, Data: []byte("a")}, {Index: 2, Term: 1, Data: []byte("b")}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := old.SetUint64([]byte("CurrentTerm"), 4); err != nil {
+		t.Fatal(err)
+	}
+	old.Close()
+	if err := verifyRaftStore(path); err != nil {
+		t.Fatalf("legacy store: %v", err)
+	}
+	s, err := openRaftStore(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if !s.legacy {
+		t.Fatal("legacy store opened as sealed")
+	}
+	var l raft.Log
+	if err := s.GetLog(2, &l); err != nil || string(l.Data) != "b" {
+		t.Fatalf("entry 2: %q, %v", l.Data, err)
+	}
+	if v, err := s.GetUint64([]byte("CurrentTerm")); err != nil || v != 4 {
+		t.Fatalf("term %d, %v", v, err)
+	}
+	if err := s.StoreLogs([]*raft.Log{{Index: 3, Term: 4, Data: []byte("c")}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.GetLog(3, &l); err != nil || string(l.Data) != "c" || l.Extensions != nil {
+		t.Fatalf("entry 3: %+v, %v", l, err)
 	}
 }
 

@@ -54,6 +54,9 @@ func (n *Node) startReplica(t tp, topic *fsm.Topic) (*replica, error) {
 	}
 	logger := n.logger.Named("partition").With("topic", t.topic, "partition", t.partition)
 	err = verifyRaftStore(filepath.Join(dir, "raft.db"))
+	if err == nil && rebuildReason(dir) == markDamaged {
+		err = fmt.Errorf("%w: a rebuild did not finish", errRaftDamaged)
+	}
 	var pf *fsm.PartitionFSM
 	if err == nil {
 		pf, err = fsm.OpenPartition(dir, logCfg, logger)
@@ -61,6 +64,9 @@ func (n *Node) startReplica(t tp, topic *fsm.Topic) (*replica, error) {
 	rebuilding := errors.Is(err, fsm.ErrDamaged) || errors.Is(err, errRaftDamaged)
 	if rebuilding {
 		logger.Error("replica data damaged; rebuilding it from its peers, not voting until caught up", "error", err)
+		if err := markRebuilding(dir, markDamaged); err != nil {
+			return nil, err
+		}
 		if err := rebuildFromScratch(dir); err != nil {
 			return nil, fmt.Errorf("wipe damaged replica %s: %w", dir, err)
 		}

@@ -2,6 +2,8 @@ package cluster
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 
@@ -29,6 +31,9 @@ type voteGate struct {
 	target  atomic.Uint64                 // leader commit index first seen; 0 = none yet
 	open    atomic.Bool
 	once    sync.Once
+	// onOpen runs once when the gate opens (see rebuildMarker).
+	onOpen    func()
+	onOpenRan sync.Once
 }
 
 // gatedTransport is what a voteGate wraps: raft enables pre-vote only for
@@ -81,7 +86,34 @@ func (g *voteGate) run(in <-chan raft.RPC) {
 
 // openNow lets the replica vote at once: it founds a new group, so it has
 // no earlier votes or acknowledgements to have forgotten.
-func (g *voteGate) openNow() { g.open.Store(true) }
+func (g *voteGate) openNow() {
+	g.open.Store(true)
+	g.opened()
+}
+
+func (g *voteGate) opened() {
+	if g.onOpen != nil {
+		g.onOpenRan.Do(g.onOpen)
+	}
+}
+
+// RequestVote implements raft.Transport. A replica that has forgotten
+// entries must not stand for election either: with one lagging peer's
+// vote it could win and erase what the others committed.
+func (g *voteGate) RequestVote(id raft.ServerID, target raft.ServerAddress, args *raft.RequestVoteRequest, resp *raft.RequestVoteResponse) error {
+	if !g.voting() {
+		return errRebuilding
+	}
+	return g.gatedTransport.RequestVote(id, target, args, resp)
+}
+
+// RequestPreVote implements raft.WithPreVote, gated as RequestVote.
+func (g *voteGate) RequestPreVote(id raft.ServerID, target raft.ServerAddress, args *raft.RequestPreVoteRequest, resp *raft.RequestPreVoteResponse) error {
+	if !g.voting() {
+		return errRebuilding
+	}
+	return g.gatedTransport.RequestPreVote(id, target, args, resp)
+}
 
 // voting reports whether the replica has caught up far enough to vote.
 func (g *voteGate) voting() bool {
@@ -94,7 +126,69 @@ func (g *voteGate) voting() bool {
 	}
 	g.open.Store(true)
 	g.logger.Info("rebuilt replica caught up; voting again", "applied", (*fn)(), "leader_commit", target)
+	g.opened()
 	return true
+}
+
+// rebuildMarker is a file in a group's directory that says its replica
+// started behind a closed vote gate and has not caught up yet. Without it
+// a replica killed while catching up would restart with a term and part
+// of a log, look like any other, and vote with what it has forgotten.
+// It holds why: markDamaged or markEmpty.
+const (
+	rebuildMarker = "REBUILDING"
+	markDamaged   = "damaged" // data was wiped: wipe again, a wipe may not have finished
+	markEmpty     = "empty"   // started with no state in a group that existed
+)
+
+func markRebuilding(dir, reason string) error {
+	path := filepath.Join(dir, rebuildMarker)
+	if rebuildReason(dir) == reason {
+		return nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteString(reason)
+	if serr := f.Sync(); err == nil {
+		err = serr
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	return syncDir(dir)
+}
+
+// rebuildReason is the marker's reason, or "" when there is none.
+func rebuildReason(dir string) string {
+	b, err := os.ReadFile(filepath.Join(dir, rebuildMarker))
+	if err != nil {
+		return ""
+	}
+	if r := string(b); r == markEmpty {
+		return r
+	}
+	return markDamaged // unreadable or torn: assume the worse
+}
+
+func clearRebuilding(dir string) error {
+	if err := os.Remove(filepath.Join(dir, rebuildMarker)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return syncDir(dir)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }
 
 // Close stops the gate and the transport under it.

@@ -72,3 +72,56 @@ func TestVoteGate(t *testing.T) {
 		t.Fatal("vote request never reached raft")
 	}
 }
+
+// TestVoteGateKeepsReplicaFromCampaigning: while closed, the gate also
+// fails the replica's own vote and pre-vote requests, so it cannot win an
+// election with one lagging peer's vote; opening it clears the marker.
+func TestVoteGateKeepsReplicaFromCampaigning(t *testing.T) {
+	_, self := raft.NewInmemTransport("a")
+	_, peer := raft.NewInmemTransport("b")
+	self.Connect("b", peer)
+	go func() {
+		for rpc := range peer.Consumer() {
+			switch rpc.Command.(type) {
+			case *raft.RequestVoteRequest:
+				rpc.Respond(&raft.RequestVoteResponse{Granted: true}, nil)
+			case *raft.RequestPreVoteRequest:
+				rpc.Respond(&raft.RequestPreVoteResponse{Granted: true}, nil)
+			}
+		}
+	}()
+	dir := t.TempDir()
+	if err := markRebuilding(dir, markDamaged); err != nil {
+		t.Fatal(err)
+	}
+	gate := newVoteGate(self, hclog.NewNullLogger())
+	defer gate.Close()
+	gate.onOpen = func() { clearRebuilding(dir) }
+	var applied atomic.Uint64
+	gate.setApplied(applied.Load)
+	vote := func() error {
+		return gate.RequestVote("b", "b", &raft.RequestVoteRequest{Term: 3}, &raft.RequestVoteResponse{})
+	}
+	preVote := func() error {
+		return gate.RequestPreVote("b", "b", &raft.RequestPreVoteRequest{Term: 3}, &raft.RequestPreVoteResponse{})
+	}
+	if err := vote(); !errors.Is(err, errRebuilding) {
+		t.Fatalf("own vote request while rebuilding: %v, want refused", err)
+	}
+	if err := preVote(); !errors.Is(err, errRebuilding) {
+		t.Fatalf("own pre-vote request while rebuilding: %v, want refused", err)
+	}
+	if rebuildReason(dir) != markDamaged {
+		t.Fatal("marker gone before the gate opened")
+	}
+	gate.openNow()
+	if err := vote(); err != nil {
+		t.Fatalf("own vote request after opening: %v", err)
+	}
+	if err := preVote(); err != nil {
+		t.Fatalf("own pre-vote request after opening: %v", err)
+	}
+	if r := rebuildReason(dir); r != "" {
+		t.Fatalf("marker %q still there after the gate opened", r)
+	}
+}

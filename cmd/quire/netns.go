@@ -54,10 +54,14 @@ func setupNetns(nodes int) (*netnsLab, error) {
 	}
 	removeStaleLabs()
 	pid := os.Getpid()
+	subnet, err := freeSubnet(pid % 250)
+	if err != nil {
+		return nil, err
+	}
 	l := &netnsLab{
 		tag:    strconv.Itoa(pid),
 		bridge: fmt.Sprintf("qb%d", pid),
-		subnet: fmt.Sprintf("10.213.%d.", pid%250),
+		subnet: subnet,
 		nodes:  nodes,
 	}
 	steps := [][]string{
@@ -86,6 +90,22 @@ func setupNetns(nodes int) (*netnsLab, error) {
 		}
 	}
 	return l, nil
+}
+
+// freeSubnet picks a 10.213.N.0/24 that no interface of this host uses,
+// so that two runs never route to each other's brokers.
+func freeSubnet(start int) (string, error) {
+	out, err := exec.Command("ip", "-4", "-o", "addr", "show").Output()
+	if err != nil {
+		return "", err
+	}
+	for i := 0; i < 250; i++ {
+		subnet := fmt.Sprintf("10.213.%d.", (start+i)%250)
+		if !strings.Contains(string(out), " "+subnet) {
+			return subnet, nil
+		}
+	}
+	return "", errors.New("no free 10.213.N.0/24 subnet for the chaos network")
 }
 
 func (l *netnsLab) ns(id int) string   { return fmt.Sprintf("%s%s-%d", netnsPrefix, l.tag, id) }
@@ -143,33 +163,42 @@ func (l *netnsLab) teardown() {
 }
 
 // removeStaleLabs tears down what a runner that was killed outright left
-// behind: namespaces named after a pid that no longer runs.
+// behind: namespaces (probes included) and bridges named after a pid that
+// no longer runs, with the bridge's forwarding rule.
 func removeStaleLabs() {
-	out, err := exec.Command("ip", "netns", "list").Output()
-	if err != nil {
-		return
-	}
-	stale := map[string]int{}
-	for _, line := range strings.Split(string(out), "\n") {
-		name, _, _ := strings.Cut(strings.TrimSpace(line), " ")
-		rest, ok := strings.CutPrefix(name, netnsPrefix)
-		if !ok {
-			continue
-		}
-		pid, id, ok := strings.Cut(rest, "-")
+	dead := func(pid string) bool {
 		if _, err := strconv.Atoi(pid); err != nil {
-			continue
+			return false
 		}
-		if _, err := os.Stat("/proc/" + pid); !ok || err == nil {
-			continue
-		}
-		if n, err := strconv.Atoi(id); err == nil && n > stale[pid] {
-			stale[pid] = n
+		_, err := os.Stat("/proc/" + pid)
+		return errors.Is(err, os.ErrNotExist)
+	}
+	if out, err := exec.Command("ip", "netns", "list").Output(); err == nil {
+		for _, line := range strings.Split(string(out), "\n") {
+			name, _, _ := strings.Cut(strings.TrimSpace(line), " ")
+			rest, ok := strings.CutPrefix(name, netnsPrefix)
+			if !ok {
+				continue
+			}
+			rest = strings.TrimPrefix(rest, "probe-")
+			pid, _, _ := strings.Cut(rest, "-")
+			if dead(pid) {
+				_ = run("ip", "netns", "del", name)
+			}
 		}
 	}
-	for pid, n := range stale {
-		p, _ := strconv.Atoi(pid)
-		(&netnsLab{tag: pid, bridge: fmt.Sprintf("qb%d", p), nodes: n}).teardown()
+	if out, err := exec.Command("ip", "-o", "link", "show", "type", "bridge").Output(); err == nil {
+		for _, line := range strings.Split(string(out), "\n") {
+			fields := strings.Fields(line)
+			if len(fields) < 2 {
+				continue
+			}
+			name := strings.TrimSuffix(fields[1], ":")
+			if pid, ok := strings.CutPrefix(name, "qb"); ok && dead(pid) {
+				_ = run("iptables", "-D", "FORWARD", "-i", name, "-o", name, "-j", "ACCEPT")
+				_ = run("ip", "link", "del", name)
+			}
+		}
 	}
 }
 
