@@ -530,17 +530,9 @@ func rebuildAfter(t *testing.T, topic string, partitions int32, rebuilds float64
 	createTopic(t, c, c.KafkaAddr(0), topic, partitions, 3)
 	acks := produce(t, c.Brokers(), topic, partitions, 0, 300)
 	checkConverged(t, c, topic, partitions)
-	// Leaders report their epochs to the metadata asynchronously; a node
-	// that lost its data before the report cannot tell the group formed
-	// (a documented limit). Wait for it, as any real restart would.
-	waitFor(t, 30*time.Second, "leader epochs recorded", func() bool {
-		for p := int32(0); p < partitions; p++ {
-			if c.Node(0).RecordedLeaderEpoch(topic, p) <= 0 {
-				return false
-			}
-		}
-		return true
-	})
+	// No wait for the leaders to report their epochs to the metadata: a
+	// node that lost its data before a report must learn from its peers
+	// that the group formed (this once failed about one run in eight).
 	c.Stop(2)
 	damage(dirs[2])
 	c.Restart(2)

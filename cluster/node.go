@@ -146,6 +146,7 @@ func (n *Node) start() error {
 	n.nt.Handle(rpcMetaPropose, n.handleMetaPropose)
 	n.nt.Handle(rpcMetaFormed, n.handleMetaFormed)
 	n.nt.Handle(rpcMetaReadIndex, n.handleMetaReadIndex)
+	n.nt.Handle(rpcGroupFormed, n.handleGroupFormed)
 	if err := n.startGossip(); err != nil {
 		return err
 	}

@@ -1,11 +1,13 @@
 package cluster
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
+	"time"
 
 	"github.com/hashicorp/raft"
 
@@ -97,7 +99,7 @@ func (n *Node) startReplica(t tp, topic *fsm.Topic) (*replica, error) {
 		observe:           true,
 		onLeader:          n.triggerLeaderReport,
 		rebuilding:        rebuilding,
-		joinExisting:      topic.Partitions[t.partition].LeaderEpoch > 0,
+		joinExisting:      n.groupFormed(t, topic, dir),
 		onRebuild:         n.metrics.replicaRebuilds.Inc,
 	})
 	if err != nil {
@@ -124,6 +126,55 @@ func (n *Node) startReplica(t tp, topic *fsm.Topic) (*replica, error) {
 		n.mu.Unlock()
 	}
 	return r, nil
+}
+
+// groupFormed reports whether a partition's group has elected a leader
+// before, so that a replica finding no state here lost it rather than
+// never had it. The metadata records a leader epoch a moment after the
+// first election; inside that moment, the replica's peers are asked.
+func (n *Node) groupFormed(t tp, topic *fsm.Topic, dir string) bool {
+	a := topic.Partitions[t.partition]
+	if a.LeaderEpoch > 0 {
+		return true
+	}
+	if _, err := os.Stat(filepath.Join(dir, "raft.db")); err == nil {
+		return false // state of its own: raft decides from that
+	}
+	name := partitionGroupName(t, topic.ID)
+	formed := make(chan bool, len(a.Replicas))
+	asked := 0
+	for _, id := range a.Replicas {
+		if id == n.cfg.NodeID || !n.alive(id) {
+			continue
+		}
+		asked++
+		go func() {
+			ctx, cancel := context.WithTimeout(n.ctx, time.Second)
+			defer cancel()
+			out, err := n.nt.Call(ctx, id, rpcGroupFormed, []byte(name))
+			formed <- err == nil && len(out) == 1 && out[0] == 1
+		}()
+	}
+	yes := false
+	for ; asked > 0; asked-- {
+		yes = <-formed || yes
+	}
+	return yes
+}
+
+// rpcGroupFormed asks a peer whether its replica of a partition group has
+// entries past the bootstrap configuration, which only a leader adds.
+const rpcGroupFormed = "group.formed"
+
+func (n *Node) handleGroupFormed(_ context.Context, _ int32, name []byte) ([]byte, error) {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	for _, r := range n.replicas {
+		if partitionGroupName(r.tp, r.topicID) == string(name) && r.group.raft.LastIndex() > 1 {
+			return []byte{1}, nil
+		}
+	}
+	return []byte{0}, nil
 }
 
 // rebuildFromScratch wipes a damaged replica's data and Raft log, keeping
