@@ -213,7 +213,15 @@ func (n *Node) startMeta() (bool, error) {
 // with a voter that also lacks them, erase committed metadata. Emptied, it
 // waits for the leader to send it everything, behind the vote gate.
 func (n *Node) checkMetaStore(dir string) (rebuilding bool, err error) {
-	verr := verifyRaftStore(filepath.Join(dir, "raft.db"))
+	snaps, err := raft.NewFileSnapshotStore(dir, 2, hclogWriter(n.logger))
+	if err != nil {
+		return false, fmt.Errorf("metadata snapshots: %w", err)
+	}
+	snapshot, err := latestSnapshot(snaps.List)
+	if err != nil {
+		return false, fmt.Errorf("metadata snapshots: %w", err)
+	}
+	verr := verifyRaftStore(filepath.Join(dir, "raft.db"), snapshot)
 	if verr == nil {
 		// A rebuild that did not finish resumes behind the gate; its log
 		// is a prefix of the leader's, so it need not start over.

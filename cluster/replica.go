@@ -55,7 +55,7 @@ func (n *Node) startReplica(t tp, topic *fsm.Topic) (*replica, error) {
 		return nil, err
 	}
 	logger := n.logger.Named("partition").With("topic", t.topic, "partition", t.partition)
-	err = verifyRaftStore(filepath.Join(dir, "raft.db"))
+	err = verifyPartitionStore(dir)
 	if err == nil && rebuildReason(dir) == markDamaged {
 		err = fmt.Errorf("%w: a rebuild did not finish", errRaftDamaged)
 	}
@@ -126,6 +126,22 @@ func (n *Node) startReplica(t tp, topic *fsm.Topic) (*replica, error) {
 		n.mu.Unlock()
 	}
 	return r, nil
+}
+
+// verifyPartitionStore verifies a partition's Raft store against its
+// latest snapshot.
+func verifyPartitionStore(dir string) error {
+	var snapshot uint64
+	if _, err := os.Stat(filepath.Join(dir, "snapshots")); err == nil {
+		snaps, err := fsm.NewSnapshotStore(filepath.Join(dir, "snapshots"), 2)
+		if err != nil {
+			return err
+		}
+		if snapshot, err = latestSnapshot(snaps.List); err != nil {
+			return err
+		}
+	}
+	return verifyRaftStore(filepath.Join(dir, "raft.db"), snapshot)
 }
 
 // groupFormed reports whether a partition's group has elected a leader
