@@ -330,3 +330,16 @@ func TestVerifyAllowsCompactionStragglers(t *testing.T) {
 		t.Fatalf("hole after the snapshot: %v, want errRaftDamaged", err)
 	}
 }
+
+// TestVerifyEmptyFileIsDamage: a crash right after bbolt created the file
+// leaves it empty; read-only, bbolt cannot initialise it, and that must
+// not block the replica's start as a plain error would.
+func TestVerifyEmptyFileIsDamage(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "raft.db")
+	if err := os.WriteFile(path, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := verifyRaftStore(path, 0); !errors.Is(err, errRaftDamaged) {
+		t.Fatalf("empty file: %v, want errRaftDamaged", err)
+	}
+}
