@@ -9,6 +9,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
+
+	"github.com/quirelog/quire/partition"
 )
 
 // errRebuilding answers vote requests sent to a replica that is being
@@ -160,7 +162,7 @@ func markRebuilding(dir, reason string) error {
 	if err != nil {
 		return err
 	}
-	return syncDir(dir)
+	return partition.SyncDir(dir)
 }
 
 // rebuildReason is the marker's reason, or "" when there is none.
@@ -179,16 +181,7 @@ func clearRebuilding(dir string) error {
 	if err := os.Remove(filepath.Join(dir, rebuildMarker)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return partition.SyncDir(dir)
 }
 
 // Close stops the gate and the transport under it.

@@ -64,7 +64,7 @@ func Open(dir string, cfg Config, logger hclog.Logger) (*Log, error) {
 		return nil, fmt.Errorf("partition: open %s: %w", dir, err)
 	}
 	if l.dirDirty {
-		if err := syncDir(dir); err != nil {
+		if err := SyncDir(dir); err != nil {
 			l.Close()
 			return nil, fmt.Errorf("partition: open %s: %w", dir, err)
 		}
@@ -178,7 +178,7 @@ func (l *Log) sync() error {
 		return fmt.Errorf("partition: sync %s: %w", l.active().path(), err)
 	}
 	if l.dirDirty {
-		if err := syncDir(l.dir); err != nil {
+		if err := SyncDir(l.dir); err != nil {
 			return fmt.Errorf("partition: sync %s: %w", l.dir, err)
 		}
 		l.dirDirty = false

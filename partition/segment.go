@@ -278,7 +278,9 @@ func (s *segment) readFirstTimestamp() error {
 	return nil
 }
 
-func syncDir(dir string) error {
+// SyncDir fsyncs a directory, so that files created, renamed or removed in
+// it survive a crash.
+func SyncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return err

@@ -189,7 +189,7 @@ func (l *Log) DeleteSegmentsBefore(offset int64) (int, error) {
 	if err := l.removeSegments(removed, false); err != nil {
 		return n, err
 	}
-	if err := syncDir(l.dir); err != nil {
+	if err := SyncDir(l.dir); err != nil {
 		return n, fmt.Errorf("partition: sync %s: %w", l.dir, err)
 	}
 	l.dirDirty = false
