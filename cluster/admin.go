@@ -153,6 +153,10 @@ type nodeMetrics struct {
 	replicas      prometheus.Gauge
 	// replicaRebuilds counts replicas found damaged at start and rebuilt.
 	replicaRebuilds prometheus.Counter
+	// raftLogSync and raftLogRecords describe the shared Raft log's
+	// commit rounds: one write and one fdatasync each.
+	raftLogSync    prometheus.Histogram
+	raftLogRecords prometheus.Histogram
 }
 
 func newNodeMetrics(reg prometheus.Registerer) *nodeMetrics {
@@ -188,6 +192,16 @@ func newNodeMetrics(reg prometheus.Registerer) *nodeMetrics {
 		replicaRebuilds: f.NewCounter(prometheus.CounterOpts{
 			Name: "quire_replica_rebuilds_total",
 			Help: "Replicas whose data failed verification at start and were rebuilt from their peers.",
+		}),
+		raftLogSync: f.NewHistogram(prometheus.HistogramOpts{
+			Name:    "quire_raft_log_sync_seconds",
+			Help:    "Time one commit round of the node's shared Raft log took to write and fdatasync.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
+		}),
+		raftLogRecords: f.NewHistogram(prometheus.HistogramOpts{
+			Name:    "quire_raft_log_round_records",
+			Help:    "Records (from all partition groups) made durable by one commit round of the shared Raft log.",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 12),
 		}),
 	}
 }

@@ -494,7 +494,7 @@ func TestDeletedWhileDownLeavesNoFiles(t *testing.T) {
 // must notice both, rebuild them from the leaders, and end byte-identical
 // to its peers, with every acknowledged record still readable.
 func TestDamagedReplicaIsRebuilt(t *testing.T) {
-	rebuildAfter(t, "damaged", 2, 2, func(dir string) {
+	rebuildAfter(t, "damaged", 2, 2, func(c *clustertest.Cluster, dir string) {
 		segs, _ := filepath.Glob(filepath.Join(dir, "partitions", "damaged-*", "log", "*.log"))
 		sort.Strings(segs)
 		if len(segs) != 2 {
@@ -523,10 +523,16 @@ func TestDamagedReplicaIsRebuilt(t *testing.T) {
 // damage change its data directory, and restarts it. The node must
 // rebuild exactly rebuilds replicas (metadata group included), run every
 // partition again, and lose no acknowledged record.
-func rebuildAfter(t *testing.T, topic string, partitions int32, rebuilds float64, damage func(dir string)) *clustertest.Cluster {
+// tweak, if given, changes every node's configuration.
+func rebuildAfter(t *testing.T, topic string, partitions int32, rebuilds float64, damage func(c *clustertest.Cluster, dir string), tweak ...func(*cluster.Config)) *clustertest.Cluster {
 	t.Helper()
 	dirs := make([]string, 3)
-	c := clustertest.Start(t, 3, func(i int, cfg *cluster.Config) { dirs[i] = cfg.DataDir })
+	c := clustertest.Start(t, 3, func(i int, cfg *cluster.Config) {
+		dirs[i] = cfg.DataDir
+		for _, f := range tweak {
+			f(cfg)
+		}
+	})
 	createTopic(t, c, c.KafkaAddr(0), topic, partitions, 3)
 	acks := produce(t, c.Brokers(), topic, partitions, 0, 300)
 	checkConverged(t, c, topic, partitions)
@@ -534,7 +540,7 @@ func rebuildAfter(t *testing.T, topic string, partitions int32, rebuilds float64
 	// node that lost its data before a report must learn from its peers
 	// that the group formed (this once failed about one run in eight).
 	c.Stop(2)
-	damage(dirs[2])
+	damage(c, dirs[2])
 	c.Restart(2)
 	c.WaitReady()
 	checkConverged(t, c, topic, partitions)
@@ -553,16 +559,55 @@ func rebuildAfter(t *testing.T, topic string, partitions int32, rebuilds float64
 // TestDamagedRaftStoresAreRebuilt: bbolt does not checksum its data, so a
 // flipped bit in a stored Raft entry or in the term would be read back as
 // valid. Quire seals both; the node must find the damage at start and
-// rebuild the partition and the metadata replica from its peers.
+// rebuild the partition (here with a raft.db of its own) and the metadata
+// replica from its peers.
 func TestDamagedRaftStoresAreRebuilt(t *testing.T) {
-	rebuildAfter(t, "rotted", 1, 2, func(dir string) {
+	rebuildAfter(t, "rotted", 1, 2, func(c *clustertest.Cluster, dir string) {
 		stores, _ := filepath.Glob(filepath.Join(dir, "partitions", "rotted-*", "raft.db"))
 		if len(stores) != 1 {
 			t.Fatalf("raft stores %v", stores)
 		}
 		flipInBolt(t, stores[0], "logs", nil)
 		flipInBolt(t, filepath.Join(dir, "meta", "raft.db"), "conf", []byte("CurrentTerm"))
+	}, func(cfg *cluster.Config) { cfg.RaftLog = cluster.RaftLogPerGroup })
+}
+
+// TestDamagedSharedLogIsRebuilt: damage in the node's shared Raft log
+// cannot be pinned on one group, so every partition replica on the node
+// is rebuilt from its peers, behind the vote gate.
+func TestDamagedSharedLogIsRebuilt(t *testing.T) {
+	rebuildAfter(t, "rotshared", 2, 2, func(c *clustertest.Cluster, dir string) {
+		segs, _ := filepath.Glob(filepath.Join(dir, "raftlog", "*.wal"))
+		if len(segs) == 0 {
+			t.Fatal("no shared log segments")
+		}
+		b, err := os.ReadFile(segs[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		b[len(b)/3] ^= 0x10
+		if err := os.WriteFile(segs[0], b, 0o644); err != nil {
+			t.Fatal(err)
+		}
 	})
+}
+
+// TestPerGroupLogsMoveToTheSharedLog: a node upgraded from a raft.db per
+// partition copies each into the shared log at start, keeping its term,
+// vote and entries: nothing is rebuilt and nothing is lost.
+func TestPerGroupLogsMoveToTheSharedLog(t *testing.T) {
+	var node3 string
+	rebuildAfter(t, "moved", 2, 0, func(c *clustertest.Cluster, dir string) {
+		node3 = dir
+		stores, _ := filepath.Glob(filepath.Join(dir, "partitions", "moved-*", "raft.db"))
+		if len(stores) != 2 {
+			t.Fatalf("raft stores %v", stores)
+		}
+		c.Reconfigure(2, func(cfg *cluster.Config) { cfg.RaftLog = cluster.RaftLogShared })
+	}, func(cfg *cluster.Config) { cfg.RaftLog = cluster.RaftLogPerGroup })
+	if left, _ := filepath.Glob(filepath.Join(node3, "partitions", "moved-*", "raft.db")); len(left) != 0 {
+		t.Fatalf("raft.db files left after the move: %v", left)
+	}
 }
 
 // TestInterruptedRebuildResumes: a node killed while rebuilding a replica
@@ -572,7 +617,7 @@ func TestDamagedRaftStoresAreRebuilt(t *testing.T) {
 // have finished). Once caught up, the markers are gone.
 func TestInterruptedRebuildResumes(t *testing.T) {
 	var node3 string
-	rebuildAfter(t, "resumed", 1, 2, func(dir string) {
+	rebuildAfter(t, "resumed", 1, 2, func(c *clustertest.Cluster, dir string) {
 		node3 = dir
 		parts, _ := filepath.Glob(filepath.Join(dir, "partitions", "resumed-*"))
 		if len(parts) != 1 {
@@ -661,7 +706,7 @@ func markCrashed(t *testing.T, path string) {
 // with a memory it no longer has; it rejoins as a rebuilt replica and
 // catches up from the leader.
 func TestWipedReplicaRejoinsWithoutVoting(t *testing.T) {
-	rebuildAfter(t, "wiped", 1, 1, func(dir string) {
+	rebuildAfter(t, "wiped", 1, 1, func(c *clustertest.Cluster, dir string) {
 		parts, _ := filepath.Glob(filepath.Join(dir, "partitions", "wiped-*"))
 		if len(parts) != 1 {
 			t.Fatalf("partition dirs %v", parts)
@@ -691,7 +736,7 @@ func counterValue(t *testing.T, n *cluster.Node, name string) float64 {
 // must not found the metadata group again or vote with forgotten state;
 // it rejoins, rebuilds every replica from its peers and serves again.
 func TestWipedNodeRejoins(t *testing.T) {
-	c := rebuildAfter(t, "before", 2, 2, func(dir string) {
+	c := rebuildAfter(t, "before", 2, 2, func(c *clustertest.Cluster, dir string) {
 		if err := os.RemoveAll(dir); err != nil {
 			t.Fatal(err)
 		}

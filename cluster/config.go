@@ -102,7 +102,18 @@ type Config struct {
 	// checking often keeps the Raft log (a second copy of the records)
 	// short.
 	SnapshotInterval time.Duration
+	// RaftLog is where partition groups keep their Raft logs: RaftLogShared
+	// (one log per node, one fsync per round for all of them) or
+	// RaftLogPerGroup (a raft.db per partition). The metadata group always
+	// has its own.
+	RaftLog string
 }
+
+// Raft log layouts (Config.RaftLog).
+const (
+	RaftLogShared   = "shared"
+	RaftLogPerGroup = "per-group"
+)
 
 // DefaultConfig returns defaults for a single local node.
 func DefaultConfig() Config {
@@ -130,6 +141,7 @@ func DefaultConfig() Config {
 		SnapshotThreshold:        512,
 		TrailingLogs:             128,
 		SnapshotInterval:         2 * time.Second,
+		RaftLog:                  RaftLogShared,
 	}
 }
 
@@ -186,6 +198,9 @@ func (c Config) Validate() error {
 	}
 	if c.SnapshotInterval < 100*time.Millisecond {
 		errs = append(errs, fmt.Errorf("snapshot interval %s must be >= 100ms", c.SnapshotInterval))
+	}
+	if c.RaftLog != RaftLogShared && c.RaftLog != RaftLogPerGroup {
+		errs = append(errs, fmt.Errorf("raft log %q must be %q or %q", c.RaftLog, RaftLogShared, RaftLogPerGroup))
 	}
 	if c.SnapshotThreshold < 1 {
 		errs = append(errs, errors.New("snapshot threshold must be >= 1"))

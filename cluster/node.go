@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/quirelog/quire/cluster/gossip"
+	"github.com/quirelog/quire/cluster/raftlog"
 	"github.com/quirelog/quire/fsm"
 	"github.com/quirelog/quire/transport/kafka"
 	"github.com/quirelog/quire/transport/node"
@@ -31,14 +32,19 @@ type Node struct {
 	reg     *prometheus.Registry
 	metrics *nodeMetrics
 
-	meta     *raftGroup
-	metaFSM  *fsm.MetaFSM
-	kafka    *kafka.Server
-	admin    *adminServer
-	nt       *node.Transport
-	gossip   *gossip.Gossip
-	advKafka string
-	advNode  string
+	meta    *raftGroup
+	metaFSM *fsm.MetaFSM
+	// wal is the shared Raft log of the partition groups (nil with
+	// RaftLogPerGroup); walDamaged is set when it was found damaged at
+	// start and replaced by an empty one.
+	wal        *raftlog.Log
+	walDamaged bool
+	kafka      *kafka.Server
+	admin      *adminServer
+	nt         *node.Transport
+	gossip     *gossip.Gossip
+	advKafka   string
+	advNode    string
 
 	// mu guards replicas and byRaft.
 	mu       sync.RWMutex
@@ -137,6 +143,9 @@ func (n *Node) start() error {
 		if n.admin, err = startAdmin(n); err != nil {
 			return err
 		}
+	}
+	if err := n.openSharedLog(); err != nil {
+		return err
 	}
 	metaRebuilding, err := n.startMeta()
 	if err != nil {
@@ -289,6 +298,9 @@ func (n *Node) Close() error {
 	}
 	if n.meta != nil {
 		errs = append(errs, n.meta.stop())
+	}
+	if n.wal != nil {
+		errs = append(errs, n.wal.Close())
 	}
 	if n.gossip != nil {
 		errs = append(errs, n.gossip.Shutdown())

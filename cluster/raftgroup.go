@@ -11,13 +11,15 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
+
+	"github.com/quirelog/quire/cluster/raftlog"
 )
 
 // raftGroup is one Raft group hosted by this node: the metadata group or a
 // partition group.
 type raftGroup struct {
 	raft  *raft.Raft
-	store *checkedStore
+	store groupStore
 	trans raft.Transport
 	// gate, when set, keeps a replica that lost its state from voting
 	// until it has caught up.
@@ -67,6 +69,17 @@ type groupOptions struct {
 	// founding a new cluster (see bootstrapWith, which opens the gate) or
 	// lost its disk and is rejoining one.
 	gateIfNew bool
+	// shared, when set, is the group's share of the node's Raft log;
+	// otherwise the group has its own raft.db in dir.
+	shared *raftlog.Store
+}
+
+// groupStore is what a group keeps its log and term in: its own bbolt
+// file (checkedStore) or its share of the node's Raft log.
+type groupStore interface {
+	raft.LogStore
+	raft.StableStore
+	Close() error
 }
 
 func raftID(node int32) raft.ServerID { return raft.ServerID(strconv.Itoa(int(node))) }
@@ -93,9 +106,13 @@ func (n *Node) startGroup(o groupOptions) (*raftGroup, error) {
 	if err := os.MkdirAll(o.dir, 0o755); err != nil {
 		return nil, err
 	}
-	store, err := openRaftStore(filepath.Join(o.dir, "raft.db"))
-	if err != nil {
-		return nil, fmt.Errorf("raft store %s: %w", o.dir, err)
+	var store groupStore = o.shared
+	if o.shared == nil {
+		bolt, err := openRaftStore(filepath.Join(o.dir, "raft.db"))
+		if err != nil {
+			return nil, fmt.Errorf("raft store %s: %w", o.dir, err)
+		}
+		store = bolt
 	}
 	cfg := n.raftConfig(o)
 	has, err := raft.HasExistingState(store, store, o.snaps)

@@ -79,7 +79,7 @@ func (n *Node) reconcile(s *fsm.MetaState) {
 		n.mu.Lock()
 		delete(n.replicas, r.tp)
 		n.mu.Unlock()
-		if err := r.destroy(); err != nil {
+		if err := r.destroy(n); err != nil {
 			n.logger.Warn("removing replica failed", "partition", r.tp.String(), "error", err)
 		} else {
 			n.logger.Info("removed replica", "partition", r.tp.String())
@@ -137,6 +137,7 @@ func (n *Node) removeOrphanDirs() {
 		keep[filepath.Base(r.dir)] = true
 	}
 	n.mu.RUnlock()
+	n.dropOrphanShares(keep)
 	for _, e := range entries {
 		if !e.IsDir() || keep[e.Name()] {
 			continue

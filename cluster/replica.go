@@ -11,6 +11,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/quirelog/quire/cluster/raftlog"
 	"github.com/quirelog/quire/fsm"
 )
 
@@ -55,7 +56,16 @@ func (n *Node) startReplica(t tp, topic *fsm.Topic) (*replica, error) {
 		return nil, err
 	}
 	logger := n.logger.Named("partition").With("topic", t.topic, "partition", t.partition)
+	shared, err := n.sharedStore(dir)
+	if err != nil {
+		return nil, err
+	}
 	err = verifyPartitionStore(dir)
+	if err == nil && shared != nil {
+		if err = migrateToShared(dir, shared); err == nil {
+			err = n.verifyShared(dir, shared)
+		}
+	}
 	if err == nil && rebuildReason(dir) == markDamaged {
 		err = fmt.Errorf("%w: a rebuild did not finish", errRaftDamaged)
 	}
@@ -69,7 +79,7 @@ func (n *Node) startReplica(t tp, topic *fsm.Topic) (*replica, error) {
 		if err := markRebuilding(dir, markDamaged); err != nil {
 			return nil, err
 		}
-		if err := rebuildFromScratch(dir); err != nil {
+		if err := rebuildFromScratch(dir, shared); err != nil {
 			return nil, fmt.Errorf("wipe damaged replica %s: %w", dir, err)
 		}
 		pf, err = fsm.OpenPartition(dir, logCfg, logger)
@@ -101,6 +111,7 @@ func (n *Node) startReplica(t tp, topic *fsm.Topic) (*replica, error) {
 		rebuilding:        rebuilding,
 		joinExisting:      n.groupFormed(t, topic, dir),
 		onRebuild:         n.metrics.replicaRebuilds.Inc,
+		shared:            shared,
 	})
 	if err != nil {
 		pf.Close()
@@ -128,18 +139,12 @@ func (n *Node) startReplica(t tp, topic *fsm.Topic) (*replica, error) {
 	return r, nil
 }
 
-// verifyPartitionStore verifies a partition's Raft store against its
+// verifyPartitionStore verifies a partition's own Raft store against its
 // latest snapshot.
 func verifyPartitionStore(dir string) error {
-	var snapshot uint64
-	if _, err := os.Stat(filepath.Join(dir, "snapshots")); err == nil {
-		snaps, err := fsm.NewSnapshotStore(filepath.Join(dir, "snapshots"), 2)
-		if err != nil {
-			return err
-		}
-		if snapshot, err = latestSnapshot(snaps.List); err != nil {
-			return err
-		}
+	snapshot, err := partitionSnapshotIndex(dir)
+	if err != nil {
+		return err
 	}
 	return verifyRaftStore(filepath.Join(dir, "raft.db"), snapshot)
 }
@@ -155,6 +160,9 @@ func (n *Node) groupFormed(t tp, topic *fsm.Topic, dir string) bool {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "raft.db")); err == nil {
 		return false // state of its own: raft decides from that
+	}
+	if n.wal != nil && n.wal.Has(groupKey(dir)) {
+		return false
 	}
 	name := partitionGroupName(t, topic.ID)
 	formed := make(chan bool, len(a.Replicas))
@@ -197,9 +205,12 @@ func (n *Node) handleGroupFormed(_ context.Context, _ int32, name []byte) ([]byt
 // its term and vote where they are intact. Raft then fetches a snapshot
 // from the leader. Data and log go together: a log reset under data that
 // stayed would have raft apply its entries a second time.
-func rebuildFromScratch(dir string) error {
+func rebuildFromScratch(dir string, shared *raftlog.Store) error {
 	if err := fsm.WipePartition(dir); err != nil {
 		return err
+	}
+	if shared != nil {
+		return shared.Reset()
 	}
 	return resetRaftStore(filepath.Join(dir, "raft.db"))
 }
@@ -222,9 +233,13 @@ func (r *replica) stop() error {
 	return err
 }
 
-// destroy stops the replica and deletes its files.
-func (r *replica) destroy() error {
+// destroy stops the replica and deletes its files and its share of the
+// node's Raft log.
+func (r *replica) destroy(n *Node) error {
 	err := r.stop()
+	if derr := n.dropShared(r.dir); err == nil {
+		err = derr
+	}
 	if rerr := os.RemoveAll(r.dir); err == nil {
 		err = rerr
 	}

@@ -148,6 +148,9 @@ func markRebuilding(dir, reason string) error {
 	if rebuildReason(dir) == reason {
 		return nil
 	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
 	f, err := os.Create(path)
 	if err != nil {
 		return err

@@ -153,6 +153,10 @@ func (c *Cluster) Restart(i int) {
 	}
 }
 
+// Reconfigure changes stopped node i's configuration for its next
+// Restart.
+func (c *Cluster) Reconfigure(i int, change func(*cluster.Config)) { change(&c.cfgs[i]) }
+
 // WaitReady waits until every running node reports ready.
 func (c *Cluster) WaitReady() {
 	c.t.Helper()

@@ -69,6 +69,7 @@ environment, which beats the file.`,
 	f.DurationVar(&cfg.ReplicaLagTimeMax, "replica-lag-time-max", cfg.ReplicaLagTimeMax, "a follower leaves the ISR after failing heartbeats this long (replica.lag.time.max.ms)")
 	f.DurationVar(&cfg.LeaderRebalanceInterval, "leader-rebalance-interval", cfg.LeaderRebalanceInterval, "how often leadership returns to preferred replicas that are in sync (0 disables)")
 	f.DurationVar(&cfg.ElectionTimeout, "election-timeout", cfg.ElectionTimeout, "Raft heartbeat and election timeout")
+	f.StringVar(&cfg.RaftLog, "raft-log", cfg.RaftLog, "where partition groups keep their Raft logs: shared (one log per node, one fsync per round for all partitions) or per-group (a raft.db per partition)")
 	f.StringVar(&cfg.AdminAddr, "admin-addr", cfg.AdminAddr, "metrics, health and pprof HTTP host:port (empty disables)")
 	f.BoolVar(&cfg.AutoCreateTopics, "auto-create-topics", cfg.AutoCreateTopics, "create unknown topics on Metadata requests (auto.create.topics.enable)")
 	f.Int32Var(&cfg.DefaultPartitions, "default-partitions", cfg.DefaultPartitions, "partitions of auto-created topics (num.partitions)")

@@ -121,12 +121,27 @@ func (t *processTarget) Corrupt(id int32, rng chaos.Rand) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	files := append(logs, stores...)
+	wal, err := findSuffix(filepath.Join(dataDir, "raftlog"), ".wal")
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return "", err
+	}
+	files := append(append(logs, stores...), wal...)
 	if len(files) == 0 {
 		return "", fmt.Errorf("node %d has no segment or Raft store", id)
 	}
 	path := files[rng.IntN(len(files))]
 	rel, _ := filepath.Rel(dataDir, path)
+	if strings.HasSuffix(path, ".wal") {
+		// The shared Raft log gets bit rot only: it reads a frame cut
+		// short at its end as a write a crash interrupted, which is what
+		// truncation and zeroed pages there look like.
+		info, err := os.Stat(path)
+		if err != nil || info.Size() == 0 {
+			return "", fmt.Errorf("node %d: empty shared log segment %s", id, rel)
+		}
+		at := rng.Int64N(info.Size())
+		return fmt.Sprintf("flipped a bit at byte %d of %s", at, rel), flipBit(path, at, byte(1)<<rng.IntN(8))
+	}
 	if strings.HasSuffix(path, "raft.db") && rng.IntN(2) == 0 {
 		// Most of a bbolt file is free pages; damage a stored value so
 		// the run tests detection, not luck.

@@ -1,0 +1,237 @@
+package raftlog
+
+import (
+	"encoding/binary"
+	"fmt"
+	"hash/crc32"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// A segment file is a sequence of frames:
+//
+//	magic u32 | body length u32 | body CRC u32 | header CRC u32 | body
+//
+// The header has its own checksum so that recovery can tell a torn tail
+// (nothing valid after the first bad frame) from damage in the middle (a
+// valid frame further on) without checksumming garbage at every offset.
+//
+// A body is kind u8 | group name length u16 | group name | payload:
+//
+//	kindEntries: count u32, then per entry:
+//	             length u32 | CRC u32 | index u64 | term u64 | type u8 |
+//	             appended-at unix ns i64 | extensions length u32 |
+//	             extensions | data
+//	kindSet:     key length u16 | key | value
+//	kindDelete:  min u64 | max u64 (inclusive, as raft.LogStore.DeleteRange)
+//	kindDrop:    nothing: the group's entries and stable values are gone
+//
+// Each entry carries its own CRC so a read of one entry checks it without
+// reading the whole frame.
+const (
+	frameMagic  = 0x51574c31 // "QWL1"
+	frameHeader = 16
+	entryHeader = 8  // length, CRC
+	entryFixed  = 29 // index, term, type, appended-at, extensions length
+
+	kindEntries byte = 1
+	kindSet     byte = 2
+	kindDelete  byte = 3
+	kindDrop    byte = 4
+
+	maxNameLen = 1<<16 - 1
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+func checksum(b []byte) uint32 { return crc32.Checksum(b, castagnoli) }
+
+// appendFrame appends a frame holding body to dst.
+func appendFrame(dst, body []byte) []byte {
+	var h [frameHeader]byte
+	binary.LittleEndian.PutUint32(h[0:], frameMagic)
+	binary.LittleEndian.PutUint32(h[4:], uint32(len(body)))
+	binary.LittleEndian.PutUint32(h[8:], checksum(body))
+	binary.LittleEndian.PutUint32(h[12:], checksum(h[:12]))
+	return append(append(dst, h[:]...), body...)
+}
+
+// parseHeader returns the body length of the frame header h, or false when
+// h is not a valid header.
+func parseHeader(h []byte) (n uint32, crc uint32, ok bool) {
+	if len(h) < frameHeader || binary.LittleEndian.Uint32(h) != frameMagic {
+		return 0, 0, false
+	}
+	if checksum(h[:12]) != binary.LittleEndian.Uint32(h[12:]) {
+		return 0, 0, false
+	}
+	return binary.LittleEndian.Uint32(h[4:]), binary.LittleEndian.Uint32(h[8:]), true
+}
+
+func bodyStart(kind byte, name string, extra int) []byte {
+	b := make([]byte, 0, 3+len(name)+extra)
+	b = append(b, kind)
+	b = binary.LittleEndian.AppendUint16(b, uint16(len(name)))
+	return append(b, name...)
+}
+
+func entryLen(l *raft.Log) int {
+	return entryHeader + entryFixed + len(l.Extensions) + len(l.Data)
+}
+
+// encodeEntries builds an entries body and the offset of each entry in it.
+func encodeEntries(name string, logs []*raft.Log) ([]byte, []int) {
+	size := 4
+	for _, l := range logs {
+		size += entryLen(l)
+	}
+	b := bodyStart(kindEntries, name, size)
+	b = binary.LittleEndian.AppendUint32(b, uint32(len(logs)))
+	offs := make([]int, len(logs))
+	for i, l := range logs {
+		offs[i] = len(b)
+		b = appendEntry(b, l)
+	}
+	return b, offs
+}
+
+func appendEntry(b []byte, l *raft.Log) []byte {
+	start := len(b)
+	b = binary.LittleEndian.AppendUint32(b, uint32(entryLen(l)))
+	b = binary.LittleEndian.AppendUint32(b, 0) // CRC, filled in below
+	b = binary.LittleEndian.AppendUint64(b, l.Index)
+	b = binary.LittleEndian.AppendUint64(b, l.Term)
+	b = append(b, byte(l.Type))
+	var at int64
+	if !l.AppendedAt.IsZero() {
+		at = l.AppendedAt.UnixNano()
+	}
+	b = binary.LittleEndian.AppendUint64(b, uint64(at))
+	b = binary.LittleEndian.AppendUint32(b, uint32(len(l.Extensions)))
+	b = append(b, l.Extensions...)
+	b = append(b, l.Data...)
+	binary.LittleEndian.PutUint32(b[start+4:], checksum(b[start+entryHeader:]))
+	return b
+}
+
+// decodeEntry decodes one entry (starting at its length field) into out.
+// out.Data and out.Extensions alias b.
+func decodeEntry(b []byte, out *raft.Log) error {
+	if len(b) < entryHeader+entryFixed {
+		return fmt.Errorf("%w: entry of %d bytes", ErrDamaged, len(b))
+	}
+	n := binary.LittleEndian.Uint32(b)
+	if int(n) != len(b) {
+		return fmt.Errorf("%w: entry length %d, expected %d", ErrDamaged, n, len(b))
+	}
+	if checksum(b[entryHeader:]) != binary.LittleEndian.Uint32(b[4:]) {
+		return fmt.Errorf("%w: entry checksum mismatch", ErrDamaged)
+	}
+	p := b[entryHeader:]
+	out.Index = binary.LittleEndian.Uint64(p)
+	out.Term = binary.LittleEndian.Uint64(p[8:])
+	out.Type = raft.LogType(p[16])
+	out.AppendedAt = time.Time{}
+	if at := int64(binary.LittleEndian.Uint64(p[17:])); at != 0 {
+		out.AppendedAt = time.Unix(0, at)
+	}
+	ext := binary.LittleEndian.Uint32(p[25:])
+	rest := p[entryFixed:]
+	if uint64(ext) > uint64(len(rest)) {
+		return fmt.Errorf("%w: extensions overrun the entry", ErrDamaged)
+	}
+	out.Extensions = nil
+	if ext > 0 {
+		out.Extensions = rest[:ext]
+	}
+	out.Data = rest[ext:]
+	return nil
+}
+
+func encodeSet(name string, key, val []byte) []byte {
+	b := bodyStart(kindSet, name, 2+len(key)+len(val))
+	b = binary.LittleEndian.AppendUint16(b, uint16(len(key)))
+	return append(append(b, key...), val...)
+}
+
+func encodeDelete(name string, min, max uint64) []byte {
+	b := bodyStart(kindDelete, name, 16)
+	b = binary.LittleEndian.AppendUint64(b, min)
+	return binary.LittleEndian.AppendUint64(b, max)
+}
+
+func encodeDrop(name string) []byte { return bodyStart(kindDrop, name, 0) }
+
+// record is a decoded body. For entries, offs holds each entry's offset
+// in the body and ends its end.
+type record struct {
+	kind     byte
+	name     string
+	key, val []byte
+	min, max uint64
+	offs     []int
+	ends     []int
+	indexes  []uint64
+}
+
+// decodeBody parses a body whose checksum already matched. It still
+// checks every length, since a checksum only says the bytes are the ones
+// written.
+func decodeBody(b []byte) (record, error) {
+	var r record
+	bad := func(what string) (record, error) {
+		return record{}, fmt.Errorf("%w: %s", ErrDamaged, what)
+	}
+	if len(b) < 3 {
+		return bad("short record")
+	}
+	r.kind = b[0]
+	nl := int(binary.LittleEndian.Uint16(b[1:]))
+	if len(b) < 3+nl {
+		return bad("short group name")
+	}
+	r.name = string(b[3 : 3+nl])
+	p := 3 + nl
+	switch r.kind {
+	case kindEntries:
+		if len(b) < p+4 {
+			return bad("short entries record")
+		}
+		count := int(binary.LittleEndian.Uint32(b[p:]))
+		p += 4
+		for i := 0; i < count; i++ {
+			if len(b) < p+entryHeader+entryFixed {
+				return bad("short entry")
+			}
+			n := int(binary.LittleEndian.Uint32(b[p:]))
+			if n < entryHeader+entryFixed || len(b) < p+n {
+				return bad("entry overruns its record")
+			}
+			r.offs = append(r.offs, p)
+			r.ends = append(r.ends, p+n)
+			r.indexes = append(r.indexes, binary.LittleEndian.Uint64(b[p+entryHeader:]))
+			p += n
+		}
+	case kindSet:
+		if len(b) < p+2 {
+			return bad("short set record")
+		}
+		kl := int(binary.LittleEndian.Uint16(b[p:]))
+		if len(b) < p+2+kl {
+			return bad("short key")
+		}
+		r.key = b[p+2 : p+2+kl]
+		r.val = b[p+2+kl:]
+	case kindDelete:
+		if len(b) < p+16 {
+			return bad("short delete record")
+		}
+		r.min = binary.LittleEndian.Uint64(b[p:])
+		r.max = binary.LittleEndian.Uint64(b[p+8:])
+	case kindDrop:
+	default:
+		return bad(fmt.Sprintf("unknown record kind %d", r.kind))
+	}
+	return r, nil
+}

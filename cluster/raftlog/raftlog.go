@@ -1,0 +1,600 @@
+// Package raftlog is a node's shared Raft log: one write-ahead log that
+// holds the log entries and stable values (term, vote) of every Raft group
+// on the node, and makes them durable together.
+//
+// Each group's StoreLogs, DeleteRange and Set is handed to one committer
+// goroutine, which writes whatever every group has queued in one write
+// and one fdatasync. With one store per group, N busy partitions cost N
+// fsyncs per round on every replica; here they cost one. This is the
+// group commit Redpanda does per core.
+//
+// Reads are served from memory for recent entries (a byte-bounded cache)
+// and otherwise from the segment files. Segments whose entries are all
+// deleted are removed, oldest first; an old segment kept alive by a few
+// entries of an idle group has those entries copied forward.
+package raftlog
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+
+	"github.com/quirelog/quire/partition"
+)
+
+var (
+	// ErrDamaged means the log holds bytes that are not what was written:
+	// a checksum mismatch or a broken structure anywhere but a torn tail.
+	ErrDamaged = errors.New("raftlog: damaged")
+	// ErrClosed is returned by every call after Close.
+	ErrClosed = errors.New("raftlog: closed")
+	// ErrKeyNotFound is what raft expects from a stable store for a key
+	// never set; raft compares the message.
+	ErrKeyNotFound = errors.New("not found")
+)
+
+const segmentSuffix = ".wal"
+
+// Options configure a Log. Zero values take the defaults.
+type Options struct {
+	// SegmentBytes is the size at which the active segment is closed and
+	// a new one started (default 64 MiB).
+	SegmentBytes int64
+	// MaxSegments is how many segments may exist before the oldest one's
+	// remaining entries are copied forward so it can be removed, provided
+	// they are under a quarter of a segment (default 4).
+	MaxSegments int
+	// CacheBytes bounds the recently written entries kept in memory for
+	// replication and apply (default 64 MiB).
+	CacheBytes int64
+	// MaxBatchBytes bounds one commit round (default 16 MiB).
+	MaxBatchBytes int
+	Logger        hclog.Logger
+	// OnCommit, if set, is called after each durable write with the
+	// number of records, the bytes and the time the write and fdatasync
+	// took.
+	OnCommit func(records, bytes int, took time.Duration)
+}
+
+func (o *Options) defaults() {
+	if o.SegmentBytes <= 0 {
+		o.SegmentBytes = 64 << 20
+	}
+	if o.MaxSegments <= 0 {
+		o.MaxSegments = 4
+	}
+	if o.CacheBytes <= 0 {
+		o.CacheBytes = 64 << 20
+	}
+	if o.MaxBatchBytes <= 0 {
+		o.MaxBatchBytes = 16 << 20
+	}
+	if o.Logger == nil {
+		o.Logger = hclog.NewNullLogger()
+	}
+}
+
+// Log is one node's shared Raft log.
+type Log struct {
+	dir  string
+	opts Options
+
+	// mu guards the groups, the segment list, the cache and the segments'
+	// counters. File I/O happens outside it.
+	mu     sync.Mutex
+	groups map[string]*group
+	segs   []*segment
+	cache  cache
+	failed error // a write or fsync failed: nothing more is trusted
+
+	// submitMu makes Close wait for submitters already past the closed
+	// check, so ops is never written after it is closed.
+	submitMu sync.RWMutex
+	closed   bool
+	ops      chan *op
+	done     chan struct{}
+	buf      []byte // committer only
+}
+
+type segment struct {
+	id        uint64
+	f         *os.File
+	size      int64 // committer (and Open)
+	live      int   // mu: entries located here
+	liveBytes int64 // mu
+	refs      int   // mu: reads in progress
+	removed   bool  // mu: file deleted; close when refs drops to 0
+}
+
+// loc is where one entry's bytes are.
+type loc struct {
+	seg *segment
+	off int64
+	n   uint32
+}
+
+// op is one request to the committer.
+type op struct {
+	body []byte
+	logs []*raft.Log // entries to cache once durable
+	done chan error
+}
+
+// Open opens (or creates) the log in dir and replays it. A torn tail is
+// cut off; anything else that does not check out is ErrDamaged.
+func Open(dir string, opts Options) (*Log, error) {
+	opts.defaults()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	l := &Log{
+		dir:    dir,
+		opts:   opts,
+		groups: map[string]*group{},
+		cache:  newCache(opts.CacheBytes),
+		ops:    make(chan *op, 256),
+		done:   make(chan struct{}),
+	}
+	if err := l.recover(); err != nil {
+		l.closeFiles()
+		return nil, err
+	}
+	if len(l.segs) == 0 {
+		if err := l.createSegment(1); err != nil {
+			return nil, err
+		}
+	}
+	go l.run()
+	return l, nil
+}
+
+func segmentPath(dir string, id uint64) string {
+	return filepath.Join(dir, fmt.Sprintf("%016x%s", id, segmentSuffix))
+}
+
+func listSegments(dir string) ([]uint64, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var ids []uint64
+	for _, e := range ents {
+		name := e.Name()
+		if !strings.HasSuffix(name, segmentSuffix) {
+			continue
+		}
+		id, err := strconv.ParseUint(strings.TrimSuffix(name, segmentSuffix), 16, 64)
+		if err != nil || id == 0 {
+			continue
+		}
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	return ids, nil
+}
+
+func (l *Log) createSegment(id uint64) error {
+	f, err := os.OpenFile(segmentPath(l.dir, id), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return err
+	}
+	if err := partition.SyncDir(l.dir); err != nil {
+		f.Close()
+		return err
+	}
+	l.mu.Lock()
+	l.segs = append(l.segs, &segment{id: id, f: f})
+	l.mu.Unlock()
+	return nil
+}
+
+// recover replays every segment in order.
+func (l *Log) recover() error {
+	ids, err := listSegments(l.dir)
+	if err != nil {
+		return err
+	}
+	for i, id := range ids {
+		f, err := os.OpenFile(segmentPath(l.dir, id), os.O_RDWR, 0)
+		if err != nil {
+			return err
+		}
+		seg := &segment{id: id, f: f}
+		l.segs = append(l.segs, seg)
+		if err := l.replaySegment(seg, i == len(ids)-1); err != nil {
+			return fmt.Errorf("segment %s: %w", filepath.Base(f.Name()), err)
+		}
+	}
+	return nil
+}
+
+func (l *Log) replaySegment(seg *segment, last bool) error {
+	data, err := os.ReadFile(seg.f.Name())
+	if err != nil {
+		return err
+	}
+	var p int64
+	for p < int64(len(data)) {
+		n, crc, ok := parseHeader(data[p:])
+		end := p + frameHeader + int64(n)
+		if ok && end <= int64(len(data)) && checksum(data[p+frameHeader:end]) == crc {
+			if err := l.apply(data[p+frameHeader:end], seg, p+frameHeader, nil); err != nil {
+				return err
+			}
+			p = end
+			continue
+		}
+		if !last || !tornAt(data, p) {
+			return fmt.Errorf("%w: bad frame at offset %d", ErrDamaged, p)
+		}
+		l.opts.Logger.Warn("cutting off a torn write at the end of the Raft log", "segment", filepath.Base(seg.f.Name()), "offset", p, "bytes", int64(len(data))-p)
+		if err := seg.f.Truncate(p); err != nil {
+			return err
+		}
+		if err := fdatasync(seg.f); err != nil {
+			return err
+		}
+		break
+	}
+	seg.size = p
+	return nil
+}
+
+// tornAt reports whether the bad frame at p of a log's last segment is
+// a write that a crash cut short, which was never acknowledged, rather
+// than damage to one that was. A batch goes out in one write, so a torn
+// one is the last frame, and sector-sized pieces of it are missing or
+// read as zeros: a header that is short, zero, or valid with its body
+// running past the end of the file or ending in zeros. A frame that is
+// whole but fails its checksum, or any valid frame after p, is damage.
+func tornAt(data []byte, p int64) bool {
+	if validFrameAfter(data, p+1) {
+		return false
+	}
+	rest := data[p:]
+	if len(rest) < frameHeader || allZero(rest[:frameHeader]) {
+		return true
+	}
+	n, _, ok := parseHeader(rest)
+	if !ok {
+		return false
+	}
+	end := frameHeader + int64(n)
+	if end > int64(len(rest)) {
+		return true
+	}
+	tail := rest[max(frameHeader, end-64):end]
+	return end == int64(len(rest)) && allZero(tail)
+}
+
+func allZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// validFrameAfter reports whether a whole, valid frame starts anywhere at
+// or after from.
+func validFrameAfter(data []byte, from int64) bool {
+	for p := from; p+frameHeader <= int64(len(data)); p++ {
+		n, crc, ok := parseHeader(data[p:])
+		if !ok {
+			continue
+		}
+		end := p + frameHeader + int64(n)
+		if end <= int64(len(data)) && checksum(data[p+frameHeader:end]) == crc {
+			return true
+		}
+	}
+	return false
+}
+
+// apply applies one durable record to the in-memory state. logs, when
+// given, are the decoded entries to cache. Caller holds mu (or is Open).
+func (l *Log) apply(body []byte, seg *segment, bodyPos int64, logs []*raft.Log) error {
+	r, err := decodeBody(body)
+	if err != nil {
+		return err
+	}
+	g := l.groups[r.name]
+	if g == nil {
+		if r.kind == kindDrop {
+			return nil
+		}
+		g = newGroup(r.name)
+		l.groups[r.name] = g
+	}
+	switch r.kind {
+	case kindEntries:
+		for i, idx := range r.indexes {
+			n := r.ends[i] - r.offs[i]
+			g.put(idx, loc{seg: seg, off: bodyPos + int64(r.offs[i]), n: uint32(n)})
+			if i < len(logs) && logs[i].Index == idx {
+				l.cache.add(g, logs[i], int64(n))
+			}
+		}
+	case kindSet:
+		g.stable[string(r.key)] = append([]byte(nil), r.val...)
+	case kindDelete:
+		g.deleteRange(r.min, r.max, func(idx uint64) { l.cache.remove(g, idx) })
+	case kindDrop:
+		g.deleteRange(0, ^uint64(0), func(idx uint64) { l.cache.remove(g, idx) })
+		delete(l.groups, r.name)
+	}
+	return nil
+}
+
+// submit queues an op and waits until it is durable and applied.
+func (l *Log) submit(o *op) error {
+	l.submitMu.RLock()
+	if l.closed {
+		l.submitMu.RUnlock()
+		return ErrClosed
+	}
+	o.done = make(chan error, 1)
+	l.ops <- o
+	l.submitMu.RUnlock()
+	return <-o.done
+}
+
+// run is the committer.
+func (l *Log) run() {
+	defer close(l.done)
+	var batch []*op
+	for o := range l.ops {
+		batch = append(batch[:0], o)
+		size := len(o.body)
+	drain:
+		for size < l.opts.MaxBatchBytes {
+			select {
+			case o, ok := <-l.ops:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, o)
+				size += len(o.body)
+			default:
+				break drain
+			}
+		}
+		err := l.commit(batch, size)
+		for _, o := range batch {
+			o.done <- err
+		}
+	}
+}
+
+// commit writes a batch in one write and one fdatasync, then applies it.
+func (l *Log) commit(batch []*op, size int) error {
+	l.mu.Lock()
+	failed := l.failed
+	l.mu.Unlock()
+	if failed != nil {
+		return failed
+	}
+	seg := l.active()
+	var carry [][]byte
+	if seg.size > 0 && seg.size+int64(size+len(batch)*frameHeader) > l.opts.SegmentBytes {
+		var err error
+		if seg, carry, err = l.roll(); err != nil {
+			return l.fail(err)
+		}
+	}
+	start := seg.size
+	buf := l.buf[:0]
+	var bodies []int64
+	for _, b := range carry {
+		bodies = append(bodies, start+int64(len(buf))+frameHeader)
+		buf = appendFrame(buf, b)
+	}
+	for _, o := range batch {
+		bodies = append(bodies, start+int64(len(buf))+frameHeader)
+		buf = appendFrame(buf, o.body)
+	}
+	began := time.Now()
+	if _, err := seg.f.WriteAt(buf, start); err != nil {
+		return l.fail(err)
+	}
+	if err := fdatasync(seg.f); err != nil {
+		return l.fail(err)
+	}
+	took := time.Since(began)
+	seg.size += int64(len(buf))
+	if cap(buf) <= 4*l.opts.MaxBatchBytes {
+		l.buf = buf[:0]
+	}
+	l.mu.Lock()
+	var err error
+	for i, b := range carry {
+		err = errors.Join(err, l.apply(b, seg, bodies[i], nil))
+	}
+	for i, o := range batch {
+		err = errors.Join(err, l.apply(o.body, seg, bodies[len(carry)+i], o.logs))
+	}
+	removed := l.sweep()
+	l.mu.Unlock()
+	for _, s := range removed {
+		os.Remove(s.f.Name())
+	}
+	if err != nil {
+		return l.fail(err)
+	}
+	if l.opts.OnCommit != nil {
+		l.opts.OnCommit(len(carry)+len(batch), len(buf), took)
+	}
+	return nil
+}
+
+// fail records a failed write: after a failed fsync the page cache may
+// hold bytes the disk does not, so nothing later is acknowledged.
+func (l *Log) fail(err error) error {
+	err = fmt.Errorf("raftlog: write: %w", err)
+	l.mu.Lock()
+	if l.failed == nil {
+		l.failed = err
+		l.opts.Logger.Error("the Raft log failed; no write will be acknowledged until the node restarts", "error", err)
+	}
+	l.mu.Unlock()
+	return err
+}
+
+func (l *Log) active() *segment {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.segs[len(l.segs)-1]
+}
+
+// roll starts a new segment. It returns the records to write at its head:
+// every group's stable values, so that older segments never hold the only
+// copy of one, and the entries still alive in the oldest segment when
+// there are too many segments and few of them.
+func (l *Log) roll() (*segment, [][]byte, error) {
+	old := l.active()
+	if err := l.createSegment(old.id + 1); err != nil {
+		return nil, nil, err
+	}
+	l.mu.Lock()
+	var carry [][]byte
+	for _, g := range l.sortedGroups() {
+		keys := make([]string, 0, len(g.stable))
+		for k := range g.stable {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			carry = append(carry, encodeSet(g.name, []byte(k), g.stable[k]))
+		}
+	}
+	var move map[*group][]loc
+	if oldest := l.segs[0]; len(l.segs) > l.opts.MaxSegments && oldest.liveBytes <= l.opts.SegmentBytes/4 {
+		move = map[*group][]loc{}
+		for _, g := range l.sortedGroups() {
+			for _, lc := range g.locs {
+				if lc.seg == oldest {
+					move[g] = append(move[g], lc)
+				}
+			}
+		}
+		oldest.refs++
+	}
+	oldest := l.segs[0]
+	groups := l.sortedGroups()
+	l.mu.Unlock()
+	if move != nil {
+		defer l.release(oldest)
+		for _, g := range groups {
+			locs := move[g]
+			if len(locs) == 0 {
+				continue
+			}
+			body := bodyStart(kindEntries, g.name, 4)
+			body = append(body, 0, 0, 0, 0)
+			for _, lc := range locs {
+				b := make([]byte, lc.n)
+				if _, err := lc.seg.f.ReadAt(b, lc.off); err != nil {
+					return nil, nil, err
+				}
+				body = append(body, b...)
+			}
+			putUint32(body[3+len(g.name):], uint32(len(locs)))
+			carry = append(carry, body)
+		}
+		l.opts.Logger.Debug("copying Raft log entries forward to free the oldest segment", "segment", oldest.id)
+	}
+	return l.active(), carry, nil
+}
+
+func (l *Log) sortedGroups() []*group {
+	out := make([]*group, 0, len(l.groups))
+	for _, g := range l.groups {
+		out = append(out, g)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
+	return out
+}
+
+// sweep removes the oldest segments once no entry lives in them. Stable
+// values never pin a segment: every segment starts with a copy of them.
+// Caller holds mu; it returns the segments whose files to delete.
+func (l *Log) sweep() []*segment {
+	var out []*segment
+	for len(l.segs) > 1 && l.segs[0].live == 0 {
+		s := l.segs[0]
+		l.segs = l.segs[1:]
+		s.removed = true
+		if s.refs == 0 {
+			s.f.Close()
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+func (l *Log) release(s *segment) {
+	l.mu.Lock()
+	s.refs--
+	if s.removed && s.refs == 0 {
+		s.f.Close()
+	}
+	l.mu.Unlock()
+}
+
+// Close waits for queued writes and closes the files.
+func (l *Log) Close() error {
+	l.submitMu.Lock()
+	if l.closed {
+		l.submitMu.Unlock()
+		return ErrClosed
+	}
+	l.closed = true
+	close(l.ops)
+	l.submitMu.Unlock()
+	<-l.done
+	return l.closeFiles()
+}
+
+func (l *Log) closeFiles() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var err error
+	for _, s := range l.segs {
+		err = errors.Join(err, s.f.Close())
+	}
+	l.segs = nil
+	return err
+}
+
+// Groups lists the groups that have entries or stable values.
+func (l *Log) Groups() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make([]string, 0, len(l.groups))
+	for name := range l.groups {
+		out = append(out, name)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Has reports whether a group has any state.
+func (l *Log) Has(name string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	_, ok := l.groups[name]
+	return ok
+}
+
+// Dir is the directory the log lives in.
+func (l *Log) Dir() string { return l.dir }

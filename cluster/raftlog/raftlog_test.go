@@ -1,0 +1,315 @@
+package raftlog
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+func open(t *testing.T, dir string, o Options) *Log {
+	t.Helper()
+	l, err := Open(dir, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+func groupOf(t *testing.T, l *Log, name string) *Store {
+	t.Helper()
+	s, err := l.Group(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func entry(idx, term uint64, size int) *raft.Log {
+	data := bytes.Repeat([]byte{byte(idx)}, size)
+	return &raft.Log{Index: idx, Term: term, Type: raft.LogCommand, Data: data, Extensions: []byte{byte(term)}}
+}
+
+func store(t *testing.T, s *Store, from, to, term uint64, size int) {
+	t.Helper()
+	var logs []*raft.Log
+	for i := from; i <= to; i++ {
+		logs = append(logs, entry(i, term, size))
+	}
+	if err := s.StoreLogs(logs); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// expect checks the group holds exactly from..to, each entry intact.
+func expect(t *testing.T, s *Store, from, to uint64, size int) {
+	t.Helper()
+	first, _ := s.FirstIndex()
+	last, _ := s.LastIndex()
+	if first != from || last != to {
+		t.Fatalf("%s: holds %d..%d, want %d..%d", s.name, first, last, from, to)
+	}
+	for i := from; i <= to && to > 0; i++ {
+		var got raft.Log
+		if err := s.GetLog(i, &got); err != nil {
+			t.Fatalf("%s: entry %d: %v", s.name, i, err)
+		}
+		want := entry(i, got.Term, size)
+		if got.Index != i || !bytes.Equal(got.Data, want.Data) || !bytes.Equal(got.Extensions, want.Extensions) {
+			t.Fatalf("%s: entry %d read back as index %d, %d bytes", s.name, i, got.Index, len(got.Data))
+		}
+	}
+}
+
+func TestRoundTripAndReplay(t *testing.T) {
+	dir := t.TempDir()
+	l := open(t, dir, Options{})
+	a, b := groupOf(t, l, "a"), groupOf(t, l, "b")
+	store(t, a, 1, 50, 1, 100)
+	store(t, b, 1, 20, 2, 3000)
+	if err := a.SetUint64([]byte("CurrentTerm"), 7); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Set([]byte("LastVoteCand"), []byte("3")); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.DeleteRange(1, 10); err != nil { // compaction
+		t.Fatal(err)
+	}
+	if err := b.DeleteRange(15, 20); err != nil { // conflict: suffix goes
+		t.Fatal(err)
+	}
+	store(t, b, 15, 16, 3, 3000)
+	check := func(l *Log) {
+		a, b := groupOf(t, l, "a"), groupOf(t, l, "b")
+		expect(t, a, 11, 50, 100)
+		expect(t, b, 1, 16, 3000)
+		var e raft.Log
+		if err := b.GetLog(16, &e); err != nil || e.Term != 3 {
+			t.Fatalf("overwritten entry: term %d, %v", e.Term, err)
+		}
+		if v, err := a.GetUint64([]byte("CurrentTerm")); err != nil || v != 7 {
+			t.Fatalf("CurrentTerm = %d, %v", v, err)
+		}
+		if v, err := b.Get([]byte("LastVoteCand")); err != nil || string(v) != "3" {
+			t.Fatalf("LastVoteCand = %q, %v", v, err)
+		}
+		if _, err := a.Get([]byte("nope")); err == nil || err.Error() != "not found" {
+			t.Fatalf("missing key: %v", err)
+		}
+	}
+	check(l)
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	l = open(t, dir, Options{})
+	defer l.Close()
+	check(l)
+}
+
+func TestDropAndReset(t *testing.T) {
+	dir := t.TempDir()
+	l := open(t, dir, Options{})
+	a, b := groupOf(t, l, "a"), groupOf(t, l, "b")
+	store(t, a, 1, 5, 1, 10)
+	store(t, b, 1, 5, 1, 10)
+	a.SetUint64([]byte("CurrentTerm"), 4)
+	b.SetUint64([]byte("CurrentTerm"), 5)
+	if err := a.Drop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Reset(); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	l = open(t, dir, Options{})
+	defer l.Close()
+	if l.Has("a") {
+		t.Fatal("dropped group came back")
+	}
+	b = groupOf(t, l, "b")
+	expect(t, b, 0, 0, 10)
+	if v, _ := b.GetUint64([]byte("CurrentTerm")); v != 5 {
+		t.Fatalf("reset lost the term: %d", v)
+	}
+}
+
+func lastSegment(t *testing.T, dir string) string {
+	ids, err := listSegments(dir)
+	if err != nil || len(ids) == 0 {
+		t.Fatal(ids, err)
+	}
+	return segmentPath(dir, ids[len(ids)-1])
+}
+
+func TestTornTailIsCut(t *testing.T) {
+	for _, tear := range []string{"partial frame", "zeroed tail", "zeroed end of frame", "short header"} {
+		t.Run(tear, func(t *testing.T) {
+			dir := t.TempDir()
+			l := open(t, dir, Options{})
+			a := groupOf(t, l, "a")
+			store(t, a, 1, 10, 1, 100)
+			store(t, a, 11, 12, 1, 100)
+			l.Close()
+			path := lastSegment(t, dir)
+			data, _ := os.ReadFile(path)
+			switch tear {
+			case "partial frame":
+				data = data[:len(data)-50] // the last write (11-12) cut short
+			case "zeroed tail":
+				data = append(data, make([]byte, 4096)...)
+			case "zeroed end of frame":
+				copy(data[len(data)-100:], make([]byte, 100)) // size grew, data did not land
+			case "short header":
+				data = append(data, 0x31, 0x4c)
+			}
+			os.WriteFile(path, data, 0o644)
+			l = open(t, dir, Options{})
+			defer l.Close()
+			a = groupOf(t, l, "a")
+			if tear == "partial frame" || tear == "zeroed end of frame" {
+				expect(t, a, 1, 10, 100)
+			} else {
+				expect(t, a, 1, 12, 100)
+			}
+			store(t, a, 13, 13, 2, 100) // writes continue after the cut
+		})
+	}
+}
+
+func TestDamageIsDetected(t *testing.T) {
+	dir := t.TempDir()
+	l := open(t, dir, Options{})
+	a := groupOf(t, l, "a")
+	for i := uint64(1); i <= 20; i++ {
+		store(t, a, i, i, 1, 200)
+	}
+	l.Close()
+	path := lastSegment(t, dir)
+	clean, _ := os.ReadFile(path)
+	for _, at := range []int{3, 10, 30, 500, len(clean) / 2, len(clean) - 300, len(clean) - 1} {
+		data := append([]byte(nil), clean...)
+		data[at] ^= 0x40
+		os.WriteFile(path, data, 0o644)
+		_, err := Open(dir, Options{})
+		if !errors.Is(err, ErrDamaged) {
+			t.Fatalf("bit flip at %d of %d: Open = %v, want ErrDamaged", at, len(clean), err)
+		}
+	}
+	// Bytes after the last frame that are not a write cut short.
+	os.WriteFile(path, append(append([]byte(nil), clean...), "not a frame, not zeros"...), 0o644)
+	if _, err := Open(dir, Options{}); !errors.Is(err, ErrDamaged) {
+		t.Fatalf("garbage after the last frame: Open = %v, want ErrDamaged", err)
+	}
+}
+
+func TestSegmentsRollAndAreReclaimed(t *testing.T) {
+	dir := t.TempDir()
+	o := Options{SegmentBytes: 16 << 10, MaxSegments: 3}
+	l := open(t, dir, o)
+	idle, busy := groupOf(t, l, "idle"), groupOf(t, l, "busy")
+	store(t, idle, 1, 3, 1, 50)
+	idle.SetUint64([]byte("CurrentTerm"), 9)
+	// busy writes and compacts, as a group taking snapshots does.
+	var next uint64 = 1
+	for round := 0; round < 200; round++ {
+		store(t, busy, next, next+1, 1, 500)
+		next += 2
+		if next > 20 {
+			if err := busy.DeleteRange(1, next-20); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	ids, _ := listSegments(dir)
+	if len(ids) > o.MaxSegments+2 {
+		t.Fatalf("%d segments on disk; the idle group's entries should have been copied forward", len(ids))
+	}
+	expect(t, idle, 1, 3, 50)
+	l.Close()
+	l = open(t, dir, o)
+	defer l.Close()
+	idle, busy = groupOf(t, l, "idle"), groupOf(t, l, "busy")
+	expect(t, idle, 1, 3, 50)
+	expect(t, busy, next-19, next-1, 500)
+	if v, _ := idle.GetUint64([]byte("CurrentTerm")); v != 9 {
+		t.Fatalf("the idle group's term was lost with its segment: %d", v)
+	}
+}
+
+func TestConcurrentGroupsShareCommits(t *testing.T) {
+	dir := t.TempDir()
+	var mu sync.Mutex
+	var rounds, records int
+	l := open(t, dir, Options{OnCommit: func(r, _ int, _ time.Duration) {
+		mu.Lock()
+		rounds++
+		records += r
+		mu.Unlock()
+	}})
+	const groups, per = 16, 50
+	var wg sync.WaitGroup
+	for g := 0; g < groups; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s := groupOf(t, l, fmt.Sprintf("g%02d", g))
+			for i := uint64(1); i <= per; i++ {
+				if err := s.StoreLogs([]*raft.Log{entry(i, 1, 300)}); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	mu.Lock()
+	if records != groups*per || rounds >= records {
+		t.Errorf("%d records in %d commits: concurrent groups were not committed together", records, rounds)
+	}
+	mu.Unlock()
+	l.Close()
+	l = open(t, dir, Options{})
+	defer l.Close()
+	for g := 0; g < groups; g++ {
+		expect(t, groupOf(t, l, fmt.Sprintf("g%02d", g)), 1, per, 300)
+	}
+}
+
+func TestVerifyFindsGapAfterSnapshot(t *testing.T) {
+	l := open(t, t.TempDir(), Options{})
+	defer l.Close()
+	a := groupOf(t, l, "a")
+	store(t, a, 1, 10, 1, 10)
+	if err := a.Verify(0); err != nil {
+		t.Fatal(err)
+	}
+	a.DeleteRange(5, 5)
+	if err := a.Verify(3); !errors.Is(err, ErrDamaged) {
+		t.Fatalf("gap above the snapshot: %v", err)
+	}
+	if err := a.Verify(5); err != nil {
+		t.Fatalf("gap below the snapshot: %v", err)
+	}
+	a.DeleteRange(1, 6)
+	if err := a.Verify(4); !errors.Is(err, ErrDamaged) {
+		t.Fatalf("log starts after the snapshot: %v", err)
+	}
+}
+
+func TestSegmentNamesSort(t *testing.T) {
+	dir := t.TempDir()
+	for _, n := range []string{"0000000000000002.wal", "000000000000000a.wal", "0000000000000001.wal", "junk.wal", "x"} {
+		os.WriteFile(filepath.Join(dir, n), nil, 0o644)
+	}
+	ids, _ := listSegments(dir)
+	if fmt.Sprint(ids) != "[1 2 10]" {
+		t.Fatal(ids)
+	}
+}

@@ -1,0 +1,10 @@
+package raftlog
+
+import (
+	"os"
+	"syscall"
+)
+
+// fdatasync flushes a segment's data and the size that makes it
+// readable, without the timestamps an fsync would also write.
+func fdatasync(f *os.File) error { return syscall.Fdatasync(int(f.Fd())) }
