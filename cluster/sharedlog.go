@@ -18,10 +18,15 @@ import (
 // here is then rebuilt from its peers (walDamaged), since which groups the
 // damage touched cannot be known.
 func (n *Node) openSharedLog() error {
+	dir := filepath.Join(n.cfg.DataDir, "raftlog")
 	if n.cfg.RaftLog != RaftLogShared {
+		// Nothing moves logs back out of the shared log: starting without
+		// it would find every partition's data without its Raft log.
+		if segs, _ := filepath.Glob(filepath.Join(dir, "*.wal")); len(segs) > 0 {
+			return fmt.Errorf("the partitions' Raft logs are in the shared log %s; --raft-log %s cannot use them (start with --raft-log %s)", dir, n.cfg.RaftLog, RaftLogShared)
+		}
 		return nil
 	}
-	dir := filepath.Join(n.cfg.DataDir, "raftlog")
 	opts := raftlog.Options{
 		Logger: n.logger.Named("raftlog"),
 		OnCommit: func(records, _ int, took time.Duration) {
