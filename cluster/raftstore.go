@@ -327,30 +327,35 @@ func damaged(err error) error {
 	return fmt.Errorf("%w: %w", errRaftDamaged, err)
 }
 
+// salvageStable reads what it still can of a possibly damaged store's
+// term and vote.
+func salvageStable(path string) map[string][]byte {
+	saved := map[string][]byte{}
+	defer func() { recover() }()
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	if _, err := os.Stat(path); err != nil {
+		return saved
+	}
+	s, err := openStore(path, true)
+	if err != nil {
+		return saved
+	}
+	defer s.Close()
+	for _, k := range stableKeys {
+		if v, err := s.Get(k); err == nil {
+			saved[string(k)] = v
+		}
+	}
+	return saved
+}
+
 // resetRaftStore replaces a group's Raft store with an empty one that
 // keeps the old term and vote where they can still be read, so a rebuilt
 // replica never votes twice in a term it voted in. Where they cannot, the
 // vote gate (see voteGate) is what keeps the replica from voting before it
 // has caught up with the group's current term.
 func resetRaftStore(path string) error {
-	saved := map[string][]byte{}
-	func() {
-		defer func() { recover() }()
-		defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
-		if _, err := os.Stat(path); err != nil {
-			return
-		}
-		s, err := openStore(path, true)
-		if err != nil {
-			return
-		}
-		defer s.Close()
-		for _, k := range stableKeys {
-			if v, err := s.Get(k); err == nil {
-				saved[string(k)] = v
-			}
-		}
-	}()
+	saved := salvageStable(path)
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}

@@ -62,7 +62,11 @@ func (n *Node) startReplica(t tp, topic *fsm.Topic) (*replica, error) {
 	}
 	err = verifyPartitionStore(dir)
 	if err == nil && shared != nil {
-		if err = migrateToShared(dir, shared); err == nil {
+		var snapshot uint64
+		if snapshot, err = partitionSnapshotIndex(dir); err == nil {
+			err = migrateToShared(dir, snapshot, shared)
+		}
+		if err == nil {
 			err = n.verifyShared(dir, shared)
 		}
 	}
@@ -210,7 +214,7 @@ func rebuildFromScratch(dir string, shared *raftlog.Store) error {
 		return err
 	}
 	if shared != nil {
-		return shared.Reset()
+		return resetShared(dir, shared)
 	}
 	return resetRaftStore(filepath.Join(dir, "raft.db"))
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/quirelog/quire/cluster/raftlog"
 	"github.com/quirelog/quire/fsm"
+	"github.com/quirelog/quire/partition"
 )
 
 // openSharedLog opens the node's shared Raft log for partition groups. A
@@ -37,6 +38,14 @@ func (n *Node) openSharedLog() error {
 	wal, err := raftlog.Open(dir, opts)
 	if errors.Is(err, raftlog.ErrDamaged) {
 		n.logger.Error("the shared Raft log is damaged; setting it aside and rebuilding every partition replica on this node from its peers", "error", err)
+		// Marked before the log goes: a restart after the new, empty log
+		// exists must still know these replicas lost their Raft state.
+		parts, _ := filepath.Glob(filepath.Join(n.cfg.DataDir, "partitions", "*"))
+		for _, p := range parts {
+			if err := markRebuilding(p, markDamaged); err != nil {
+				return err
+			}
+		}
 		aside := dir + ".damaged"
 		if err := os.RemoveAll(aside); err != nil {
 			return err
@@ -75,10 +84,15 @@ func (n *Node) verifyShared(dir string, s *raftlog.Store) error {
 	if n.walDamaged && statErr == nil {
 		return fmt.Errorf("%w: the shared Raft log was damaged", errRaftDamaged)
 	}
-	if errors.Is(statErr, os.ErrNotExist) && n.wal.Has(groupKey(dir)) {
+	has := n.wal.Has(groupKey(dir))
+	if errors.Is(statErr, os.ErrNotExist) && has {
 		// Raft would take its log's entries as applied to data that is
 		// gone.
 		return fmt.Errorf("%w: the partition's files are gone but its Raft log is not", errRaftDamaged)
+	}
+	if !has && hasPartitionData(dir) {
+		// Raft would run from the snapshot with no term or vote.
+		return fmt.Errorf("%w: the partition has data but no Raft log", errRaftDamaged)
 	}
 	snapshot, err := partitionSnapshotIndex(dir)
 	if err != nil {
@@ -90,13 +104,23 @@ func (n *Node) verifyShared(dir string, s *raftlog.Store) error {
 	return nil
 }
 
+// migratedKey, in a group's share of the shared log, records that its
+// raft.db was copied in: a raft.db seen again after that (its removal
+// lost to a crash) is stale and must not overwrite newer state.
+var migratedKey = []byte("QuireMigrated")
+
 // migrateToShared moves a partition's raft.db, written when partitions had
 // their own, into the shared log and removes it. The raft.db was verified
-// first. A crash part-way leaves the raft.db, and the copy starts over.
-func migrateToShared(dir string, s *raftlog.Store) error {
+// first; entries missing at or below snapshot are compaction stragglers'
+// neighbours (see verifyRaftStore). A crash part-way leaves the raft.db
+// and no migrated mark, and the copy starts over.
+func migrateToShared(dir string, snapshot uint64, s *raftlog.Store) error {
 	path := filepath.Join(dir, "raft.db")
 	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
 		return nil
+	}
+	if _, err := s.Get(migratedKey); err == nil {
+		return removeStore(path)
 	}
 	old, err := openRaftStore(path)
 	if err != nil {
@@ -113,11 +137,24 @@ func migrateToShared(dir string, s *raftlog.Store) error {
 			}
 		}
 	}
-	first, err := old.FirstIndex()
+	if err := copyEntries(old, s, snapshot); err != nil {
+		return err
+	}
+	if err := s.Set(migratedKey, []byte{1}); err != nil {
+		return err
+	}
+	if err := old.Close(); err != nil {
+		return err
+	}
+	return removeStore(path)
+}
+
+func copyEntries(from *checkedStore, to *raftlog.Store, snapshot uint64) error {
+	first, err := from.FirstIndex()
 	if err != nil {
 		return err
 	}
-	last, err := old.LastIndex()
+	last, err := from.LastIndex()
 	if err != nil {
 		return err
 	}
@@ -125,23 +162,62 @@ func migrateToShared(dir string, s *raftlog.Store) error {
 		var batch []*raft.Log
 		for size := 0; idx <= last && size < 4<<20; idx++ {
 			e := new(raft.Log)
-			if err := old.GetLog(idx, e); err != nil {
-				return fmt.Errorf("migrate entry %d: %w", idx, err)
+			if err := from.GetLog(idx, e); errors.Is(err, raft.ErrLogNotFound) && idx <= snapshot {
+				continue
+			} else if err != nil {
+				return fmt.Errorf("copy entry %d: %w", idx, err)
 			}
 			batch = append(batch, e)
 			size += len(e.Data)
 		}
-		if err := s.StoreLogs(batch); err != nil {
+		if err := to.StoreLogs(batch); err != nil {
 			return err
 		}
 	}
-	if err := old.Close(); err != nil {
-		return err
-	}
-	if err := os.Remove(path); err != nil {
-		return err
-	}
 	return nil
+}
+
+func removeStore(path string) error {
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return partition.SyncDir(filepath.Dir(path))
+}
+
+// resetShared empties a rebuilt replica's share of the shared log, keeping
+// its term and vote, and removes a (damaged) raft.db it still had, after
+// taking the term and vote from it if the share has none.
+func resetShared(dir string, s *raftlog.Store) error {
+	path := filepath.Join(dir, "raft.db")
+	saved := salvageStable(path)
+	if err := s.Reset(); err != nil {
+		return err
+	}
+	for _, k := range stableKeys {
+		v, ok := saved[string(k)]
+		if _, err := s.Get(k); err == nil || !ok {
+			continue
+		}
+		if err := s.Set(k, v); err != nil {
+			return err
+		}
+	}
+	return removeStore(path)
+}
+
+// hasPartitionData reports whether a partition directory holds a snapshot
+// or records.
+func hasPartitionData(dir string) bool {
+	if snap, err := partitionSnapshotIndex(dir); err != nil || snap > 0 {
+		return true
+	}
+	segs, _ := filepath.Glob(filepath.Join(dir, "log", "*.log"))
+	for _, seg := range segs {
+		if info, err := os.Stat(seg); err == nil && info.Size() > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // dropShared removes a destroyed replica's share of the shared log.

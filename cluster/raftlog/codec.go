@@ -9,13 +9,15 @@ import (
 	"github.com/hashicorp/raft"
 )
 
-// A segment file is a sequence of frames:
+// A segment file is a sequence of rounds, one per commit (one write and
+// one fdatasync). A round is a frame whose body is the frames of the
+// records it made durable. Every frame is
 //
 //	magic u32 | body length u32 | body CRC u32 | header CRC u32 | body
 //
-// The header has its own checksum so that recovery can tell a torn tail
-// (nothing valid after the first bad frame) from damage in the middle (a
-// valid frame further on) without checksumming garbage at every offset.
+// The header has its own checksum so that recovery can look for a valid
+// round after a bad one without checksumming garbage at every offset.
+// Rounds and records have different magics.
 //
 // A body is kind u8 | group name length u16 | group name | payload:
 //
@@ -30,6 +32,7 @@ import (
 // Each entry carries its own CRC so a read of one entry checks it without
 // reading the whole frame.
 const (
+	roundMagic  = 0x51575231 // "QWR1"
 	frameMagic  = 0x51574c31 // "QWL1"
 	frameHeader = 16
 	entryHeader = 8  // length, CRC
@@ -47,20 +50,30 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 func checksum(b []byte) uint32 { return crc32.Checksum(b, castagnoli) }
 
-// appendFrame appends a frame holding body to dst.
+// appendFrame appends a record frame holding body to dst.
 func appendFrame(dst, body []byte) []byte {
 	var h [frameHeader]byte
-	binary.LittleEndian.PutUint32(h[0:], frameMagic)
-	binary.LittleEndian.PutUint32(h[4:], uint32(len(body)))
-	binary.LittleEndian.PutUint32(h[8:], checksum(body))
-	binary.LittleEndian.PutUint32(h[12:], checksum(h[:12]))
+	putHeader(h[:], frameMagic, body)
 	return append(append(dst, h[:]...), body...)
 }
 
-// parseHeader returns the body length of the frame header h, or false when
-// h is not a valid header.
-func parseHeader(h []byte) (n uint32, crc uint32, ok bool) {
-	if len(h) < frameHeader || binary.LittleEndian.Uint32(h) != frameMagic {
+func putHeader(h []byte, magic uint32, body []byte) {
+	binary.LittleEndian.PutUint32(h[0:], magic)
+	binary.LittleEndian.PutUint32(h[4:], uint32(len(body)))
+	binary.LittleEndian.PutUint32(h[8:], checksum(body))
+	binary.LittleEndian.PutUint32(h[12:], checksum(h[:12]))
+}
+
+// startRound starts a round in dst: room for its header, which sealRound
+// fills in once the record frames follow it.
+func startRound(dst []byte) []byte { return append(dst, make([]byte, frameHeader)...) }
+
+func sealRound(round []byte) { putHeader(round, roundMagic, round[frameHeader:]) }
+
+// parseHeader returns the body length and CRC of the frame header h with
+// the given magic, or false when h is not one.
+func parseHeader(h []byte, magic uint32) (n uint32, crc uint32, ok bool) {
+	if len(h) < frameHeader || binary.LittleEndian.Uint32(h) != magic {
 		return 0, 0, false
 	}
 	if checksum(h[:12]) != binary.LittleEndian.Uint32(h[12:]) {

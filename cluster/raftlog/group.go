@@ -70,7 +70,7 @@ func (g *group) put(idx uint64, lc loc) {
 
 // deleteRange removes entries min..max (inclusive), calling gone for each.
 func (g *group) deleteRange(min, max uint64, gone func(uint64)) {
-	if len(g.locs) == 0 || max < g.base || min > g.last() {
+	if len(g.locs) == 0 || min > max || max < g.base || min > g.last() {
 		return
 	}
 	lo, hi := maxU(min, g.base), minU(max, g.last())
@@ -113,8 +113,6 @@ func minU(a, b uint64) uint64 {
 	}
 	return b
 }
-
-func putUint32(b []byte, v uint32) { binary.LittleEndian.PutUint32(b, v) }
 
 // Store is one group's view of the log: a raft.LogStore and
 // raft.StableStore. Stores are cheap handles; the state lives in the Log.
@@ -275,6 +273,11 @@ func (s *Store) Verify(snapshot uint64) error {
 	}
 	return nil
 }
+
+// IsMonotonic tells raft (raft.MonotonicLogStore) to delete the whole log
+// when it installs a snapshot, instead of storing the entries after it
+// with a gap, which this store would fill with a hole per index.
+func (s *Store) IsMonotonic() bool { return true }
 
 // Close implements the close raft expects of stores; the Log stays open.
 func (s *Store) Close() error { return nil }

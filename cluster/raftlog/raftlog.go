@@ -15,6 +15,7 @@
 package raftlog
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -197,110 +198,6 @@ func (l *Log) createSegment(id uint64) error {
 	return nil
 }
 
-// recover replays every segment in order.
-func (l *Log) recover() error {
-	ids, err := listSegments(l.dir)
-	if err != nil {
-		return err
-	}
-	for i, id := range ids {
-		f, err := os.OpenFile(segmentPath(l.dir, id), os.O_RDWR, 0)
-		if err != nil {
-			return err
-		}
-		seg := &segment{id: id, f: f}
-		l.segs = append(l.segs, seg)
-		if err := l.replaySegment(seg, i == len(ids)-1); err != nil {
-			return fmt.Errorf("segment %s: %w", filepath.Base(f.Name()), err)
-		}
-	}
-	return nil
-}
-
-func (l *Log) replaySegment(seg *segment, last bool) error {
-	data, err := os.ReadFile(seg.f.Name())
-	if err != nil {
-		return err
-	}
-	var p int64
-	for p < int64(len(data)) {
-		n, crc, ok := parseHeader(data[p:])
-		end := p + frameHeader + int64(n)
-		if ok && end <= int64(len(data)) && checksum(data[p+frameHeader:end]) == crc {
-			if err := l.apply(data[p+frameHeader:end], seg, p+frameHeader, nil); err != nil {
-				return err
-			}
-			p = end
-			continue
-		}
-		if !last || !tornAt(data, p) {
-			return fmt.Errorf("%w: bad frame at offset %d", ErrDamaged, p)
-		}
-		l.opts.Logger.Warn("cutting off a torn write at the end of the Raft log", "segment", filepath.Base(seg.f.Name()), "offset", p, "bytes", int64(len(data))-p)
-		if err := seg.f.Truncate(p); err != nil {
-			return err
-		}
-		if err := fdatasync(seg.f); err != nil {
-			return err
-		}
-		break
-	}
-	seg.size = p
-	return nil
-}
-
-// tornAt reports whether the bad frame at p of a log's last segment is
-// a write that a crash cut short, which was never acknowledged, rather
-// than damage to one that was. A batch goes out in one write, so a torn
-// one is the last frame, and sector-sized pieces of it are missing or
-// read as zeros: a header that is short, zero, or valid with its body
-// running past the end of the file or ending in zeros. A frame that is
-// whole but fails its checksum, or any valid frame after p, is damage.
-func tornAt(data []byte, p int64) bool {
-	if validFrameAfter(data, p+1) {
-		return false
-	}
-	rest := data[p:]
-	if len(rest) < frameHeader || allZero(rest[:frameHeader]) {
-		return true
-	}
-	n, _, ok := parseHeader(rest)
-	if !ok {
-		return false
-	}
-	end := frameHeader + int64(n)
-	if end > int64(len(rest)) {
-		return true
-	}
-	tail := rest[max(frameHeader, end-64):end]
-	return end == int64(len(rest)) && allZero(tail)
-}
-
-func allZero(b []byte) bool {
-	for _, c := range b {
-		if c != 0 {
-			return false
-		}
-	}
-	return true
-}
-
-// validFrameAfter reports whether a whole, valid frame starts anywhere at
-// or after from.
-func validFrameAfter(data []byte, from int64) bool {
-	for p := from; p+frameHeader <= int64(len(data)); p++ {
-		n, crc, ok := parseHeader(data[p:])
-		if !ok {
-			continue
-		}
-		end := p + frameHeader + int64(n)
-		if end <= int64(len(data)) && checksum(data[p+frameHeader:end]) == crc {
-			return true
-		}
-	}
-	return false
-}
-
 // apply applies one durable record to the in-memory state. logs, when
 // given, are the decoded entries to cache. Caller holds mu (or is Open).
 func (l *Log) apply(body []byte, seg *segment, bodyPos int64, logs []*raft.Log) error {
@@ -310,7 +207,7 @@ func (l *Log) apply(body []byte, seg *segment, bodyPos int64, logs []*raft.Log) 
 	}
 	g := l.groups[r.name]
 	if g == nil {
-		if r.kind == kindDrop {
+		if r.kind == kindDrop || r.kind == kindDelete {
 			return nil
 		}
 		g = newGroup(r.name)
@@ -393,7 +290,7 @@ func (l *Log) commit(batch []*op, size int) error {
 		}
 	}
 	start := seg.size
-	buf := l.buf[:0]
+	buf := startRound(l.buf[:0])
 	var bodies []int64
 	for _, b := range carry {
 		bodies = append(bodies, start+int64(len(buf))+frameHeader)
@@ -403,6 +300,7 @@ func (l *Log) commit(batch []*op, size int) error {
 		bodies = append(bodies, start+int64(len(buf))+frameHeader)
 		buf = appendFrame(buf, o.body)
 	}
+	sealRound(buf)
 	began := time.Now()
 	if _, err := seg.f.WriteAt(buf, start); err != nil {
 		return l.fail(err)
@@ -477,43 +375,83 @@ func (l *Log) roll() (*segment, [][]byte, error) {
 			carry = append(carry, encodeSet(g.name, []byte(k), g.stable[k]))
 		}
 	}
-	var move map[*group][]loc
-	if oldest := l.segs[0]; len(l.segs) > l.opts.MaxSegments && oldest.liveBytes <= l.opts.SegmentBytes/4 {
-		move = map[*group][]loc{}
-		for _, g := range l.sortedGroups() {
-			for _, lc := range g.locs {
-				if lc.seg == oldest {
-					move[g] = append(move[g], lc)
-				}
-			}
-		}
-		oldest.refs++
-	}
 	oldest := l.segs[0]
-	groups := l.sortedGroups()
-	l.mu.Unlock()
-	if move != nil {
-		defer l.release(oldest)
-		for _, g := range groups {
-			locs := move[g]
-			if len(locs) == 0 {
-				continue
-			}
-			body := bodyStart(kindEntries, g.name, 4)
-			body = append(body, 0, 0, 0, 0)
-			for _, lc := range locs {
-				b := make([]byte, lc.n)
-				if _, err := lc.seg.f.ReadAt(b, lc.off); err != nil {
-					return nil, nil, err
-				}
-				body = append(body, b...)
-			}
-			putUint32(body[3+len(g.name):], uint32(len(locs)))
-			carry = append(carry, body)
+	var move []moveRun
+	if len(l.segs) > l.opts.MaxSegments {
+		if move = l.pickMoves(oldest, l.opts.SegmentBytes/4); len(move) > 0 {
+			oldest.refs++
 		}
-		l.opts.Logger.Debug("copying Raft log entries forward to free the oldest segment", "segment", oldest.id)
+	}
+	l.mu.Unlock()
+	if len(move) > 0 {
+		defer l.release(oldest)
+		moved, err := readMoves(move)
+		if err != nil {
+			return nil, nil, err
+		}
+		carry = append(carry, moved...)
+		l.opts.Logger.Debug("copying Raft log entries forward to free the oldest segment", "segment", oldest.id, "groups", len(move))
 	}
 	return l.active(), carry, nil
+}
+
+// moveRun is entries of one group to copy forward out of the oldest
+// segment.
+type moveRun struct {
+	g    *group
+	locs []loc
+}
+
+// pickMoves chooses up to budget bytes (at least one entry) of the
+// entries still alive in seg, group by group in name order. Copying a bounded part each roll
+// frees a segment held by an idle group's large entries over a few rolls
+// without stalling one commit for a whole segment. Caller holds mu.
+func (l *Log) pickMoves(seg *segment, budget int64) []moveRun {
+	var out []moveRun
+	for _, g := range l.sortedGroups() {
+		var run moveRun
+		for _, lc := range g.locs {
+			if lc.seg != seg {
+				continue
+			}
+			if budget -= int64(lc.n); budget < 0 && (len(out) > 0 || len(run.locs) > 0) {
+				break
+			}
+			run.g = g
+			run.locs = append(run.locs, lc)
+		}
+		if len(run.locs) > 0 {
+			out = append(out, run)
+		}
+		if budget < 0 {
+			break
+		}
+	}
+	return out
+}
+
+// readMoves reads the entries to copy forward into entries records,
+// checking each: copying rot into a freshly checksummed frame would hide
+// it from the next Open.
+func readMoves(runs []moveRun) ([][]byte, error) {
+	var out [][]byte
+	for _, r := range runs {
+		body := bodyStart(kindEntries, r.g.name, 4)
+		body = binary.LittleEndian.AppendUint32(body, uint32(len(r.locs)))
+		for _, lc := range r.locs {
+			start := len(body)
+			body = append(body, make([]byte, lc.n)...)
+			if _, err := lc.seg.f.ReadAt(body[start:], lc.off); err != nil {
+				return nil, err
+			}
+			var e raft.Log
+			if err := decodeEntry(body[start:], &e); err != nil {
+				return nil, fmt.Errorf("copying %s forward: %w", r.g.name, err)
+			}
+		}
+		out = append(out, body)
+	}
+	return out, nil
 }
 
 func (l *Log) sortedGroups() []*group {

@@ -149,13 +149,13 @@ func lastSegment(t *testing.T, dir string) string {
 }
 
 func TestTornTailIsCut(t *testing.T) {
-	for _, tear := range []string{"partial frame", "zeroed tail", "zeroed end of frame", "short header"} {
+	for _, tear := range []string{"partial frame", "zeroed tail", "zeroed sector", "short header"} {
 		t.Run(tear, func(t *testing.T) {
 			dir := t.TempDir()
 			l := open(t, dir, Options{})
 			a := groupOf(t, l, "a")
 			store(t, a, 1, 10, 1, 100)
-			store(t, a, 11, 12, 1, 100)
+			store(t, a, 11, 12, 1, 1500) // one round of about 3 KiB
 			l.Close()
 			path := lastSegment(t, dir)
 			data, _ := os.ReadFile(path)
@@ -164,8 +164,10 @@ func TestTornTailIsCut(t *testing.T) {
 				data = data[:len(data)-50] // the last write (11-12) cut short
 			case "zeroed tail":
 				data = append(data, make([]byte, 4096)...)
-			case "zeroed end of frame":
-				copy(data[len(data)-100:], make([]byte, 100)) // size grew, data did not land
+			case "zeroed sector":
+				// The file grew but one sector of the write did not land.
+				s := (len(data)/sectorSize - 2) * sectorSize
+				copy(data[s:s+sectorSize], make([]byte, sectorSize))
 			case "short header":
 				data = append(data, 0x31, 0x4c)
 			}
@@ -173,10 +175,13 @@ func TestTornTailIsCut(t *testing.T) {
 			l = open(t, dir, Options{})
 			defer l.Close()
 			a = groupOf(t, l, "a")
-			if tear == "partial frame" || tear == "zeroed end of frame" {
+			if tear == "partial frame" || tear == "zeroed sector" {
 				expect(t, a, 1, 10, 100)
 			} else {
-				expect(t, a, 1, 12, 100)
+				var e raft.Log
+				if last, _ := a.LastIndex(); last != 12 || a.GetLog(12, &e) != nil || len(e.Data) != 1500 {
+					t.Fatalf("the last write was cut: last index %d", last)
+				}
 			}
 			store(t, a, 13, 13, 2, 100) // writes continue after the cut
 		})
@@ -311,5 +316,68 @@ func TestSegmentNamesSort(t *testing.T) {
 	ids, _ := listSegments(dir)
 	if fmt.Sprint(ids) != "[1 2 10]" {
 		t.Fatal(ids)
+	}
+}
+
+// busyRounds writes and compacts as a group taking snapshots does, until
+// it has written rounds batches or a write fails.
+func busyRounds(s *Store, rounds int) (next uint64, err error) {
+	next = 1
+	for round := 0; round < rounds; round++ {
+		if err := s.StoreLogs([]*raft.Log{entry(next, 1, 500), entry(next+1, 1, 500)}); err != nil {
+			return next, err
+		}
+		next += 2
+		if next > 20 {
+			if err := s.DeleteRange(1, next-20); err != nil {
+				return next, err
+			}
+		}
+	}
+	return next, nil
+}
+
+// TestLargeIdleGroupIsMovedInParts: an idle group holding more than the
+// per-roll copy budget in the oldest segment must not keep every later
+// segment alive; it is copied forward a part per roll.
+func TestLargeIdleGroupIsMovedInParts(t *testing.T) {
+	dir := t.TempDir()
+	o := Options{SegmentBytes: 16 << 10, MaxSegments: 3}
+	l := open(t, dir, o)
+	defer l.Close()
+	bulk := groupOf(t, l, "bulk")
+	for i := uint64(1); i <= 10; i++ {
+		store(t, bulk, i, i, 1, 1000) // 10 KB: over a quarter segment
+	}
+	if _, err := busyRounds(groupOf(t, l, "busy"), 400); err != nil {
+		t.Fatal(err)
+	}
+	if ids, _ := listSegments(dir); len(ids) > o.MaxSegments+2 {
+		t.Fatalf("%d segments on disk: the idle group pins them", len(ids))
+	}
+	expect(t, bulk, 1, 10, 1000)
+}
+
+// TestRotIsNotCopiedForward: an entry that rots on disk while the log
+// runs must not be rewritten into a fresh, valid frame when it is copied
+// forward; the write fails instead, and the next Open finds the damage.
+func TestRotIsNotCopiedForward(t *testing.T) {
+	dir := t.TempDir()
+	o := Options{SegmentBytes: 16 << 10, MaxSegments: 2, CacheBytes: 1}
+	l := open(t, dir, o)
+	idle := groupOf(t, l, "idle")
+	store(t, idle, 1, 1, 1, 300)
+	f, err := os.OpenFile(segmentPath(dir, 1), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteAt([]byte{0xff}, 200) // inside the idle group's entry
+	f.Close()
+	if _, err := busyRounds(groupOf(t, l, "busy"), 400); !errors.Is(err, ErrDamaged) {
+		t.Fatalf("writes after the rotted entry was copied: %v, want ErrDamaged", err)
+	}
+	l.Close()
+	if _, err := Open(dir, o); !errors.Is(err, ErrDamaged) {
+		t.Fatalf("Open after rot: %v, want ErrDamaged", err)
 	}
 }

@@ -1,0 +1,135 @@
+package raftlog
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// sectorSize is the unit a torn write loses: a crash leaves each sector
+// of an unfinished write either written or reading as zeros.
+const sectorSize = 512
+
+// recover replays every segment in order.
+func (l *Log) recover() error {
+	ids, err := listSegments(l.dir)
+	if err != nil {
+		return err
+	}
+	for i, id := range ids {
+		f, err := os.OpenFile(segmentPath(l.dir, id), os.O_RDWR, 0)
+		if err != nil {
+			return err
+		}
+		seg := &segment{id: id, f: f}
+		l.segs = append(l.segs, seg)
+		if err := l.replaySegment(seg, i == len(ids)-1); err != nil {
+			return fmt.Errorf("segment %s: %w", filepath.Base(f.Name()), err)
+		}
+	}
+	return nil
+}
+
+func (l *Log) replaySegment(seg *segment, last bool) error {
+	data, err := os.ReadFile(seg.f.Name())
+	if err != nil {
+		return err
+	}
+	var p int64
+	for p < int64(len(data)) {
+		if end, ok := wholeFrame(data, p, roundMagic); ok {
+			if err := l.replayRound(data[p:end], seg, p); err != nil {
+				return fmt.Errorf("round at offset %d: %w", p, err)
+			}
+			p = end
+			continue
+		}
+		if !last || !tornAt(data, p) {
+			return fmt.Errorf("%w: bad round at offset %d", ErrDamaged, p)
+		}
+		l.opts.Logger.Warn("cutting off a write a crash interrupted at the end of the Raft log", "segment", filepath.Base(seg.f.Name()), "offset", p, "bytes", int64(len(data))-p)
+		if err := seg.f.Truncate(p); err != nil {
+			return err
+		}
+		if err := fdatasync(seg.f); err != nil {
+			return err
+		}
+		break
+	}
+	seg.size = p
+	return nil
+}
+
+// replayRound applies the records of one round whose checksum matched;
+// pos is the round's offset in the segment.
+func (l *Log) replayRound(round []byte, seg *segment, pos int64) error {
+	for p := int64(frameHeader); p < int64(len(round)); {
+		end, ok := wholeFrame(round, p, frameMagic)
+		if !ok {
+			return fmt.Errorf("%w: bad record at offset %d", ErrDamaged, pos+p)
+		}
+		if err := l.apply(round[p+frameHeader:end], seg, pos+p+frameHeader, nil); err != nil {
+			return err
+		}
+		p = end
+	}
+	return nil
+}
+
+// wholeFrame reports whether a valid frame with the given magic starts at
+// p, and where it ends.
+func wholeFrame(data []byte, p int64, magic uint32) (int64, bool) {
+	n, crc, ok := parseHeader(data[p:], magic)
+	if !ok {
+		return 0, false
+	}
+	end := p + frameHeader + int64(n)
+	return end, end <= int64(len(data)) && checksum(data[p+frameHeader:end]) == crc
+}
+
+// tornAt reports whether the bad round at p of a log's last segment is a
+// write a crash interrupted, which was never acknowledged, rather than
+// damage to one that was. A round is one write, so a torn one is the last
+// round, and the sectors of it that did not reach the disk read as zeros
+// (or are missing): its header is short, or runs past the end of the file,
+// or some sector of it is all zeros. This is how etcd's WAL tells them
+// apart. A whole round that fails its checksum, or any valid round after
+// p, is damage.
+func tornAt(data []byte, p int64) bool {
+	for q := p + 1; q+frameHeader <= int64(len(data)); q++ {
+		if _, ok := wholeFrame(data, q, roundMagic); ok {
+			return false
+		}
+	}
+	end := int64(len(data))
+	if n, _, ok := parseHeader(data[p:], roundMagic); ok {
+		if p+frameHeader+int64(n) > end {
+			return true
+		}
+		end = p + frameHeader + int64(n)
+	}
+	if end-p < frameHeader {
+		return true
+	}
+	for s := p / sectorSize * sectorSize; s < end; s += sectorSize {
+		// A sliver of a sector is too short to tell a lost sector from
+		// data that ends in a few zeros (a Kafka record ends in a zero
+		// header count); reading it as damage costs a rebuild, while
+		// reading damage as torn would cut an acknowledged write.
+		if chunk := data[max(s, p):min(s+sectorSize, end)]; len(chunk) >= minZeroRun && allZero(chunk) {
+			return true
+		}
+	}
+	return false
+}
+
+const minZeroRun = 16
+
+func allZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}
