@@ -35,16 +35,14 @@ type Node struct {
 	meta    *raftGroup
 	metaFSM *fsm.MetaFSM
 	// wal is the shared Raft log of the partition groups (nil with
-	// RaftLogPerGroup); walDamaged is set when it was found damaged at
-	// start and replaced by an empty one.
-	wal        *raftlog.Log
-	walDamaged bool
-	kafka      *kafka.Server
-	admin      *adminServer
-	nt         *node.Transport
-	gossip     *gossip.Gossip
-	advKafka   string
-	advNode    string
+	// RaftLogPerGroup).
+	wal      *raftlog.Log
+	kafka    *kafka.Server
+	admin    *adminServer
+	nt       *node.Transport
+	gossip   *gossip.Gossip
+	advKafka string
+	advNode  string
 
 	// mu guards replicas and byRaft.
 	mu       sync.RWMutex

@@ -342,9 +342,11 @@ func salvageStable(path string) map[string][]byte {
 	}
 	defer s.Close()
 	for _, k := range stableKeys {
-		if v, err := s.Get(k); err == nil {
-			saved[string(k)] = v
+		v, err := s.Get(k)
+		if err != nil || (string(k) != "LastVoteCand" && len(v) != 8) {
+			continue // raft could not load a term that is not 8 bytes
 		}
+		saved[string(k)] = v
 	}
 	return saved
 }

@@ -60,6 +60,11 @@ func (n *Node) startReplica(t tp, topic *fsm.Topic) (*replica, error) {
 	if err != nil {
 		return nil, err
 	}
+	if shared != nil {
+		if err := removeMigratedStore(dir, shared); err != nil {
+			return nil, err
+		}
+	}
 	err = verifyPartitionStore(dir)
 	if err == nil && shared != nil {
 		var snapshot uint64

@@ -40,9 +40,15 @@ func (n *Node) openSharedLog() error {
 		n.logger.Error("the shared Raft log is damaged; setting it aside and rebuilding every partition replica on this node from its peers", "error", err)
 		// Marked before the log goes: a restart after the new, empty log
 		// exists must still know these replicas lost their Raft state.
-		parts, _ := filepath.Glob(filepath.Join(n.cfg.DataDir, "partitions", "*"))
-		for _, p := range parts {
-			if err := markRebuilding(p, markDamaged); err != nil {
+		ents, rerr := os.ReadDir(filepath.Join(n.cfg.DataDir, "partitions"))
+		if rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+			return rerr
+		}
+		for _, e := range ents {
+			if !e.IsDir() {
+				continue
+			}
+			if err := markRebuilding(filepath.Join(n.cfg.DataDir, "partitions", e.Name()), markDamaged); err != nil {
 				return err
 			}
 		}
@@ -53,7 +59,6 @@ func (n *Node) openSharedLog() error {
 		if err := os.Rename(dir, aside); err != nil {
 			return err
 		}
-		n.walDamaged = true
 		wal, err = raftlog.Open(dir, opts)
 	}
 	if err != nil {
@@ -77,13 +82,10 @@ func (n *Node) sharedStore(dir string) (*raftlog.Store, error) {
 }
 
 // verifyShared checks a partition's share of the shared log against its
-// latest snapshot; a replica with files here when the log was found
-// damaged is damaged too.
+// latest snapshot and its files. (Replicas here when the log was found
+// damaged carry a REBUILDING mark from openSharedLog.)
 func (n *Node) verifyShared(dir string, s *raftlog.Store) error {
 	_, statErr := os.Stat(dir)
-	if n.walDamaged && statErr == nil {
-		return fmt.Errorf("%w: the shared Raft log was damaged", errRaftDamaged)
-	}
 	has := n.wal.Has(groupKey(dir))
 	if errors.Is(statErr, os.ErrNotExist) && has {
 		// Raft would take its log's entries as applied to data that is
@@ -118,9 +120,6 @@ func migrateToShared(dir string, snapshot uint64, s *raftlog.Store) error {
 	path := filepath.Join(dir, "raft.db")
 	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
 		return nil
-	}
-	if _, err := s.Get(migratedKey); err == nil {
-		return removeStore(path)
 	}
 	old, err := openRaftStore(path)
 	if err != nil {
@@ -218,6 +217,17 @@ func hasPartitionData(dir string) bool {
 		}
 	}
 	return false
+}
+
+// removeMigratedStore removes a raft.db already copied into the shared
+// log (its removal lost to a crash): it is stale, and must be neither
+// copied over newer state nor checked, as a rebuild for its damage would
+// be needless.
+func removeMigratedStore(dir string, s *raftlog.Store) error {
+	if _, err := s.Get(migratedKey); err != nil {
+		return nil
+	}
+	return removeStore(filepath.Join(dir, "raft.db"))
 }
 
 // dropShared removes a destroyed replica's share of the shared log.

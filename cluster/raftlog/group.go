@@ -260,7 +260,14 @@ func (s *Store) Verify(snapshot uint64) error {
 	s.l.mu.Lock()
 	defer s.l.mu.Unlock()
 	g := s.group()
-	if g == nil || g.last() <= snapshot {
+	if g == nil {
+		return nil
+	}
+	if _, ok := g.stable["CurrentTerm"]; !ok && len(g.locs) > 0 {
+		// raft records the term before it stores an entry of that term.
+		return fmt.Errorf("%w: %s has entries but no term", ErrDamaged, s.name)
+	}
+	if g.last() <= snapshot {
 		return nil
 	}
 	if g.first() > snapshot+1 {

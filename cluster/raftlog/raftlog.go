@@ -154,6 +154,19 @@ func Open(dir string, opts Options) (*Log, error) {
 			return nil, err
 		}
 	}
+	// Segments are removed on the promise that every later one holds a
+	// copy of each group's term and vote. A roll writes that copy first
+	// in the new segment; if a crash lost that round, the copy is written
+	// now instead, before anything else goes into the segment.
+	l.mu.Lock()
+	stable := l.stableCopy()
+	l.mu.Unlock()
+	if len(stable) > 0 {
+		if err := l.writeRound(l.active(), stable, nil); err != nil {
+			l.closeFiles()
+			return nil, err
+		}
+	}
 	go l.run()
 	return l, nil
 }
@@ -289,6 +302,12 @@ func (l *Log) commit(batch []*op, size int) error {
 			return l.fail(err)
 		}
 	}
+	return l.writeRound(seg, carry, batch)
+}
+
+// writeRound makes the records in carry, then those of batch, durable in
+// one round at the end of seg, and applies them.
+func (l *Log) writeRound(seg *segment, carry [][]byte, batch []*op) error {
 	start := seg.size
 	buf := startRound(l.buf[:0])
 	var bodies []int64
@@ -325,6 +344,12 @@ func (l *Log) commit(batch []*op, size int) error {
 	l.mu.Unlock()
 	for _, s := range removed {
 		os.Remove(s.f.Name())
+	}
+	if len(removed) > 0 {
+		// A removed segment that came back after a crash would be
+		// replayed before newer ones and superseded; syncing keeps the
+		// directory from growing with them.
+		err = errors.Join(err, partition.SyncDir(l.dir))
 	}
 	if err != nil {
 		return l.fail(err)
@@ -364,20 +389,12 @@ func (l *Log) roll() (*segment, [][]byte, error) {
 		return nil, nil, err
 	}
 	l.mu.Lock()
-	var carry [][]byte
-	for _, g := range l.sortedGroups() {
-		keys := make([]string, 0, len(g.stable))
-		for k := range g.stable {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
-			carry = append(carry, encodeSet(g.name, []byte(k), g.stable[k]))
-		}
-	}
+	carry := l.stableCopy()
 	oldest := l.segs[0]
 	var move []moveRun
-	if len(l.segs) > l.opts.MaxSegments {
+	// Copy forward when the oldest segment is mostly dead, or, whatever
+	// it holds, when segments pile up.
+	if n := len(l.segs); n > 2*l.opts.MaxSegments || n > l.opts.MaxSegments && oldest.liveBytes <= l.opts.SegmentBytes/4 {
 		if move = l.pickMoves(oldest, l.opts.SegmentBytes/4); len(move) > 0 {
 			oldest.refs++
 		}
@@ -393,6 +410,23 @@ func (l *Log) roll() (*segment, [][]byte, error) {
 		l.opts.Logger.Debug("copying Raft log entries forward to free the oldest segment", "segment", oldest.id, "groups", len(move))
 	}
 	return l.active(), carry, nil
+}
+
+// stableCopy is a set record for every stable value of every group.
+// Caller holds mu.
+func (l *Log) stableCopy() [][]byte {
+	var out [][]byte
+	for _, g := range l.sortedGroups() {
+		keys := make([]string, 0, len(g.stable))
+		for k := range g.stable {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			out = append(out, encodeSet(g.name, []byte(k), g.stable[k]))
+		}
+	}
+	return out
 }
 
 // moveRun is entries of one group to copy forward out of the oldest
@@ -447,6 +481,9 @@ func readMoves(runs []moveRun) ([][]byte, error) {
 			var e raft.Log
 			if err := decodeEntry(body[start:], &e); err != nil {
 				return nil, fmt.Errorf("copying %s forward: %w", r.g.name, err)
+			}
+			if e.Index < r.g.base || e.Index-r.g.base >= uint64(len(r.g.locs)) || r.g.locs[e.Index-r.g.base] != lc {
+				return nil, fmt.Errorf("%w: copying %s forward: entry at offset %d holds index %d", ErrDamaged, r.g.name, lc.off, e.Index)
 			}
 		}
 		out = append(out, body)

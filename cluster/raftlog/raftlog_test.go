@@ -292,6 +292,10 @@ func TestVerifyFindsGapAfterSnapshot(t *testing.T) {
 	defer l.Close()
 	a := groupOf(t, l, "a")
 	store(t, a, 1, 10, 1, 10)
+	if err := a.Verify(0); !errors.Is(err, ErrDamaged) {
+		t.Fatalf("entries without a term: %v", err)
+	}
+	a.SetUint64([]byte("CurrentTerm"), 1)
 	if err := a.Verify(0); err != nil {
 		t.Fatal(err)
 	}
@@ -352,7 +356,7 @@ func TestLargeIdleGroupIsMovedInParts(t *testing.T) {
 	if _, err := busyRounds(groupOf(t, l, "busy"), 400); err != nil {
 		t.Fatal(err)
 	}
-	if ids, _ := listSegments(dir); len(ids) > o.MaxSegments+2 {
+	if ids, _ := listSegments(dir); len(ids) > 2*o.MaxSegments+1 {
 		t.Fatalf("%d segments on disk: the idle group pins them", len(ids))
 	}
 	expect(t, bulk, 1, 10, 1000)
@@ -379,5 +383,62 @@ func TestRotIsNotCopiedForward(t *testing.T) {
 	l.Close()
 	if _, err := Open(dir, o); !errors.Is(err, ErrDamaged) {
 		t.Fatalf("Open after rot: %v, want ErrDamaged", err)
+	}
+}
+
+// TestTermSurvivesALostRoll: a roll writes every group's term and vote
+// first in the new segment. If a crash loses that round, Open writes the
+// copy instead, or the segments holding an idle group's term could be
+// removed and the group come back without it.
+func TestTermSurvivesALostRoll(t *testing.T) {
+	dir := t.TempDir()
+	o := Options{SegmentBytes: 16 << 10, MaxSegments: 100}
+	l := open(t, dir, o)
+	idle, busy := groupOf(t, l, "idle"), groupOf(t, l, "busy")
+	idle.SetUint64([]byte("CurrentTerm"), 9)
+	for i := uint64(1); i <= 20; i++ {
+		store(t, busy, i, i, 1, 1000) // over one segment: a roll
+	}
+	l.Close()
+	ids, _ := listSegments(dir)
+	if len(ids) < 2 {
+		t.Fatalf("no roll: %v", ids)
+	}
+	os.Truncate(segmentPath(dir, ids[len(ids)-1]), 0) // the roll's round never landed
+	l = open(t, dir, o)
+	busy = groupOf(t, l, "busy")
+	last, _ := busy.LastIndex()
+	store(t, busy, last+1, last+1, 1, 10)
+	if err := busy.DeleteRange(1, last); err != nil { // older segments die
+		t.Fatal(err)
+	}
+	l.Close()
+	if now, _ := listSegments(dir); len(now) != 1 {
+		t.Fatalf("segments %v, want only the newest", now)
+	}
+	l = open(t, dir, o)
+	defer l.Close()
+	if v, err := groupOf(t, l, "idle").GetUint64([]byte("CurrentTerm")); err != nil || v != 9 {
+		t.Fatalf("idle term after its old segments went: %d, %v", v, err)
+	}
+}
+
+// TestWholeRoundWithLaterBytesIsDamage: a round followed by more bytes
+// was durable before they were written, so a zeroed sector in it is
+// damage even when what follows is an unfinished round.
+func TestWholeRoundWithLaterBytesIsDamage(t *testing.T) {
+	dir := t.TempDir()
+	l := open(t, dir, Options{})
+	a := groupOf(t, l, "a")
+	store(t, a, 1, 1, 1, 3000)
+	store(t, a, 2, 2, 1, 3000)
+	l.Close()
+	path := lastSegment(t, dir)
+	data, _ := os.ReadFile(path)
+	copy(data[1024:1536], make([]byte, 512)) // inside the first round
+	data = data[:len(data)-100]              // the second round unfinished
+	os.WriteFile(path, data, 0o644)
+	if _, err := Open(dir, Options{}); !errors.Is(err, ErrDamaged) {
+		t.Fatalf("Open = %v, want ErrDamaged", err)
 	}
 }

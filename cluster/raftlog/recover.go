@@ -44,6 +44,9 @@ func (l *Log) replaySegment(seg *segment, last bool) error {
 			p = end
 			continue
 		}
+		if _, ok := wholeFrame(data, p, frameMagic); ok {
+			return fmt.Errorf("a record outside any round at offset %d: the log was written by a development build of Quire (062a931) whose format this one does not read; move %s aside", p, l.dir)
+		}
 		if !last || !tornAt(data, p) {
 			return fmt.Errorf("%w: bad round at offset %d", ErrDamaged, p)
 		}
@@ -93,23 +96,36 @@ func wholeFrame(data []byte, p int64, magic uint32) (int64, bool) {
 // round, and the sectors of it that did not reach the disk read as zeros
 // (or are missing): its header is short, or runs past the end of the file,
 // or some sector of it is all zeros. This is how etcd's WAL tells them
-// apart. A whole round that fails its checksum, or any valid round after
-// p, is damage.
+// apart. A whole round that fails its checksum, bytes after the round, or
+// any valid round after p, are damage.
 func tornAt(data []byte, p int64) bool {
 	for q := p + 1; q+frameHeader <= int64(len(data)); q++ {
 		if _, ok := wholeFrame(data, q, roundMagic); ok {
 			return false
 		}
 	}
-	end := int64(len(data))
-	if n, _, ok := parseHeader(data[p:], roundMagic); ok {
-		if p+frameHeader+int64(n) > end {
-			return true
-		}
-		end = p + frameHeader + int64(n)
+	if int64(len(data))-p < frameHeader {
+		return true // an unfinished round was never acknowledged
 	}
-	if end-p < frameHeader {
+	n, _, ok := parseHeader(data[p:], roundMagic)
+	if !ok {
+		// A lost header reads as zeros in its own sector(s); a header
+		// that is there but wrong is damage.
+		for s := p / sectorSize * sectorSize; s < p+frameHeader; s += sectorSize {
+			if allZero(data[max(s, p):min(s+sectorSize, int64(len(data)))]) {
+				return true
+			}
+		}
+		return false
+	}
+	end := p + frameHeader + int64(n)
+	switch {
+	case end > int64(len(data)):
 		return true
+	case end < int64(len(data)):
+		// A later write began, and writes start only once the one before
+		// is durable: this round was whole, so a defect in it is damage.
+		return false
 	}
 	for s := p / sectorSize * sectorSize; s < end; s += sectorSize {
 		// A sliver of a sector is too short to tell a lost sector from
