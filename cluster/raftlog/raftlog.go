@@ -392,10 +392,14 @@ func (l *Log) roll() (*segment, [][]byte, error) {
 	carry := l.stableCopy()
 	oldest := l.segs[0]
 	var move []moveRun
-	// Copy forward when the oldest segment is mostly dead, or, whatever
-	// it holds, when segments pile up.
-	if n := len(l.segs); n > 2*l.opts.MaxSegments || n > l.opts.MaxSegments && oldest.liveBytes <= l.opts.SegmentBytes/4 {
-		if move = l.pickMoves(oldest, l.opts.SegmentBytes/4); len(move) > 0 {
+	// Copy forward the entries of groups that wrote nothing since the
+	// oldest segment: a busy group's snapshots will free its entries
+	// there soon, and copying them each roll stalls every commit. Copy
+	// any group's once the oldest segment is mostly dead or segments
+	// pile up regardless.
+	if n := len(l.segs); n > l.opts.MaxSegments {
+		anyGroup := n > 4*l.opts.MaxSegments || oldest.liveBytes <= l.opts.SegmentBytes/4
+		if move = l.pickMoves(oldest, l.opts.SegmentBytes/4, anyGroup); len(move) > 0 {
 			oldest.refs++
 		}
 	}
@@ -437,12 +441,16 @@ type moveRun struct {
 }
 
 // pickMoves chooses up to budget bytes (at least one entry) of the
-// entries still alive in seg, group by group in name order. Copying a bounded part each roll
+// entries still alive in seg, group by group in name order; unless
+// anyGroup, only of groups whose newest entry is in seg. Copying a bounded part each roll
 // frees a segment held by an idle group's large entries over a few rolls
 // without stalling one commit for a whole segment. Caller holds mu.
-func (l *Log) pickMoves(seg *segment, budget int64) []moveRun {
+func (l *Log) pickMoves(seg *segment, budget int64, anyGroup bool) []moveRun {
 	var out []moveRun
 	for _, g := range l.sortedGroups() {
+		if !anyGroup && (len(g.locs) == 0 || g.locs[len(g.locs)-1].seg != seg) {
+			continue // wrote since: its snapshots will free seg
+		}
 		var run moveRun
 		for _, lc := range g.locs {
 			if lc.seg != seg {

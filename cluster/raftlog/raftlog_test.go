@@ -356,7 +356,7 @@ func TestLargeIdleGroupIsMovedInParts(t *testing.T) {
 	if _, err := busyRounds(groupOf(t, l, "busy"), 400); err != nil {
 		t.Fatal(err)
 	}
-	if ids, _ := listSegments(dir); len(ids) > 2*o.MaxSegments+1 {
+	if ids, _ := listSegments(dir); len(ids) > o.MaxSegments+2 {
 		t.Fatalf("%d segments on disk: the idle group pins them", len(ids))
 	}
 	expect(t, bulk, 1, 10, 1000)
