@@ -64,7 +64,7 @@ func TestRaftGroupsOnSharedLogs(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer r.Shutdown()
+			defer func() { r.Shutdown().Error() }() // before the logs close: raft panics on a closed store
 			rafts = append(rafts, r)
 			fsms = append(fsms, f)
 		}
