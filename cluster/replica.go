@@ -65,14 +65,13 @@ func (n *Node) startReplica(t tp, topic *fsm.Topic) (*replica, error) {
 			return nil, err
 		}
 	}
-	err = verifyPartitionStore(dir)
+	snapshot, err := partitionSnapshotIndex(dir)
+	if err == nil {
+		err = verifyRaftStore(filepath.Join(dir, "raft.db"), snapshot)
+	}
 	if err == nil && shared != nil {
-		var snapshot uint64
-		if snapshot, err = partitionSnapshotIndex(dir); err == nil {
-			err = migrateToShared(dir, snapshot, shared)
-		}
-		if err == nil {
-			err = n.verifyShared(dir, shared)
+		if err = migrateToShared(dir, snapshot, shared); err == nil {
+			err = n.verifyShared(dir, snapshot, shared)
 		}
 	}
 	if err == nil && rebuildReason(dir) == markDamaged {
@@ -146,16 +145,6 @@ func (n *Node) startReplica(t tp, topic *fsm.Topic) (*replica, error) {
 		n.mu.Unlock()
 	}
 	return r, nil
-}
-
-// verifyPartitionStore verifies a partition's own Raft store against its
-// latest snapshot.
-func verifyPartitionStore(dir string) error {
-	snapshot, err := partitionSnapshotIndex(dir)
-	if err != nil {
-		return err
-	}
-	return verifyRaftStore(filepath.Join(dir, "raft.db"), snapshot)
 }
 
 // groupFormed reports whether a partition's group has elected a leader

@@ -84,7 +84,7 @@ func (n *Node) sharedStore(dir string) (*raftlog.Store, error) {
 // verifyShared checks a partition's share of the shared log against its
 // latest snapshot and its files. (Replicas here when the log was found
 // damaged carry a REBUILDING mark from openSharedLog.)
-func (n *Node) verifyShared(dir string, s *raftlog.Store) error {
+func (n *Node) verifyShared(dir string, snapshot uint64, s *raftlog.Store) error {
 	_, statErr := os.Stat(dir)
 	has := n.wal.Has(groupKey(dir))
 	if errors.Is(statErr, os.ErrNotExist) && has {
@@ -92,13 +92,9 @@ func (n *Node) verifyShared(dir string, s *raftlog.Store) error {
 		// gone.
 		return fmt.Errorf("%w: the partition's files are gone but its Raft log is not", errRaftDamaged)
 	}
-	if !has && hasPartitionData(dir) {
+	if !has && (snapshot > 0 || hasRecords(dir)) {
 		// Raft would run from the snapshot with no term or vote.
 		return fmt.Errorf("%w: the partition has data but no Raft log", errRaftDamaged)
-	}
-	snapshot, err := partitionSnapshotIndex(dir)
-	if err != nil {
-		return err
 	}
 	if err := s.Verify(snapshot); err != nil {
 		return fmt.Errorf("%w: %v", errRaftDamaged, err)
@@ -204,12 +200,8 @@ func resetShared(dir string, s *raftlog.Store) error {
 	return removeStore(path)
 }
 
-// hasPartitionData reports whether a partition directory holds a snapshot
-// or records.
-func hasPartitionData(dir string) bool {
-	if snap, err := partitionSnapshotIndex(dir); err != nil || snap > 0 {
-		return true
-	}
+// hasRecords reports whether a partition's segment log holds records.
+func hasRecords(dir string) bool {
 	segs, _ := filepath.Glob(filepath.Join(dir, "log", "*.log"))
 	for _, seg := range segs {
 		if info, err := os.Stat(seg); err == nil && info.Size() > 0 {

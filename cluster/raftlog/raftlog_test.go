@@ -221,16 +221,9 @@ func TestSegmentsRollAndAreReclaimed(t *testing.T) {
 	idle, busy := groupOf(t, l, "idle"), groupOf(t, l, "busy")
 	store(t, idle, 1, 3, 1, 50)
 	idle.SetUint64([]byte("CurrentTerm"), 9)
-	// busy writes and compacts, as a group taking snapshots does.
-	var next uint64 = 1
-	for round := 0; round < 200; round++ {
-		store(t, busy, next, next+1, 1, 500)
-		next += 2
-		if next > 20 {
-			if err := busy.DeleteRange(1, next-20); err != nil {
-				t.Fatal(err)
-			}
-		}
+	next, err := busyRounds(busy, 200)
+	if err != nil {
+		t.Fatal(err)
 	}
 	ids, _ := listSegments(dir)
 	if len(ids) > o.MaxSegments+2 {
