@@ -157,6 +157,9 @@ type nodeMetrics struct {
 	// commit rounds: one write and one fdatasync each.
 	raftLogSync    prometheus.Histogram
 	raftLogRecords prometheus.Histogram
+	// earlyElections counts groups that elected early because their
+	// leader's process was found gone (peerDown).
+	earlyElections prometheus.Counter
 }
 
 func newNodeMetrics(reg prometheus.Registerer) *nodeMetrics {
@@ -202,6 +205,10 @@ func newNodeMetrics(reg prometheus.Registerer) *nodeMetrics {
 			Name:    "quire_raft_log_round_records",
 			Help:    "Records (from all partition groups) made durable by one commit round of the shared Raft log.",
 			Buckets: prometheus.ExponentialBuckets(1, 2, 12),
+		}),
+		earlyElections: f.NewCounter(prometheus.CounterOpts{
+			Name: "quire_raft_early_elections_total",
+			Help: "Raft groups this node followed whose election timeout was cut to the leader lease because the leader's process was found gone.",
 		}),
 	}
 }

@@ -63,6 +63,50 @@ func (n *Node) gossipBlocked() func(from, to int32) bool {
 	return n.cfg.Faults.Drops
 }
 
+// peerDown runs when the node transport finds peer's process gone. Every
+// group this node follows with peer as leader starts its election within
+// the leader lease instead of the heartbeat timeout: after a kill -9 the
+// fail-over is then bounded by the lease, not by when each follower's
+// heartbeat timer happens to fire.
+func (n *Node) peerDown(peer int32) {
+	select {
+	case <-n.started:
+	default:
+		return
+	}
+	if n.ctx.Err() != nil {
+		return
+	}
+	n.mu.RLock()
+	groups := make([]*raftGroup, 0, len(n.replicas)+1)
+	for _, r := range n.replicas {
+		groups = append(groups, r.group)
+	}
+	n.mu.RUnlock()
+	if n.meta != nil {
+		groups = append(groups, n.meta)
+	}
+	fast, normal := n.cfg.ElectionTimeout/2, n.cfg.ElectionTimeout
+	hurried := 0
+	for _, g := range groups {
+		if g.raft.State() != raft.Follower {
+			continue
+		}
+		if _, id := g.raft.LeaderWithID(); id != raftID(peer) {
+			continue
+		}
+		if err := g.hurryElection(fast, normal, 4*normal); err != nil {
+			n.logger.Warn("cannot shorten election timeout", "peer", peer, "error", err)
+			continue
+		}
+		hurried++
+	}
+	n.metrics.earlyElections.Add(float64(hurried))
+	if hurried > 0 {
+		n.logger.Info("leader's process is gone: electing early", "peer", peer, "groups", hurried, "timeout", fast)
+	}
+}
+
 // resolveNode maps a broker id to its node-transport address: gossip is
 // freshest, the registered address survives a gossip outage.
 func (n *Node) resolveNode(id int32) (string, bool) {

@@ -129,6 +129,7 @@ func (n *Node) start() error {
 		ID:         n.cfg.NodeID,
 		Addr:       n.cfg.NodeAddr,
 		Resolve:    n.resolveNode,
+		OnPeerDown: n.peerDown,
 		Faults:     n.cfg.Faults,
 		Logger:     n.logger.Named("node-transport"),
 		Registerer: n.reg,

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -31,6 +32,10 @@ type raftGroup struct {
 	servingTerm atomic.Uint64
 	done        chan struct{}
 	observer    *raft.Observer
+	// hurryMu orders hurryElection's changes to raft's timeouts; hurryGen
+	// names the latest, so only its own timer restores the defaults.
+	hurryMu  sync.Mutex
+	hurryGen uint64
 }
 
 // groupOptions are what differs between metadata and partition groups.
@@ -259,4 +264,34 @@ func (g *raftGroup) leaderTerm() (bool, int32) {
 		return false, -1
 	}
 	return true, int32(term)
+}
+
+// hurryElection runs when the node transport finds that the process of
+// this follower's leader is gone. Waiting out the heartbeat timeout would
+// only lengthen the fail-over, so for window the group's heartbeat and
+// election timeouts drop to fast (raft allows no less than the leader
+// lease). Pre-vote keeps this from unseating a leader that is in fact
+// alive: the other voters, still hearing from it, refuse to vote.
+func (g *raftGroup) hurryElection(fast, normal, window time.Duration) error {
+	g.hurryMu.Lock()
+	defer g.hurryMu.Unlock()
+	g.hurryGen++
+	gen := g.hurryGen
+	if err := g.setTimeouts(fast); err != nil {
+		return err
+	}
+	time.AfterFunc(window, func() {
+		g.hurryMu.Lock()
+		defer g.hurryMu.Unlock()
+		if g.hurryGen == gen {
+			g.setTimeouts(normal)
+		}
+	})
+	return nil
+}
+
+func (g *raftGroup) setTimeouts(d time.Duration) error {
+	rc := g.raft.ReloadableConfig()
+	rc.HeartbeatTimeout, rc.ElectionTimeout = d, d
+	return g.raft.ReloadConfig(rc)
 }

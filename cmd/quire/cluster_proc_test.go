@@ -104,6 +104,7 @@ func TestThreeProcessKill9Leader(t *testing.T) {
 	before := acks.n.Load()
 	t.Logf("killed leader %d after %d acknowledged records", leader, before)
 	waitCount(before + 2000) // a new leader acknowledges again
+	checkEarlyElection(t, bs, killed)
 	cancel()
 	<-done
 	fctx, fcancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -118,6 +119,46 @@ func TestThreeProcessKill9Leader(t *testing.T) {
 	}
 	checkReplicasIdentical(t, bs, "k9")
 	checkAdminEndpoints(t, bs[0])
+}
+
+// checkEarlyElection: the survivors found the killed leader's process gone
+// and cut their election timeout for the groups it led, rather than
+// waiting out the heartbeat timeout.
+func checkEarlyElection(t *testing.T, bs []*broker, killed *broker) {
+	t.Helper()
+	var hurried float64
+	for _, b := range bs {
+		if b == killed {
+			continue
+		}
+		v, err := metricValue("http://"+b.adminAddr+"/metrics", "quire_raft_early_elections_total")
+		if err != nil {
+			t.Fatal(err)
+		}
+		hurried += v
+	}
+	if hurried == 0 {
+		t.Fatalf("no survivor of %s's kill -9 elected early", killed.kafkaAddr)
+	}
+}
+
+// metricValue reads one unlabelled series from a Prometheus endpoint.
+func metricValue(url, name string) (float64, error) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			return strconv.ParseFloat(strings.TrimSpace(v), 64)
+		}
+	}
+	return 0, fmt.Errorf("%s: no series %s", url, name)
 }
 
 type partitionDigest struct {

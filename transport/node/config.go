@@ -38,6 +38,12 @@ type Config struct {
 	// a blocked peer hangs before failing. Zero means DefaultDialTimeout.
 	DialTimeout time.Duration
 
+	// OnPeerDown, if non-nil, is called when a session with a peer ends
+	// and the peer's listener then refuses connections: its process is
+	// gone (killed, crashed, stopped). It runs on its own goroutine. A
+	// peer that only went silent is not reported.
+	OnPeerDown func(peer int32)
+
 	// Registerer, if non-nil, receives the quire_node_transport_* metrics.
 	Registerer prometheus.Registerer
 }

@@ -28,19 +28,23 @@ type testCluster struct {
 	ids   []int32
 }
 
-func newTestCluster(t *testing.T, n int, faults *Faults) *testCluster {
+func newTestCluster(t *testing.T, n int, faults *Faults, opts ...func(*Config)) *testCluster {
 	t.Helper()
 	c := &testCluster{faults: faults, addrs: make(map[int32]string), nodes: make(map[int32]*Transport)}
 	for i := 1; i <= n; i++ {
 		id := int32(i)
-		tr, err := Listen(Config{
+		cfg := Config{
 			ID:          id,
 			Addr:        "127.0.0.1:0",
 			Resolve:     c.resolve,
 			Faults:      faults,
 			Logger:      testLogger(),
 			DialTimeout: testDialTimeout,
-		})
+		}
+		for _, o := range opts {
+			o(&cfg)
+		}
+		tr, err := Listen(cfg)
 		if err != nil {
 			t.Fatalf("listen node %d: %v", id, err)
 		}

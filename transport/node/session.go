@@ -196,6 +196,11 @@ func (t *Transport) resolve(peer int32) (string, error) {
 // stream the peer opens, until the session ends.
 func (t *Transport) serveInbound(raw net.Conn) {
 	from, err := readHello(raw, t.id, helloTimeout)
+	if errors.Is(err, io.EOF) {
+		// Closed before a byte: a peer probing whether this node is up.
+		raw.Close()
+		return
+	}
 	if err != nil {
 		t.logger.Warn("rejecting inbound connection", "remote", raw.RemoteAddr().String(), "error", err)
 		raw.Close()
@@ -248,6 +253,7 @@ func (t *Transport) removeLink(l *link) {
 		delete(t.out, l.peer)
 	}
 	t.metrics.sessions.Dec()
+	t.linkLostLocked(l.peer)
 }
 
 // writeHello announces this node and the node it means to reach. Nothing

@@ -41,6 +41,9 @@ type Transport struct {
 	out    map[int32]*link         // the session this node dialed, per peer
 	dials  map[int32]*pendingDial  // the dial in progress, per peer
 	groups map[string]*StreamLayer // registered raft groups
+	// probing marks peers whose listener is being probed after a lost
+	// session (see linkLostLocked).
+	probing map[int32]bool
 
 	// handlersMu guards handlers. It is separate from mu because every
 	// inbound RPC reads it.
@@ -80,6 +83,7 @@ func Listen(cfg Config) (*Transport, error) {
 		out:      make(map[int32]*link),
 		dials:    make(map[int32]*pendingDial),
 		groups:   make(map[string]*StreamLayer),
+		probing:  make(map[int32]bool),
 		handlers: make(map[string]Handler),
 	}
 	t.unsubscribe = cfg.Faults.Subscribe(t.faultsChanged)
