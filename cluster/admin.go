@@ -157,9 +157,9 @@ type nodeMetrics struct {
 	// commit rounds: one write and one fdatasync each.
 	raftLogSync    prometheus.Histogram
 	raftLogRecords prometheus.Histogram
-	// earlyElections counts groups that elected early because their
-	// leader's process was found gone (peerDown).
-	earlyElections prometheus.Counter
+	// hurriedElections counts groups whose election timeouts were cut
+	// because their leader's process was found gone (peerDown).
+	hurriedElections prometheus.Counter
 }
 
 func newNodeMetrics(reg prometheus.Registerer) *nodeMetrics {
@@ -206,9 +206,9 @@ func newNodeMetrics(reg prometheus.Registerer) *nodeMetrics {
 			Help:    "Records (from all partition groups) made durable by one commit round of the shared Raft log.",
 			Buckets: prometheus.ExponentialBuckets(1, 2, 12),
 		}),
-		earlyElections: f.NewCounter(prometheus.CounterOpts{
-			Name: "quire_raft_early_elections_total",
-			Help: "Raft groups this node followed whose election timeout was cut to the leader lease because the leader's process was found gone.",
+		hurriedElections: f.NewCounter(prometheus.CounterOpts{
+			Name: "quire_raft_hurried_elections_total",
+			Help: "Raft groups this node followed whose heartbeat and election timeouts were cut to just past the leader lease because the leader's process was found gone.",
 		}),
 	}
 }

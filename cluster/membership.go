@@ -32,7 +32,7 @@ func (n *Node) startGossip() error {
 	if err != nil {
 		return err
 	}
-	n.gossip = g
+	n.gossip.Store(g)
 	g.Subscribe(func() {
 		n.triggerDuties()
 		n.triggerReconcile()
@@ -64,9 +64,9 @@ func (n *Node) gossipBlocked() func(from, to int32) bool {
 }
 
 // peerDown runs when the node transport finds peer's process gone. Every
-// group this node follows with peer as leader starts its election within
-// the leader lease instead of the heartbeat timeout: after a kill -9 the
-// fail-over is then bounded by the lease, not by when each follower's
+// group this node follows with peer as leader starts its election just
+// past the leader lease instead of the heartbeat timeout: after a kill -9
+// the fail-over is then bounded by the lease, not by when each follower's
 // heartbeat timer happens to fire.
 func (n *Node) peerDown(peer int32) {
 	select {
@@ -86,7 +86,7 @@ func (n *Node) peerDown(peer int32) {
 	if n.meta != nil {
 		groups = append(groups, n.meta)
 	}
-	fast, normal := n.cfg.ElectionTimeout/2, n.cfg.ElectionTimeout
+	fast, normal := hurriedTimeout(n.cfg.ElectionTimeout), n.cfg.ElectionTimeout
 	hurried := 0
 	for _, g := range groups {
 		if g.raft.State() != raft.Follower {
@@ -95,13 +95,13 @@ func (n *Node) peerDown(peer int32) {
 		if _, id := g.raft.LeaderWithID(); id != raftID(peer) {
 			continue
 		}
-		if err := g.hurryElection(fast, normal, 4*normal); err != nil {
+		if err := g.hurryElection(raftID(peer), fast, normal, 4*normal); err != nil {
 			n.logger.Warn("cannot shorten election timeout", "peer", peer, "error", err)
 			continue
 		}
 		hurried++
 	}
-	n.metrics.earlyElections.Add(float64(hurried))
+	n.metrics.hurriedElections.Add(float64(hurried))
 	if hurried > 0 {
 		n.logger.Info("leader's process is gone: electing early", "peer", peer, "groups", hurried, "timeout", fast)
 	}
@@ -113,8 +113,8 @@ func (n *Node) resolveNode(id int32) (string, bool) {
 	if id == n.cfg.NodeID {
 		return n.advNode, true
 	}
-	if n.gossip != nil {
-		if m, ok := n.gossip.Member(id); ok && m.Meta.NodeAddr != "" {
+	if n.gossip.Load() != nil {
+		if m, ok := n.gossip.Load().Member(id); ok && m.Meta.NodeAddr != "" {
 			return m.Meta.NodeAddr, true
 		}
 	}
@@ -129,7 +129,7 @@ func (n *Node) alive(id int32) bool {
 	if id == n.cfg.NodeID {
 		return true
 	}
-	return n.gossip != nil && n.gossip.Alive(id)
+	return n.gossip.Load() != nil && n.gossip.Load().Alive(id)
 }
 
 // liveBrokers lists registered brokers that gossip reports alive, by id.
@@ -168,7 +168,7 @@ func (n *Node) bootstrapMeta() {
 			continue // joining an existing cluster: wait to be added
 		}
 		var eligible []int32
-		for _, m := range n.gossip.Members() {
+		for _, m := range n.gossip.Load().Members() {
 			if m.State == gossip.StateAlive && m.Meta.Controller {
 				eligible = append(eligible, m.Meta.ID)
 			}
@@ -265,7 +265,7 @@ func (n *Node) registerMembers() {
 	for _, s := range cf.Configuration().Servers {
 		inGroup[s.ID] = true
 	}
-	for _, m := range n.gossip.Members() {
+	for _, m := range n.gossip.Load().Members() {
 		if m.State != gossip.StateAlive || m.Meta.ClusterID != n.cfg.ClusterID {
 			continue
 		}

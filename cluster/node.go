@@ -36,11 +36,13 @@ type Node struct {
 	metaFSM *fsm.MetaFSM
 	// wal is the shared Raft log of the partition groups (nil with
 	// RaftLogPerGroup).
-	wal      *raftlog.Log
-	kafka    *kafka.Server
-	admin    *adminServer
-	nt       *node.Transport
-	gossip   *gossip.Gossip
+	wal   *raftlog.Log
+	kafka *kafka.Server
+	admin *adminServer
+	nt    *node.Transport
+	// gossip is set during start, while the node transport may already
+	// resolve peers through it.
+	gossip   atomic.Pointer[gossip.Gossip]
 	advKafka string
 	advNode  string
 
@@ -177,7 +179,7 @@ func (n *Node) start() error {
 	n.triggerReconcile()
 	close(n.started)
 	n.logger.Info("broker started", "kafka", n.kafka.Addr().String(), "advertised", n.advKafka,
-		"node", n.advNode, "gossip", n.gossip.Addr(), "admin", n.cfg.AdminAddr, "data", n.cfg.DataDir)
+		"node", n.advNode, "gossip", n.gossip.Load().Addr(), "admin", n.cfg.AdminAddr, "data", n.cfg.DataDir)
 	return nil
 }
 
@@ -270,8 +272,8 @@ func (n *Node) AdminAddr() net.Addr {
 func (n *Node) Close() error {
 	// Announce the departure first, so the controller stops placing new
 	// replicas here while this node hands off and shuts down.
-	if n.gossip != nil {
-		if err := n.gossip.Leave(time.Second); err != nil {
+	if n.gossip.Load() != nil {
+		if err := n.gossip.Load().Leave(time.Second); err != nil {
 			n.logger.Debug("gossip leave", "error", err)
 		}
 	}
@@ -301,8 +303,8 @@ func (n *Node) Close() error {
 	if n.wal != nil {
 		errs = append(errs, n.wal.Close())
 	}
-	if n.gossip != nil {
-		errs = append(errs, n.gossip.Shutdown())
+	if n.gossip.Load() != nil {
+		errs = append(errs, n.gossip.Load().Shutdown())
 	}
 	if n.nt != nil {
 		errs = append(errs, n.nt.Close())

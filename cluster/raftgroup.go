@@ -94,7 +94,7 @@ func (n *Node) raftConfig(o groupOptions) *raft.Config {
 	c.LocalID = raftID(n.cfg.NodeID)
 	c.HeartbeatTimeout = n.cfg.ElectionTimeout
 	c.ElectionTimeout = n.cfg.ElectionTimeout
-	c.LeaderLeaseTimeout = n.cfg.ElectionTimeout / 2
+	c.LeaderLeaseTimeout = leaseTimeout(n.cfg.ElectionTimeout)
 	c.CommitTimeout = 5 * time.Millisecond
 	c.MaxAppendEntries = 256
 	c.SnapshotThreshold = o.snapshotThreshold
@@ -267,31 +267,69 @@ func (g *raftGroup) leaderTerm() (bool, int32) {
 }
 
 // hurryElection runs when the node transport finds that the process of
-// this follower's leader is gone. Waiting out the heartbeat timeout would
-// only lengthen the fail-over, so for window the group's heartbeat and
-// election timeouts drop to fast (raft allows no less than the leader
-// lease). Pre-vote keeps this from unseating a leader that is in fact
-// alive: the other voters, still hearing from it, refuse to vote.
-func (g *raftGroup) hurryElection(fast, normal, window time.Duration) error {
+// dead, this follower's leader, is gone. Waiting out the heartbeat timeout
+// would only lengthen the fail-over, so the group's heartbeat and election
+// timeouts drop to fast until a leader other than dead is known, or for
+// window at most. Pre-vote keeps this from unseating a leader that is in
+// fact alive: the other voters, still hearing from it, refuse to vote.
+func (g *raftGroup) hurryElection(dead raft.ServerID, fast, normal, window time.Duration) error {
 	g.hurryMu.Lock()
-	defer g.hurryMu.Unlock()
 	g.hurryGen++
 	gen := g.hurryGen
-	if err := g.setTimeouts(fast); err != nil {
+	err := g.setTimeouts(fast)
+	g.hurryMu.Unlock()
+	if err != nil {
 		return err
 	}
-	time.AfterFunc(window, func() {
+	go func() {
+		if !g.awaitLeaderOtherThan(dead, window) {
+			return // the group stopped
+		}
 		g.hurryMu.Lock()
 		defer g.hurryMu.Unlock()
 		if g.hurryGen == gen {
 			g.setTimeouts(normal)
 		}
-	})
+	}()
 	return nil
+}
+
+// awaitLeaderOtherThan waits until the group knows a leader other than
+// dead, or window passes. It reports false if the group stops first.
+func (g *raftGroup) awaitLeaderOtherThan(dead raft.ServerID, window time.Duration) bool {
+	deadline := time.NewTimer(window)
+	defer deadline.Stop()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-g.done:
+			return false
+		case <-deadline.C:
+			return true
+		case <-tick.C:
+			if _, id := g.raft.LeaderWithID(); id != "" && id != dead {
+				return true
+			}
+		}
+	}
 }
 
 func (g *raftGroup) setTimeouts(d time.Duration) error {
 	rc := g.raft.ReloadableConfig()
 	rc.HeartbeatTimeout, rc.ElectionTimeout = d, d
 	return g.raft.ReloadConfig(rc)
+}
+
+// leaseTimeout is the partition and metadata groups' leader lease: a
+// leader that has not heard from a quorum for this long steps down.
+func leaseTimeout(election time.Duration) time.Duration { return election / 2 }
+
+// hurriedTimeout is the heartbeat and election timeout of a group whose
+// leader's process is gone: one heartbeat interval (a tenth of the
+// timeout, in hashicorp/raft) past the lease, so that even a leader that
+// was wrongly reported gone has stepped down before a follower can
+// replace it.
+func hurriedTimeout(election time.Duration) time.Duration {
+	return leaseTimeout(election) + election/10
 }

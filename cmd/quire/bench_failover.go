@@ -79,6 +79,12 @@ func benchFailovers(ctx context.Context, bc *localCluster, adm *client.Admin, o 
 			time.Sleep(time.Millisecond)
 		}
 	}()
+	// Time fail-overs of a running producer: one still fetching its
+	// producer id when the first kill lands would also time that
+	// request's own fail-over.
+	if _, ok := waitAckAfter(ctx, &log, time.Now(), 60*time.Second); !ok {
+		return fmt.Errorf("fail-over producer: no acknowledged write within 60s")
+	}
 	var times []time.Duration
 	for round := 0; round < o.failovers; round++ {
 		st, err := waitFullISR(ctx, adm, topic, len(bc.brokers))

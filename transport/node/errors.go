@@ -31,6 +31,10 @@ var (
 	// than the stream header can carry.
 	ErrBadName = errors.New("node transport: bad stream name")
 
+	// ErrPeerDown means the called node's listener refused a connection
+	// moments ago: its process is gone (see Config.OnPeerDown).
+	ErrPeerDown = errors.New("node transport: peer's process is gone")
+
 	errBadHello  = errors.New("node transport: bad hello")
 	errBadHeader = errors.New("node transport: bad stream header")
 	errBadFrame  = errors.New("node transport: bad rpc frame")

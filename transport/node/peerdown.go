@@ -15,24 +15,60 @@ var probeDelays = []time.Duration{0, 100 * time.Millisecond, 200 * time.Millisec
 const probeTimeout = time.Second
 
 // linkLostLocked runs, with mu held, when a session with peer ends. If the
-// config asks to hear of dead peers, it probes the peer's listener once per
-// loss (several sessions to one peer end together when it dies).
+// config asks to hear of dead peers, it probes the peer's listener. One
+// probe runs per peer at a time (several sessions to one peer end together
+// when it dies); a loss during a probe that found the peer up probes again,
+// as the peer may have died after that probe's last connect.
 func (t *Transport) linkLostLocked(peer int32) {
-	if t.cfg.OnPeerDown == nil || t.closed || t.probing[peer] || peer == t.id {
+	if t.cfg.OnPeerDown == nil || t.closed || peer == t.id {
 		return
 	}
-	t.probing[peer] = true
+	if _, running := t.probing[peer]; running {
+		t.probing[peer] = true
+		return
+	}
+	t.probing[peer] = false
 	t.goLocked(func() {
-		down := t.peerRefuses(peer)
-		t.mu.Lock()
-		delete(t.probing, peer)
-		t.mu.Unlock()
-		if down {
-			t.logger.Info("peer process is gone: its listener refuses connections", "peer", peer)
-			t.cfg.OnPeerDown(peer)
+		for {
+			down := t.peerRefuses(peer)
+			t.mu.Lock()
+			if down {
+				t.down[peer] = time.Now()
+			}
+			again := t.probing[peer] && !down && !t.closed
+			if again {
+				t.probing[peer] = false
+			} else {
+				delete(t.probing, peer)
+			}
+			t.mu.Unlock()
+			if down {
+				t.logger.Info("peer process is gone: its listener refuses connections", "peer", peer)
+				t.cfg.OnPeerDown(peer)
+			}
+			if !again {
+				return
+			}
 		}
 	})
 }
+
+// downFor is how long after a refused probe RPC calls to the peer fail
+// fast, unless a session with it comes up first. Long enough to cover a
+// fail-over, short enough that a mark nobody clears does little harm.
+const downFor = 5 * time.Second
+
+// peerDown reports whether peer's listener was found refusing recently and
+// no session with it has come up since.
+func (t *Transport) peerDown(peer int32) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	at, ok := t.down[peer]
+	return ok && time.Since(at) < downFor
+}
+
+// peerUpLocked forgets a refusal once a session with peer comes up.
+func (t *Transport) peerUpLocked(peer int32) { delete(t.down, peer) }
 
 // peerRefuses reports whether peer's listener refuses a connection: its
 // process has exited. A peer that cannot be reached at all (a partition,

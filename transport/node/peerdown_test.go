@@ -2,18 +2,21 @@ package node
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
 	"time"
 )
 
 // A peer whose transport is gone is reported down by every node that had
-// a session with it; a session that merely broke, with the peer still
-// listening, is not reported.
+// a session with it and can reach its address; a session that merely
+// broke, with the peer still listening, or one cut by a partition, is not
+// reported.
 func TestPeerDownOnlyForAGoneProcess(t *testing.T) {
 	var mu sync.Mutex
 	downs := map[int32][]int32{} // reporter -> peers reported down
-	c := newTestCluster(t, 3, &Faults{}, func(cfg *Config) {
+	faults := &Faults{}
+	c := newTestCluster(t, 3, faults, func(cfg *Config) {
 		id := cfg.ID
 		cfg.OnPeerDown = func(peer int32) {
 			mu.Lock()
@@ -43,10 +46,15 @@ func TestPeerDownOnlyForAGoneProcess(t *testing.T) {
 	eventually(t, "node 1's probe of node 2 to finish", func() bool {
 		n1.mu.Lock()
 		defer n1.mu.Unlock()
-		return n1.out[2] == nil && !n1.probing[2]
+		_, probing := n1.probing[2]
+		return n1.out[2] == nil && !probing
 	})
-	// Node 2's side of the session ends too and probes node 1: give
-	// that probe time to run its course (a few hundred ms).
+	// A partition between nodes 1 and 3 resets their sessions; neither
+	// can tell whether the other is up, so neither reports.
+	faults.Partition(1, 3)
+	// Node 2's side of the broken session ends too and probes node 1, and
+	// the partition's probes start: give them time to run their course (a
+	// few hundred ms).
 	time.Sleep(2 * time.Second)
 	mu.Lock()
 	if len(downs) != 0 {
@@ -54,22 +62,45 @@ func TestPeerDownOnlyForAGoneProcess(t *testing.T) {
 	}
 	mu.Unlock()
 
+	// Node 3 stops: node 2 finds its listener gone; node 1, cut off from
+	// it, learns nothing.
 	c.nodes[3].Close()
-	eventually(t, "nodes 1 and 2 to report node 3 down", func() bool {
+	eventually(t, "node 2 to report node 3 down", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
-		return len(downs[1]) > 0 && len(downs[2]) > 0
+		return len(downs[2]) > 0
 	})
+	time.Sleep(2 * time.Second)
 	mu.Lock()
-	defer mu.Unlock()
-	for _, id := range []int32{1, 2} {
-		for _, p := range downs[id] {
-			if p != 3 {
-				t.Fatalf("node %d reported node %d down, want only node 3", id, p)
-			}
+	for _, p := range downs[2] {
+		if p != 3 {
+			t.Fatalf("node 2 reported node %d down, want only node 3", p)
 		}
 	}
-	if len(downs[3]) != 0 {
-		t.Fatalf("closed node 3 reported %v down", downs[3])
+	if len(downs[1]) != 0 || len(downs[3]) != 0 {
+		t.Fatalf("reports %v: node 1 is partitioned from node 3 and node 3 is closed; neither may report", downs)
+	}
+	mu.Unlock()
+
+	// Calls to the gone peer fail at once rather than retrying the
+	// refused dial, so a caller turns to another node.
+	n2 := c.nodes[2]
+	if _, err := n2.Call(ctx, 3, "echo", nil); !errors.Is(err, ErrPeerDown) {
+		t.Fatalf("call to a gone peer: %v, want ErrPeerDown", err)
+	}
+
+	// Node 3 comes back on its address and dials node 2: calls work again.
+	addr, _ := c.resolve(3)
+	n3, err := Listen(Config{ID: 3, Addr: addr, Resolve: c.resolve, Faults: faults, Logger: testLogger(), DialTimeout: testDialTimeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n3.Close()
+	n3.Handle("echo", echo)
+	if _, err := n3.Call(ctx, 2, "echo", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n2.Call(ctx, 3, "echo", nil); err != nil {
+		t.Fatalf("call to node 3 after it came back: %v", err)
 	}
 }

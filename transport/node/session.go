@@ -109,6 +109,7 @@ func (t *Transport) dialAndWatch(peer int32, d *pendingDial) {
 		t.links[l] = struct{}{}
 		t.out[peer] = l
 		t.metrics.sessions.Inc()
+		t.peerUpLocked(peer)
 	}
 	t.mu.Unlock()
 
@@ -239,6 +240,7 @@ func (t *Transport) addLink(l *link) bool {
 	}
 	t.links[l] = struct{}{}
 	t.metrics.sessions.Inc()
+	t.peerUpLocked(l.peer)
 	return true
 }
 

@@ -41,9 +41,13 @@ type Transport struct {
 	out    map[int32]*link         // the session this node dialed, per peer
 	dials  map[int32]*pendingDial  // the dial in progress, per peer
 	groups map[string]*StreamLayer // registered raft groups
-	// probing marks peers whose listener is being probed after a lost
-	// session (see linkLostLocked).
+	// probing holds the peers whose listener is being probed after a lost
+	// session, and whether another session was lost meanwhile (see
+	// linkLostLocked).
 	probing map[int32]bool
+	// down holds when each peer's listener was last found refusing; RPC
+	// calls to it fail fast for a while (see Call).
+	down map[int32]time.Time
 
 	// handlersMu guards handlers. It is separate from mu because every
 	// inbound RPC reads it.
@@ -84,6 +88,7 @@ func Listen(cfg Config) (*Transport, error) {
 		dials:    make(map[int32]*pendingDial),
 		groups:   make(map[string]*StreamLayer),
 		probing:  make(map[int32]bool),
+		down:     make(map[int32]time.Time),
 		handlers: make(map[string]Handler),
 	}
 	t.unsubscribe = cfg.Faults.Subscribe(t.faultsChanged)
