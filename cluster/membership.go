@@ -124,12 +124,15 @@ func (n *Node) resolveNode(id int32) (string, bool) {
 	return "", false
 }
 
-// alive reports whether gossip considers the broker alive.
+// alive reports whether gossip considers the broker alive and the node
+// transport has not just found its process gone: gossip takes seconds to
+// suspect a crashed node, a refused connection is immediate.
 func (n *Node) alive(id int32) bool {
 	if id == n.cfg.NodeID {
 		return true
 	}
-	return n.gossip.Load() != nil && n.gossip.Load().Alive(id)
+	g := n.gossip.Load()
+	return g != nil && g.Alive(id) && !n.nt.PeerDown(id)
 }
 
 // liveBrokers lists registered brokers that gossip reports alive, by id.

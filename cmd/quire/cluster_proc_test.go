@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -103,6 +104,7 @@ func TestThreeProcessKill9Leader(t *testing.T) {
 	killed.kill9()
 	before := acks.n.Load()
 	t.Logf("killed leader %d after %d acknowledged records", leader, before)
+	checkPlacementSkipsGone(t, adm, bs, killed, leader)
 	waitCount(before + 2000) // a new leader acknowledges again
 	checkEarlyElection(t, bs, killed)
 	cancel()
@@ -139,6 +141,50 @@ func checkEarlyElection(t *testing.T, bs []*broker, killed *broker) {
 	}
 	if hurried == 0 {
 		t.Fatalf("no survivor of %s's kill -9 hurried an election", killed.kafkaAddr)
+	}
+}
+
+// checkPlacementSkipsGone: once the survivors' transports have found the
+// killed node's listener refusing, a topic created at once places no
+// replica on it, though gossip (seconds to suspect a crash with the
+// default timings) still reports it alive.
+func checkPlacementSkipsGone(t *testing.T, adm *kadm.Client, bs []*broker, killed *broker, killedID int32) {
+	t.Helper()
+	for _, b := range bs {
+		if b == killed {
+			continue
+		}
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			v, err := metricValue("http://"+b.adminAddr+"/metrics", "quire_node_transport_peers_gone_total")
+			if err == nil && v > 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s never found the killed node gone: %v", b.adminAddr, err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	resp, err := adm.CreateTopic(testCtx(t, 30*time.Second), 6, 2, nil, "k9-placed")
+	if err == nil {
+		err = resp.Err
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	md, err := adm.Metadata(testCtx(t, 30*time.Second), "k9-placed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	parts := md.Topics["k9-placed"].Partitions
+	if len(parts) != 6 {
+		t.Fatalf("k9-placed has %d partitions, want 6", len(parts))
+	}
+	for _, p := range parts {
+		if slices.Contains(p.Replicas, killedID) {
+			t.Fatalf("partition %d placed on killed node %d: replicas %v", p.Partition, killedID, p.Replicas)
+		}
 	}
 }
 

@@ -9,6 +9,7 @@ type metrics struct {
 	streams      *prometheus.CounterVec
 	dialFailures prometheus.Counter
 	sessions     prometheus.Gauge
+	peersGone    prometheus.Counter
 }
 
 // newMetrics registers on reg; a nil reg yields working but unexported
@@ -27,6 +28,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		sessions: f.NewGauge(prometheus.GaugeOpts{
 			Name: "quire_node_transport_sessions",
 			Help: "Open yamux sessions to and from peer nodes.",
+		}),
+		peersGone: f.NewCounter(prometheus.CounterOpts{
+			Name: "quire_node_transport_peers_gone_total",
+			Help: "Probes after a lost session that found the peer's listener refusing connections: its process was gone.",
 		}),
 	}
 }

@@ -34,6 +34,7 @@ func (t *Transport) linkLostLocked(peer int32) {
 			t.mu.Lock()
 			if down {
 				t.down[peer] = time.Now()
+				t.metrics.peersGone.Inc()
 			}
 			again := t.probing[peer] && !down && !t.closed
 			if again {
@@ -53,14 +54,17 @@ func (t *Transport) linkLostLocked(peer int32) {
 	})
 }
 
-// downFor is how long after a refused probe RPC calls to the peer fail
-// fast, unless a session with it comes up first. Long enough to cover a
-// fail-over, short enough that a mark nobody clears does little harm.
-const downFor = 5 * time.Second
+// downFor is how long after a refused probe the peer counts as down (RPC
+// calls to it fail fast, PeerDown reports it), unless a session with it
+// comes up first. Long enough to cover a fail-over and gossip's own
+// verdict on a crashed node, short enough that a mark nobody clears does
+// little harm.
+const downFor = 10 * time.Second
 
-// peerDown reports whether peer's listener was found refusing recently and
-// no session with it has come up since.
-func (t *Transport) peerDown(peer int32) bool {
+// PeerDown reports whether peer's listener was found refusing recently
+// and no session with it has come up since: its process is gone, which
+// gossip may not know for some seconds yet.
+func (t *Transport) PeerDown(peer int32) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	at, ok := t.down[peer]

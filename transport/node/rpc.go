@@ -54,7 +54,7 @@ func (t *Transport) Call(ctx context.Context, to int32, method string, req []byt
 	if len(req) > MaxMessageBytes {
 		return nil, fmt.Errorf("call %s: request of %d bytes: %w", method, len(req), ErrMessageTooLarge)
 	}
-	if t.peerDown(to) {
+	if t.PeerDown(to) {
 		// A dial would retry the refusal for DialTimeout; the caller had
 		// better look for another node (a new leader) now.
 		return nil, fmt.Errorf("call %s on node %d: %w", method, to, ErrPeerDown)
