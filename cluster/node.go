@@ -522,6 +522,7 @@ func (n *Node) DescribePartition(topic string, partition int32) string {
 		r.group.raft.AppliedIndex(), r.fsm.HighWatermark(), alive, leader, epoch)
 }
 
-// BrokerAlive reports whether gossip on this node considers the broker
-// alive (placement uses only live brokers).
+// BrokerAlive reports whether this node considers the broker alive: gossip
+// says so and its listener was not just found refusing (placement uses
+// only live brokers).
 func (n *Node) BrokerAlive(id int32) bool { return n.alive(id) }

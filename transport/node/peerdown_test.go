@@ -70,7 +70,8 @@ func TestPeerDownOnlyForAGoneProcess(t *testing.T) {
 		defer mu.Unlock()
 		return len(downs[2]) > 0
 	})
-	time.Sleep(2 * time.Second)
+	// Longer than one mark lasts unrenewed: re-probes keep it.
+	time.Sleep(downFor + time.Second)
 	mu.Lock()
 	for _, p := range downs[2] {
 		if p != 3 {
@@ -89,7 +90,12 @@ func TestPeerDownOnlyForAGoneProcess(t *testing.T) {
 		t.Fatalf("call to a gone peer: %v, want ErrPeerDown", err)
 	}
 
-	// Node 3 comes back on its address and dials node 2: calls work again.
+	if !n2.PeerDown(3) {
+		t.Fatal("node 2 does not report node 3 down")
+	}
+
+	// Node 3 comes back on its address. Without any session between them,
+	// node 2's re-probe finds it listening, and calls work again.
 	addr, _ := c.resolve(3)
 	n3, err := Listen(Config{ID: 3, Addr: addr, Resolve: c.resolve, Faults: faults, Logger: testLogger(), DialTimeout: testDialTimeout})
 	if err != nil {
@@ -97,9 +103,7 @@ func TestPeerDownOnlyForAGoneProcess(t *testing.T) {
 	}
 	defer n3.Close()
 	n3.Handle("echo", echo)
-	if _, err := n3.Call(ctx, 2, "echo", nil); err != nil {
-		t.Fatal(err)
-	}
+	eventually(t, "node 2 to find node 3 back", func() bool { return !n2.PeerDown(3) })
 	if _, err := n2.Call(ctx, 3, "echo", nil); err != nil {
 		t.Fatalf("call to node 3 after it came back: %v", err)
 	}

@@ -45,9 +45,12 @@ type Transport struct {
 	// session, and whether another session was lost meanwhile (see
 	// linkLostLocked).
 	probing map[int32]bool
-	// down holds when each peer's listener was last found refusing; RPC
-	// calls to it fail fast for a while (see Call).
-	down map[int32]time.Time
+
+	// downMu guards down, which holds when each peer marked down last
+	// refused a connection (see PeerDown). Its own lock: Metadata asks
+	// for every replica, and mu is taken by every stream open.
+	downMu sync.Mutex
+	down   map[int32]time.Time
 
 	// handlersMu guards handlers. It is separate from mu because every
 	// inbound RPC reads it.
