@@ -299,7 +299,8 @@ func (g *raftGroup) hurryElection(dead raft.ServerID, fast, normal, window time.
 func (g *raftGroup) awaitLeaderOtherThan(dead raft.ServerID, window time.Duration) bool {
 	deadline := time.NewTimer(window)
 	defer deadline.Stop()
-	tick := time.NewTicker(20 * time.Millisecond)
+	// Coarse: a node may hurry every group a dead peer led at once.
+	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	for {
 		select {
