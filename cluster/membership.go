@@ -113,8 +113,8 @@ func (n *Node) resolveNode(id int32) (string, bool) {
 	if id == n.cfg.NodeID {
 		return n.advNode, true
 	}
-	if n.gossip.Load() != nil {
-		if m, ok := n.gossip.Load().Member(id); ok && m.Meta.NodeAddr != "" {
+	if g := n.gossip.Load(); g != nil {
+		if m, ok := g.Member(id); ok && m.Meta.NodeAddr != "" {
 			return m.Meta.NodeAddr, true
 		}
 	}

@@ -272,8 +272,8 @@ func (n *Node) AdminAddr() net.Addr {
 func (n *Node) Close() error {
 	// Announce the departure first, so the controller stops placing new
 	// replicas here while this node hands off and shuts down.
-	if n.gossip.Load() != nil {
-		if err := n.gossip.Load().Leave(time.Second); err != nil {
+	if g := n.gossip.Load(); g != nil {
+		if err := g.Leave(time.Second); err != nil {
 			n.logger.Debug("gossip leave", "error", err)
 		}
 	}
@@ -303,8 +303,8 @@ func (n *Node) Close() error {
 	if n.wal != nil {
 		errs = append(errs, n.wal.Close())
 	}
-	if n.gossip.Load() != nil {
-		errs = append(errs, n.gossip.Load().Shutdown())
+	if g := n.gossip.Load(); g != nil {
+		errs = append(errs, g.Shutdown())
 	}
 	if n.nt != nil {
 		errs = append(errs, n.nt.Close())
