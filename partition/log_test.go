@@ -674,3 +674,30 @@ func TestSyncConcurrentWithAppend(t *testing.T) {
 	}
 	<-done
 }
+
+// A partition holds one descriptor while idle, its active segment's log:
+// its index files are open only from a flush to the sync after it. A node
+// hosts thousands of partitions.
+func TestIndexFilesClosedWhileIdle(t *testing.T) {
+	dir := t.TempDir()
+	l := openLog(t, dir, smallConfig())
+	open := func(when string) {
+		t.Helper()
+		if s := l.active(); s.idxF != nil || s.timeF != nil {
+			t.Fatalf("%s: index files of the active segment are open", when)
+		}
+	}
+	open("new log")
+	want := appendAll(t, l, 30, func(_ int, base int64) []byte { return simpleBatch(base, 2, 40, 1000+base) })
+	if err := l.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	open("after sync")
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	l = openLog(t, dir, smallConfig())
+	defer l.Close()
+	open("reopened")
+	checkReadAll(t, l, want)
+}

@@ -167,7 +167,8 @@ func (l *Log) load() error {
 	return nil
 }
 
-// activateLoaded leaves index files open only for the active segment.
+// activateLoaded trims the active segment's index files to what it has
+// flushed; every segment's index files are left closed.
 func activateLoaded(segs []*segment) error {
 	for _, s := range segs[:len(segs)-1] {
 		if err := s.closeIndexFiles(); err != nil {
@@ -178,7 +179,7 @@ func activateLoaded(segs []*segment) error {
 	if err := active.readFirstTimestamp(); err != nil {
 		return fmt.Errorf("segment %s: %w", active.path(), err)
 	}
-	return active.openIndexFiles()
+	return active.trimIndexFiles()
 }
 
 func (l *Log) loadSegments(bases []int64) ([]*segment, error) {

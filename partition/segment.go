@@ -42,7 +42,7 @@ type segment struct {
 
 	firstTs     int64    // writer: MaxTimestamp of the first batch, or noTimestamp
 	lastIdxPos  int64    // writer: position of the newest index entry (0 = segment start)
-	idxF, timeF *os.File // writer: open only while the segment is active
+	idxF, timeF *os.File // writer: open only between an index flush and the sync after it
 	flushedOff  int      // writer: offset entries already in the index file
 	flushedTime int      // writer: time entries already in the time index file
 	dirty       bool     // writer: log bytes written since the last fsync
@@ -83,7 +83,7 @@ func createSegment(dir string, base int64) (*segment, error) {
 		return nil, err
 	}
 	s := newSegment(dir, base, f)
-	if err := s.openIndexFiles(); err != nil {
+	if err := s.trimIndexFiles(); err != nil {
 		s.closeFiles()
 		return nil, err
 	}
@@ -150,6 +150,42 @@ func (s *segment) openIndexFiles() error {
 	return s.truncateIndexFiles()
 }
 
+// trimIndexFiles cuts the index files to what has been flushed and leaves
+// them closed: a node hosts thousands of partitions, and index files held
+// open for each would take three descriptors per partition, where one is
+// enough. They are opened again only to be written (flushIndexes).
+func (s *segment) trimIndexFiles() error {
+	s.flushedOff = min(s.flushedOff, len(s.offIdx))
+	s.flushedTime = min(s.flushedTime, len(s.timeIdx))
+	if fileSizeIs(segmentPath(s.dir, s.base, indexSuffix), int64(s.flushedOff)*offsetEntrySize) &&
+		fileSizeIs(segmentPath(s.dir, s.base, timeIndexSuffix), int64(s.flushedTime)*timeEntrySize) {
+		return nil // nothing to cut: a new segment, or a clean one
+	}
+	if err := s.openIndexFiles(); err != nil {
+		return err
+	}
+	if err := s.idxF.Sync(); err != nil {
+		s.closeIndexFiles()
+		return err
+	}
+	if err := s.timeF.Sync(); err != nil {
+		s.closeIndexFiles()
+		return err
+	}
+	s.idxDirty = false
+	return s.closeIndexFiles()
+}
+
+// fileSizeIs reports whether the file at path has size bytes; a file that
+// does not exist counts as empty.
+func fileSizeIs(path string, size int64) bool {
+	fi, err := os.Stat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return size == 0
+	}
+	return err == nil && fi.Size() == size
+}
+
 func (s *segment) truncateIndexFiles() error {
 	s.flushedOff = min(s.flushedOff, len(s.offIdx))
 	s.flushedTime = min(s.flushedTime, len(s.timeIdx))
@@ -163,7 +199,7 @@ func (s *segment) truncateIndexFiles() error {
 // flushIndexes writes index entries not yet in the files. Index writes are
 // batched here rather than done per append to keep Append at one syscall.
 func (s *segment) flushIndexes() error {
-	if s.idxF == nil {
+	if s.idxF == nil && (len(s.offIdx) > s.flushedOff || len(s.timeIdx) > s.flushedTime) {
 		if err := s.openIndexFiles(); err != nil {
 			return err
 		}
@@ -207,7 +243,7 @@ func (s *segment) sync() error {
 		}
 		s.dirty = false
 	}
-	if s.idxDirty {
+	if s.idxDirty && s.idxF != nil {
 		if err := s.idxF.Sync(); err != nil {
 			return err
 		}
@@ -216,7 +252,7 @@ func (s *segment) sync() error {
 		}
 		s.idxDirty = false
 	}
-	return nil
+	return s.closeIndexFiles()
 }
 
 // closeIndexFiles closes the index files of a segment that stops being

@@ -105,7 +105,7 @@ func (l *Log) cutSegmentFiles(s *segment) error {
 	} else if err := s.readFirstTimestamp(); err != nil {
 		return err
 	}
-	return s.openIndexFiles()
+	return s.trimIndexFiles()
 }
 
 // removeSegments deletes segments that were already taken out of the list.
