@@ -19,6 +19,7 @@ const (
 	metaAllocPIDs   byte = 3
 	metaRegister    byte = 4
 	metaSetLeader   byte = 5
+	metaSetLeaders  byte = 6
 )
 
 // Topic is a topic as the controller knows it.
@@ -29,6 +30,9 @@ type Topic struct {
 	ID         [16]byte          `json:"id"`
 	Partitions []Assignment      `json:"partitions"`
 	Configs    map[string]string `json:"configs,omitempty"`
+	// CreatedIndex is the metadata log index at which the topic was
+	// created (0 for topics created before it was recorded).
+	CreatedIndex uint64 `json:"created_index,omitempty"`
 }
 
 // Assignment is the replica set of one partition, preferred leader first,
@@ -116,6 +120,13 @@ type SetLeaderCmd struct {
 	ISR       []int32  `json:"isr"`
 }
 
+// SetLeadersCmd records many partitions' leaders in one entry: a node that
+// wins thousands of elections at once reports them together. Each is
+// applied as a SetLeaderCmd would be; stale ones are skipped.
+type SetLeadersCmd struct {
+	Leaders []SetLeaderCmd `json:"leaders"`
+}
+
 // AllocPIDsCmd reserves a block of producer ids.
 type AllocPIDsCmd struct {
 	Count int64 `json:"count"`
@@ -142,6 +153,8 @@ func EncodeMeta(cmd interface{}) ([]byte, error) {
 		t = metaRegister
 	case *SetLeaderCmd:
 		t = metaSetLeader
+	case *SetLeadersCmd:
+		t = metaSetLeaders
 	default:
 		return nil, fmt.Errorf("unknown metadata command %T", cmd)
 	}
@@ -206,6 +219,7 @@ func (m *MetaFSM) Apply(l *raft.Log) interface{} {
 	case metaCreateTopic:
 		var c CreateTopicCmd
 		if err = json.Unmarshal(l.Data[1:], &c); err == nil {
+			c.Topic.CreatedIndex = l.Index
 			res.Err = next.createTopic(&c.Topic)
 		}
 	case metaDeleteTopic:
@@ -227,7 +241,12 @@ func (m *MetaFSM) Apply(l *raft.Log) interface{} {
 	case metaSetLeader:
 		var c SetLeaderCmd
 		if err = json.Unmarshal(l.Data[1:], &c); err == nil {
-			res.Err = next.setLeader(&c)
+			res.Err = next.setLeaders([]SetLeaderCmd{c})
+		}
+	case metaSetLeaders:
+		var c SetLeadersCmd
+		if err = json.Unmarshal(l.Data[1:], &c); err == nil {
+			next.setLeaders(c.Leaders)
 		}
 	default:
 		err = fmt.Errorf("unknown type %d", l.Data[0])
@@ -266,23 +285,39 @@ func (s *MetaState) registerBroker(b *Broker) {
 	s.Brokers = brokers
 }
 
-func (s *MetaState) setLeader(c *SetLeaderCmd) error {
-	t, ok := s.Topics[c.Topic]
-	if !ok || t.ID != c.TopicID || c.Partition < 0 || int(c.Partition) >= len(t.Partitions) {
-		return kerr.UnknownTopicOrPartition
+// setLeaders applies leader reports in order, copying each topic they
+// touch once; it returns the error of the last one refused.
+func (s *MetaState) setLeaders(cmds []SetLeaderCmd) error {
+	var err error
+	copied := make(map[string]*Topic)
+	for i := range cmds {
+		c := &cmds[i]
+		t, ok := s.Topics[c.Topic]
+		if !ok || t.ID != c.TopicID || c.Partition < 0 || int(c.Partition) >= len(t.Partitions) {
+			err = kerr.UnknownTopicOrPartition
+			continue
+		}
+		cur := t.Partitions[c.Partition]
+		if c.Epoch < cur.LeaderEpoch || (c.Epoch == cur.LeaderEpoch && cur.Leader >= 0 && c.Leader != cur.Leader) {
+			err = kerr.FencedLeaderEpoch
+			continue
+		}
+		nt := copied[t.Name]
+		if nt == nil {
+			if len(copied) == 0 {
+				s.Topics = copyTopics(s.Topics)
+			}
+			cp := *t
+			cp.Partitions = append([]Assignment(nil), t.Partitions...)
+			nt = &cp
+			copied[t.Name] = nt
+			s.Topics[t.Name] = nt
+		}
+		nt.Partitions[c.Partition].Leader = c.Leader
+		nt.Partitions[c.Partition].LeaderEpoch = c.Epoch
+		nt.Partitions[c.Partition].ISR = append([]int32(nil), c.ISR...)
 	}
-	cur := t.Partitions[c.Partition]
-	if c.Epoch < cur.LeaderEpoch || (c.Epoch == cur.LeaderEpoch && cur.Leader >= 0 && c.Leader != cur.Leader) {
-		return kerr.FencedLeaderEpoch
-	}
-	nt := *t
-	nt.Partitions = append([]Assignment(nil), t.Partitions...)
-	nt.Partitions[c.Partition].Leader = c.Leader
-	nt.Partitions[c.Partition].LeaderEpoch = c.Epoch
-	nt.Partitions[c.Partition].ISR = append([]int32(nil), c.ISR...)
-	s.Topics = copyTopics(s.Topics)
-	s.Topics[t.Name] = &nt
-	return nil
+	return err
 }
 
 func copyTopics(in map[string]*Topic) map[string]*Topic {
