@@ -157,9 +157,17 @@ type nodeMetrics struct {
 	// commit rounds: one write and one fdatasync each.
 	raftLogSync    prometheus.Histogram
 	raftLogRecords prometheus.Histogram
-	// hurriedElections counts groups whose election timeouts were cut
-	// because their leader's process was found gone (peerDown).
-	hurriedElections prometheus.Counter
+	// nudgedElections counts elections this node started for partition
+	// groups without a live leader (see elections.go).
+	nudgedElections prometheus.Counter
+	// quietGroups counts partition leaders that went quiet (quiesce.go).
+	quietGroups prometheus.Counter
+	// observations counts raft observations by kind (leader, heartbeat
+	// failed or resumed), for every group on the node.
+	observations *prometheus.CounterVec
+	// leaderReports counts passes over the replicas that report
+	// leaderships to the controller.
+	leaderReports prometheus.Counter
 }
 
 func newNodeMetrics(reg prometheus.Registerer) *nodeMetrics {
@@ -206,9 +214,21 @@ func newNodeMetrics(reg prometheus.Registerer) *nodeMetrics {
 			Help:    "Records (from all partition groups) made durable by one commit round of the shared Raft log.",
 			Buckets: prometheus.ExponentialBuckets(1, 2, 12),
 		}),
-		hurriedElections: f.NewCounter(prometheus.CounterOpts{
-			Name: "quire_raft_hurried_elections_total",
-			Help: "Raft groups this node followed whose heartbeat and election timeouts were cut to just past the leader lease because the leader's process was found gone.",
+		observations: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "quire_raft_observations_total",
+			Help: "Raft observations of every group on the node, by kind: leader (a leadership change seen by a replica), heartbeat_failed and heartbeat_resumed (a leader's heartbeats to a follower).",
+		}, []string{"kind"}),
+		leaderReports: f.NewCounter(prometheus.CounterOpts{
+			Name: "quire_leader_report_passes_total",
+			Help: "Passes over this node's replicas that report their leaderships and ISRs to the controller.",
+		}),
+		quietGroups: f.NewCounter(prometheus.CounterOpts{
+			Name: "quire_raft_quiesced_total",
+			Help: "Partition groups led here that went quiet after taking no writes: their heartbeats go out a quarter as often.",
+		}),
+		nudgedElections: f.NewCounter(prometheus.CounterOpts{
+			Name: "quire_raft_nudged_elections_total",
+			Help: "Elections this node started for partition groups whose voters agreed they had no live leader (a dead or cut-off leader, a new topic, a restart).",
 		}),
 	}
 }

@@ -88,20 +88,35 @@ type Config struct {
 	// GroupCommitInFlight bounds the Raft entries of one partition that
 	// are proposed but not yet committed.
 	GroupCommitInFlight int
-	// ElectionTimeout is raft's heartbeat/election timeout for partition
-	// and metadata groups.
+	// ElectionTimeout is raft's heartbeat/election timeout for the metadata
+	// group.
 	ElectionTimeout time.Duration
+	// GroupTimeout is raft's heartbeat, election, lease and commit timeout
+	// for partition groups. Node liveness elects their leaders (within
+	// LivenessTimeout of a failure), so this is only a fallback, and it is
+	// long because each group's idle cost is one heartbeat per follower
+	// every tenth of it.
+	GroupTimeout time.Duration
+	// LivenessTimeout is how long a peer may leave this node's pings
+	// unanswered before it counts as down: the partitions it leads get
+	// new leaders, and those led here that no longer reach a majority
+	// stop serving.
+	LivenessTimeout time.Duration
 	// SnapshotThreshold is how many Raft entries a partition group logs
 	// before it takes a (cheap, hard-linked) snapshot and trims its log.
 	SnapshotThreshold uint64
 	// TrailingLogs is how many entries are kept behind a snapshot for
 	// slow followers.
 	TrailingLogs uint64
-	// SnapshotInterval is how often a partition group checks
-	// SnapshotThreshold. Partition snapshots only hard-link segments, so
+	// SnapshotInterval is how often the node checks its partition groups
+	// against SnapshotThreshold. Partition snapshots only hard-link segments, so
 	// checking often keeps the Raft log (a second copy of the records)
 	// short.
 	SnapshotInterval time.Duration
+	// MemoryLimit is the Go heap soft limit of a node with no partitions,
+	// in bytes; each hosted replica adds to it (see setMemoryLimit). The
+	// garbage collector works harder near it. 0 leaves the limit alone.
+	MemoryLimit int64
 	// RaftLog is where partition groups keep their Raft logs: RaftLogShared
 	// (one log per node, one fsync per round for all of them) or
 	// RaftLogPerGroup (a raft.db per partition). The metadata group always
@@ -137,7 +152,9 @@ func DefaultConfig() Config {
 		Log:                      partition.DefaultConfig(),
 		GroupCommitBytes:         1 << 20,
 		GroupCommitInFlight:      4,
-		ElectionTimeout:          500 * time.Millisecond,
+		ElectionTimeout:          2 * time.Second,
+		GroupTimeout:             time.Minute,
+		LivenessTimeout:          time.Second,
 		SnapshotThreshold:        512,
 		TrailingLogs:             128,
 		SnapshotInterval:         2 * time.Second,
@@ -195,6 +212,12 @@ func (c Config) Validate() error {
 	}
 	if c.ElectionTimeout < 50*time.Millisecond {
 		errs = append(errs, fmt.Errorf("election timeout %s must be >= 50ms", c.ElectionTimeout))
+	}
+	if c.GroupTimeout < 100*time.Millisecond {
+		errs = append(errs, fmt.Errorf("raft group timeout %s must be >= 100ms", c.GroupTimeout))
+	}
+	if c.LivenessTimeout < 200*time.Millisecond {
+		errs = append(errs, fmt.Errorf("liveness timeout %s must be >= 200ms", c.LivenessTimeout))
 	}
 	if c.SnapshotInterval < 100*time.Millisecond {
 		errs = append(errs, fmt.Errorf("snapshot interval %s must be >= 100ms", c.SnapshotInterval))

@@ -45,10 +45,9 @@ func (t *isrTracker) lagging(peer int32, now time.Time, max time.Duration) bool 
 }
 
 // isr is the partition's in-sync replicas as its leader sees them: the
-// leader and every replica whose heartbeats have not been failing for
-// longer than replica.lag.time.max.ms. Raft's own contact is the evidence,
-// not gossip, which can lag behind a restart by seconds. Nil when this
-// replica does not lead.
+// leader and every replica that answers this node (node liveness) and
+// whose heartbeats have not been failing for longer than
+// replica.lag.time.max.ms. Nil when this replica does not lead.
 func (n *Node) isr(r *replica) []int32 {
 	if ok, _ := r.leader(); !ok {
 		return nil
@@ -56,7 +55,7 @@ func (n *Node) isr(r *replica) []int32 {
 	now := time.Now()
 	out := []int32{n.cfg.NodeID}
 	for _, id := range r.replicas {
-		if id == n.cfg.NodeID || r.isrTrack.lagging(id, now, n.cfg.ReplicaLagTimeMax) {
+		if id == n.cfg.NodeID || !n.nt.Reachable(id) || r.isrTrack.lagging(id, now, n.cfg.ReplicaLagTimeMax) {
 			continue
 		}
 		out = append(out, id)
@@ -65,38 +64,47 @@ func (n *Node) isr(r *replica) []int32 {
 	return out
 }
 
-// observeHeartbeats feeds raft's heartbeat failure observations of every
-// local group into the replicas' ISR trackers.
-func (n *Node) observeHeartbeats() {
-	defer n.wg.Done()
+// observe handles the raft observations of every group on the node: a
+// newly elected leader starts serving, and leadership and heartbeat
+// changes update the leader reports and ISR trackers. It is the only
+// goroutine that reads them, for all groups, and it never blocks: raft
+// waits for it.
+func (n *Node) observe() {
+	self := raftID(n.cfg.NodeID)
 	for {
+		var o raft.Observation
 		select {
-		case <-n.ctx.Done():
+		case <-n.obsDone:
 			return
-		case o := <-n.observations:
-			n.mu.RLock()
-			r := n.byRaft[o.Raft]
-			n.mu.RUnlock()
-			if r == nil {
-				continue
+		case o = <-n.observations:
+		}
+		n.mu.RLock()
+		g, r := n.groups[o.Raft], n.byRaft[o.Raft]
+		n.mu.RUnlock()
+		switch v := o.Data.(type) {
+		case raft.LeaderObservation:
+			n.metrics.observations.WithLabelValues("leader").Inc()
+			if g != nil && v.LeaderID == self {
+				g.serve()
 			}
-			switch v := o.Data.(type) {
-			case raft.FailedHeartbeatObservation:
-				if id, err := strconv.Atoi(string(v.PeerID)); err == nil {
-					r.isrTrack.fail(int32(id), v.LastContact)
-				}
-			case raft.ResumedHeartbeatObservation:
-				if id, err := strconv.Atoi(string(v.PeerID)); err == nil {
-					r.isrTrack.resume(int32(id))
-				}
-			case raft.LeaderObservation:
-				n.triggerLeaderReport()
+			n.reportReplica(r)
+		case raft.FailedHeartbeatObservation:
+			n.metrics.observations.WithLabelValues("heartbeat_failed").Inc()
+			if id, err := strconv.Atoi(string(v.PeerID)); err == nil && r != nil {
+				r.isrTrack.fail(int32(id), v.LastContact)
+				n.reportReplica(r)
+			}
+		case raft.ResumedHeartbeatObservation:
+			n.metrics.observations.WithLabelValues("heartbeat_resumed").Inc()
+			if id, err := strconv.Atoi(string(v.PeerID)); err == nil && r != nil {
+				r.isrTrack.resume(int32(id))
+				n.reportReplica(r)
 			}
 		}
 	}
 }
 
-func heartbeatFilter(o *raft.Observation) bool {
+func observationFilter(o *raft.Observation) bool {
 	switch o.Data.(type) {
 	case raft.FailedHeartbeatObservation, raft.ResumedHeartbeatObservation, raft.LeaderObservation:
 		return true
@@ -104,25 +112,91 @@ func heartbeatFilter(o *raft.Observation) bool {
 	return false
 }
 
-func (n *Node) triggerLeaderReport() { kick(n.leaderReportCh) }
+// reportSet is what the next leader report looks at: the replicas whose
+// leadership or ISR may have changed, or all of them.
+type reportSet struct {
+	mu    sync.Mutex
+	dirty map[*replica]struct{}
+	all   bool
+}
+
+func (s *reportSet) take() (map[*replica]struct{}, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d, all := s.dirty, s.all
+	s.dirty, s.all = nil, false
+	return d, all
+}
+
+// reportReplica has the next leader report look at r.
+func (n *Node) reportReplica(r *replica) {
+	if r == nil {
+		return
+	}
+	n.reports.mu.Lock()
+	if n.reports.dirty == nil {
+		n.reports.dirty = make(map[*replica]struct{})
+	}
+	n.reports.dirty[r] = struct{}{}
+	n.reports.mu.Unlock()
+	kick(n.leaderReportCh)
+}
+
+// reportAll has the next leader report look at every replica: a peer's
+// liveness changed every ISR it is in.
+func (n *Node) reportAll() {
+	n.reports.mu.Lock()
+	n.reports.all = true
+	n.reports.mu.Unlock()
+	kick(n.leaderReportCh)
+}
 
 // reportLeaders keeps the metadata's leader, epoch and ISR records in step
 // with the partitions this node leads, so brokers that do not host a
-// partition can still route clients to its leader.
+// partition can still route clients to its leader. It looks at the
+// replicas that leadership and liveness events name; a slow tick looks at
+// all of them, to catch what the events missed.
 func (n *Node) reportLeaders() {
-	n.loop(500*time.Millisecond, n.leaderReportCh, n.reportLeadersOnce)
+	defer n.wg.Done()
+	tick := time.NewTicker(time.Minute)
+	defer tick.Stop()
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-tick.C:
+			n.reportAll()
+		case <-n.leaderReportCh:
+		}
+		n.reportLeadersOnce()
+		// When thousands of elections end at once, one pass a moment later
+		// reports them all.
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
+// maxLeadersPerEntry bounds one metadata entry of leader reports.
+const maxLeadersPerEntry = 4096
+
 func (n *Node) reportLeadersOnce() {
-	state := n.metaFSM.State()
-	n.mu.RLock()
-	reps := make([]*replica, 0, len(n.replicas))
-	for _, r := range n.replicas {
-		reps = append(reps, r)
+	dirty, all := n.reports.take()
+	if len(dirty) == 0 && !all {
+		return
 	}
-	n.mu.RUnlock()
-	ctx, cancel := context.WithTimeout(n.ctx, 3*time.Second)
-	defer cancel()
+	n.metrics.leaderReports.Inc()
+	reps := n.allReplicas()
+	if !all {
+		reps = make([]*replica, 0, len(dirty))
+		for r := range dirty {
+			reps = append(reps, r)
+		}
+	}
+	state := n.metaFSM.State()
+	var changed []fsm.SetLeaderCmd
 	for _, r := range reps {
 		ok, epoch := r.leader()
 		if !ok {
@@ -137,10 +211,17 @@ func (n *Node) reportLeadersOnce() {
 		if rec.Leader == n.cfg.NodeID && rec.LeaderEpoch == epoch && slices.Equal(rec.ISR, isr) {
 			continue
 		}
-		_, err := n.proposeMeta(ctx, &fsm.SetLeaderCmd{Topic: r.tp.topic, TopicID: r.topicID,
+		changed = append(changed, fsm.SetLeaderCmd{Topic: r.tp.topic, TopicID: r.topicID,
 			Partition: r.tp.partition, Leader: n.cfg.NodeID, Epoch: epoch, ISR: isr})
-		if err != nil {
-			n.logger.Debug("leader report failed", "partition", r.tp.String(), "error", err)
+	}
+	ctx, cancel := context.WithTimeout(n.ctx, 10*time.Second)
+	defer cancel()
+	for len(changed) > 0 {
+		batch := changed[:min(len(changed), maxLeadersPerEntry)]
+		changed = changed[len(batch):]
+		if _, err := n.proposeMeta(ctx, &fsm.SetLeadersCmd{Leaders: batch}); err != nil {
+			n.logger.Debug("leader report failed", "partitions", len(batch), "error", err)
+			n.reportAll() // try again, all of it
 			return
 		}
 	}
@@ -151,13 +232,7 @@ func (n *Node) reportLeadersOnce() {
 // in sync, so leadership drifts back after restarts instead of piling up
 // on the nodes that stayed up.
 func (n *Node) rebalanceLeaders() {
-	n.mu.RLock()
-	reps := make([]*replica, 0, len(n.replicas))
-	for _, r := range n.replicas {
-		reps = append(reps, r)
-	}
-	n.mu.RUnlock()
-	for _, r := range reps {
+	for _, r := range n.allReplicas() {
 		if len(r.replicas) < 2 || r.replicas[0] == n.cfg.NodeID {
 			continue
 		}

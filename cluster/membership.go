@@ -3,7 +3,6 @@ package cluster
 import (
 	"context"
 	"sort"
-	"strconv"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -61,50 +60,6 @@ func (n *Node) gossipBlocked() func(from, to int32) bool {
 		return nil
 	}
 	return n.cfg.Faults.Drops
-}
-
-// peerDown runs when the node transport finds peer's process gone. Every
-// group this node follows with peer as leader starts its election just
-// past the leader lease instead of the heartbeat timeout: after a kill -9
-// the fail-over is then bounded by the lease, not by when each follower's
-// heartbeat timer happens to fire.
-func (n *Node) peerDown(peer int32) {
-	select {
-	case <-n.started:
-	default:
-		return
-	}
-	if n.ctx.Err() != nil {
-		return
-	}
-	n.mu.RLock()
-	groups := make([]*raftGroup, 0, len(n.replicas)+1)
-	for _, r := range n.replicas {
-		groups = append(groups, r.group)
-	}
-	n.mu.RUnlock()
-	if n.meta != nil {
-		groups = append(groups, n.meta)
-	}
-	fast, normal := hurriedTimeout(n.cfg.ElectionTimeout), n.cfg.ElectionTimeout
-	hurried := 0
-	for _, g := range groups {
-		if g.raft.State() != raft.Follower {
-			continue
-		}
-		if _, id := g.raft.LeaderWithID(); id != raftID(peer) {
-			continue
-		}
-		if err := g.hurryElection(raftID(peer), fast, normal, 4*normal); err != nil {
-			n.logger.Warn("cannot shorten election timeout", "peer", peer, "error", err)
-			continue
-		}
-		hurried++
-	}
-	n.metrics.hurriedElections.Add(float64(hurried))
-	if hurried > 0 {
-		n.logger.Info("leader's process is gone: electing early", "peer", peer, "groups", hurried, "timeout", fast)
-	}
 }
 
 // resolveNode maps a broker id to its node-transport address: gossip is
@@ -293,14 +248,4 @@ func (n *Node) registerMembers() {
 }
 
 // controllerID is the metadata group's leader, or -1.
-func (n *Node) controllerID() int32 {
-	_, id := n.meta.raft.LeaderWithID()
-	if id == "" {
-		return -1
-	}
-	v, err := strconv.Atoi(string(id))
-	if err != nil {
-		return -1
-	}
-	return int32(v)
-}
+func (n *Node) controllerID() int32 { return leaderID(n.meta.raft) }

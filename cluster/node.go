@@ -46,10 +46,30 @@ type Node struct {
 	advKafka string
 	advNode  string
 
-	// mu guards replicas and byRaft.
+	// mu guards replicas, byRaft, groups and byName.
 	mu       sync.RWMutex
 	replicas map[tp]*replica
 	byRaft   map[*raft.Raft]*replica
+	groups   map[*raft.Raft]*raftGroup
+	byName   map[string]*raftGroup
+
+	elections *electionDriver
+	reports   reportSet
+	// hadState is whether the node found its own metadata store at start.
+	// A node that did knows which replicas it ever ran: one with no state
+	// here is new (it was created while this node was down or slow), not
+	// lost. A node that did not may have lost its disk.
+	hadState bool
+	// joinIndex is the metadata index this node had applied when it first
+	// caught up with the controller (see groupFormed).
+	joinIndex atomic.Uint64
+	// memLimit is the heap soft limit last set (see setMemoryLimit).
+	memLimit atomic.Int64
+	// replicaList caches allReplicas; nil after a change.
+	replicaList atomic.Pointer[[]*replica]
+	// obsDone ends the observation loop, after every group has stopped:
+	// raft blocks on an observer nobody reads.
+	obsDone chan struct{}
 
 	observations   chan raft.Observation
 	leaderReportCh chan struct{}
@@ -100,7 +120,11 @@ func Start(cfg Config, logger hclog.Logger) (*Node, error) {
 		metaFSM:        fsm.NewMetaFSM(),
 		replicas:       make(map[tp]*replica),
 		byRaft:         make(map[*raft.Raft]*replica),
-		observations:   make(chan raft.Observation, 1024),
+		groups:         make(map[*raft.Raft]*raftGroup),
+		byName:         make(map[string]*raftGroup),
+		elections:      newElectionDriver(),
+		obsDone:        make(chan struct{}),
+		observations:   make(chan raft.Observation, 16384),
 		leaderReportCh: make(chan struct{}, 1),
 		dutiesCh:       make(chan struct{}, 1),
 		reconcileCh:    make(chan struct{}, 1),
@@ -108,6 +132,12 @@ func Start(cfg Config, logger hclog.Logger) (*Node, error) {
 		ctx:            ctx,
 		cancel:         cancel,
 	}
+	if _, err := os.Stat(filepath.Join(cfg.DataDir, "meta", "raft.db")); err == nil {
+		n.hadState = true
+	}
+	n.setMemoryLimit(0)
+	// Before any group starts: raft blocks on observations nobody reads.
+	go n.observe()
 	if err := n.start(); err != nil {
 		n.Close()
 		return nil, err
@@ -128,13 +158,16 @@ func (n *Node) start() error {
 		n.advKafka = n.kafka.Addr().String()
 	}
 	n.nt, err = node.Listen(node.Config{
-		ID:         n.cfg.NodeID,
-		Addr:       n.cfg.NodeAddr,
-		Resolve:    n.resolveNode,
-		OnPeerDown: n.peerDown,
-		Faults:     n.cfg.Faults,
-		Logger:     n.logger.Named("node-transport"),
-		Registerer: n.reg,
+		ID:              n.cfg.NodeID,
+		Addr:            n.cfg.NodeAddr,
+		Resolve:         n.resolveNode,
+		OnPeerDown:      n.peerUnreachable,
+		OnReachability:  n.onReachability,
+		OnReconnect:     n.peerReachable,
+		LivenessTimeout: n.cfg.LivenessTimeout,
+		Faults:          n.cfg.Faults,
+		Logger:          n.logger.Named("node-transport"),
+		Registerer:      n.reg,
 	})
 	if err != nil {
 		return err
@@ -157,6 +190,7 @@ func (n *Node) start() error {
 	n.nt.Handle(rpcMetaFormed, n.handleMetaFormed)
 	n.nt.Handle(rpcMetaReadIndex, n.handleMetaReadIndex)
 	n.nt.Handle(rpcGroupFormed, n.handleGroupFormed)
+	n.nt.Handle(rpcAgree, n.handleAgree)
 	if err := n.startGossip(); err != nil {
 		return err
 	}
@@ -164,7 +198,10 @@ func (n *Node) start() error {
 		n.wg.Add(1)
 		go n.loop(d, nil, n.rebalanceLeaders)
 	}
-	n.wg.Add(4)
+	n.wg.Add(6)
+	go n.runElections()
+	go n.snapshotLoop()
+	go n.quiesceLoop()
 	if !metaRebuilding {
 		// A rebuilding controller waits to be replicated to; bootstrapping
 		// would found a second cluster whenever its peers were slow to
@@ -173,7 +210,6 @@ func (n *Node) start() error {
 		go n.bootstrapMeta()
 	}
 	go n.controllerDuties()
-	go n.observeHeartbeats()
 	go n.reportLeaders()
 	go n.reconcileLoop()
 	n.triggerReconcile()
@@ -209,7 +245,7 @@ func (n *Node) startMeta() (bool, error) {
 		snapshotThreshold: 8192,
 		trailingLogs:      10240,
 		snapshotInterval:  10 * time.Second,
-		onLeader:          n.triggerDuties,
+		onLeader:          func(*raftGroup) { n.triggerDuties() },
 		gateIfNew:         true,
 		rebuilding:        rebuilding,
 		onRebuild:         n.metrics.replicaRebuilds.Inc,
@@ -293,13 +329,16 @@ func (n *Node) Close() error {
 		reps = append(reps, r)
 		delete(n.replicas, key)
 	}
+	n.replicasChanged()
 	n.mu.Unlock()
-	for _, r := range reps {
-		errs = append(errs, r.stop())
+	if n.meta != nil {
+		defer n.removeGroup(n.meta)
 	}
+	errs = append(errs, stopReplicas(reps))
 	if n.meta != nil {
 		errs = append(errs, n.meta.stop())
 	}
+	close(n.obsDone)
 	if n.wal != nil {
 		errs = append(errs, n.wal.Close())
 	}
@@ -363,6 +402,7 @@ func (n *Node) metaCaughtUp() error {
 		if ok, _ := n.meta.leaderTerm(); !ok {
 			return errors.New("metadata leader has not caught up in its term")
 		}
+		n.joinIndex.CompareAndSwap(0, n.meta.raft.AppliedIndex())
 		return nil
 	}
 	applied, commit := n.meta.raft.AppliedIndex(), n.meta.raft.CommitIndex()
@@ -394,6 +434,7 @@ func (n *Node) metaCaughtUp() error {
 		return fmt.Errorf("metadata applied to %d of the leader's %d", n.meta.raft.AppliedIndex(), want)
 	}
 	n.metaSynced.Store(true)
+	n.joinIndex.CompareAndSwap(0, n.meta.raft.AppliedIndex())
 	return nil
 }
 
@@ -526,3 +567,89 @@ func (n *Node) DescribePartition(topic string, partition int32) string {
 // says so and its listener was not just found refusing (placement uses
 // only live brokers).
 func (n *Node) BrokerAlive(id int32) bool { return n.alive(id) }
+
+// addGroup indexes a started group for observations and election calls.
+func (n *Node) addGroup(g *raftGroup) {
+	n.mu.Lock()
+	n.groups[g.raft] = g
+	n.byName[g.name] = g
+	n.mu.Unlock()
+}
+
+// removeGroup drops a stopped group from the indexes.
+func (n *Node) removeGroup(g *raftGroup) {
+	n.mu.Lock()
+	if n.groups[g.raft] == g {
+		delete(n.groups, g.raft)
+	}
+	if n.byName[g.name] == g {
+		delete(n.byName, g.name)
+	}
+	n.mu.Unlock()
+	n.elections.drop(g)
+}
+
+// replicaOf is the replica whose group g is, or nil.
+func (n *Node) replicaOf(g *raftGroup) *replica {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	return n.byRaft[g.raft]
+}
+
+func (n *Node) groupByName(name string) *raftGroup {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	return n.byName[name]
+}
+
+// allReplicas lists the running partition replicas. The list is shared
+// and must not be modified; it is made again only when replicas start or
+// stop, as the node's loops walk it every few seconds.
+func (n *Node) allReplicas() []*replica {
+	if l := n.replicaList.Load(); l != nil {
+		return *l
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if l := n.replicaList.Load(); l != nil {
+		return *l
+	}
+	out := make([]*replica, 0, len(n.replicas))
+	for _, r := range n.replicas {
+		out = append(out, r)
+	}
+	n.replicaList.Store(&out)
+	return out
+}
+
+// replicasChanged drops the cached replica list; call it with mu held,
+// whenever n.replicas changes.
+func (n *Node) replicasChanged() { n.replicaList.Store(nil) }
+
+// stopReplicas stops replicas a few at a time: a node with thousands
+// should not take a raft shutdown per replica, in turn, to exit.
+func stopReplicas(reps []*replica) error {
+	var mu sync.Mutex
+	var errs []error
+	work := make(chan *replica)
+	var wg sync.WaitGroup
+	for range min(len(reps), 16) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for r := range work {
+				if err := r.stop(); err != nil {
+					mu.Lock()
+					errs = append(errs, err)
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	for _, r := range reps {
+		work <- r
+	}
+	close(work)
+	wg.Wait()
+	return errors.Join(errs...)
+}

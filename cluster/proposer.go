@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -17,6 +18,7 @@ type proposal struct {
 	batch []byte
 	done  chan struct{}
 	res   fsm.BatchResult
+	once  sync.Once
 }
 
 // wait blocks until the batch is committed (or failed) or ctx ends.
@@ -37,9 +39,18 @@ func (p *proposal) wait(ctx context.Context) fsm.BatchResult {
 type proposer struct {
 	raft     *raft.Raft
 	maxBytes int
-	queue    chan *proposal
-	slots    chan struct{}
+	inFlight int
 	metrics  *nodeMetrics
+	// onPropose, if set, runs before each entry is proposed.
+	onPropose func()
+
+	// The queue and the loop goroutine exist only once a batch arrives,
+	// which on most replicas (followers) it never does: a node hosts
+	// thousands of them.
+	startOnce sync.Once
+	started   atomic.Bool
+	queue     chan *proposal
+	slots     chan struct{}
 
 	stopOnce sync.Once
 	stopCh   chan struct{}
@@ -49,20 +60,36 @@ type proposer struct {
 	// request timeout instead of getting NOT_LEADER at once).
 	mu      sync.RWMutex
 	stopped bool
+
+	// inflight holds the entries proposed and not yet resolved, so that
+	// abort can answer their batches.
+	inflightMu sync.Mutex
+	inflight   map[*[]*proposal]struct{}
 }
 
 func newProposer(r *raft.Raft, maxBytes, inFlight int, m *nodeMetrics) *proposer {
-	p := &proposer{
+	return &proposer{
 		raft:     r,
 		maxBytes: maxBytes,
-		queue:    make(chan *proposal, 4096),
-		slots:    make(chan struct{}, inFlight),
+		inFlight: inFlight,
+		inflight: make(map[*[]*proposal]struct{}),
 		metrics:  m,
 		stopCh:   make(chan struct{}),
 	}
-	p.wg.Add(1)
-	go p.loop()
-	return p
+}
+
+// start makes the queue and starts the loop, once; the caller holds mu
+// for reading and has seen the proposer not stopped.
+func (p *proposer) start() {
+	p.startOnce.Do(func() {
+		// The in-flight entries take every batch that arrives while they
+		// commit, so the queue need not be long.
+		p.queue = make(chan *proposal, 256)
+		p.slots = make(chan struct{}, p.inFlight)
+		p.wg.Add(1)
+		go p.loop()
+		p.started.Store(true)
+	})
 }
 
 // submit queues a batch; it blocks only when the queue is full
@@ -75,6 +102,7 @@ func (p *proposer) submit(ctx context.Context, batch []byte) *proposal {
 		pr.finish(fsm.BatchResult{BaseOffset: -1, Err: kerr.NotLeaderForPartition})
 		return pr
 	}
+	p.start()
 	select {
 	case p.queue <- pr:
 	case <-p.stopCh:
@@ -85,9 +113,13 @@ func (p *proposer) submit(ctx context.Context, batch []byte) *proposal {
 	return pr
 }
 
+// finish settles the proposal; only the first outcome counts (abort may
+// settle it before raft does).
 func (pr *proposal) finish(r fsm.BatchResult) {
-	pr.res = r
-	close(pr.done)
+	pr.once.Do(func() {
+		pr.res = r
+		close(pr.done)
+	})
 }
 
 func (p *proposer) loop() {
@@ -133,6 +165,9 @@ func (p *proposer) propose(batch []*proposal) {
 	for _, pr := range batch {
 		size += len(pr.batch)
 	}
+	if p.onPropose != nil {
+		p.onPropose()
+	}
 	cmd := fsm.NewProduceCommand(size + 8*len(batch))
 	for _, pr := range batch {
 		cmd.Add(pr.batch)
@@ -141,11 +176,17 @@ func (p *proposer) propose(batch []*proposal) {
 	f := p.raft.Apply(cmd.Bytes(), 0)
 	p.metrics.entryBatches.Observe(float64(len(batch)))
 	p.metrics.entryBytes.Observe(float64(size))
+	p.inflightMu.Lock()
+	p.inflight[&batch] = struct{}{}
+	p.inflightMu.Unlock()
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
 		defer func() { <-p.slots }()
 		err := f.Error()
+		p.inflightMu.Lock()
+		delete(p.inflight, &batch)
+		p.inflightMu.Unlock()
 		p.metrics.commitSeconds.Observe(time.Since(start).Seconds())
 		p.complete(batch, f, err)
 	}()
@@ -189,6 +230,9 @@ func raftErrToKafka(err error) error {
 }
 
 func (p *proposer) drain() {
+	if !p.started.Load() {
+		return
+	}
 	for {
 		select {
 		case pr := <-p.queue:
@@ -197,6 +241,26 @@ func (p *proposer) drain() {
 			return
 		}
 	}
+}
+
+// abort answers every queued and in-flight batch with
+// NOT_LEADER_OR_FOLLOWER now: the leader lost its quorum, and the client
+// had better find the new one than wait out its timeout. An entry that
+// commits after all (the partition heals first) is then acknowledged to
+// no one; an idempotent producer's retry of it is deduplicated.
+func (p *proposer) abort() {
+	p.inflightMu.Lock()
+	var batches []*[]*proposal
+	for b := range p.inflight {
+		batches = append(batches, b)
+	}
+	p.inflightMu.Unlock()
+	for _, b := range batches {
+		for _, pr := range *b {
+			pr.finish(fsm.BatchResult{BaseOffset: -1, Err: kerr.NotLeaderForPartition})
+		}
+	}
+	p.drain()
 }
 
 // stop fails queued batches and waits for in-flight entries to resolve

@@ -16,6 +16,7 @@ func TestProposerStopFailsEveryLateBatch(t *testing.T) {
 	for round := 0; round < 50; round++ {
 		p := newProposer(nil, 1<<20, 1, nil)
 		// Hold the only in-flight slot so nothing reaches raft (nil here).
+		p.start()
 		p.slots <- struct{}{}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		var wg sync.WaitGroup

@@ -14,14 +14,19 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/quirelog/quire/cluster/raftlog"
+	"github.com/quirelog/quire/transport/node"
 )
 
 // raftGroup is one Raft group hosted by this node: the metadata group or a
 // partition group.
 type raftGroup struct {
+	// name is the group's name on the node transport.
+	name  string
 	raft  *raft.Raft
 	store groupStore
+	// trans is what raft was given: mux, or a vote gate around it.
 	trans raft.Transport
+	mux   *node.RaftGroup
 	// gate, when set, keeps a replica that lost its state from voting
 	// until it has caught up.
 	gate *voteGate
@@ -30,12 +35,34 @@ type raftGroup struct {
 	// must not answer as leader: its high watermark could still be behind
 	// offsets a previous leader acknowledged.
 	servingTerm atomic.Uint64
-	done        chan struct{}
-	observer    *raft.Observer
-	// hurryMu orders hurryElection's changes to raft's timeouts; hurryGen
-	// names the latest, so only its own timer restores the defaults.
-	hurryMu  sync.Mutex
-	hurryGen uint64
+	// deposedTerm is a term this node led in and learned, from a
+	// follower's answer, that a newer one exists: it no longer serves in
+	// it, though raft has not stepped down yet.
+	deposedTerm atomic.Uint64
+	// serving is set while a serve goroutine runs.
+	serving  atomic.Bool
+	stepping atomic.Bool
+	onLeader func(*raftGroup)
+	logger   hclog.Logger
+	done     chan struct{}
+	observer *raft.Observer
+	// voters lists the group's voters in preference order: a partition's
+	// replicas, preferred leader first. Nil for the metadata group, which
+	// elects on its own timers.
+	voters []int32
+	// leaderlessSince (UnixNano, 0 while a leader is known) and nudgedAt
+	// belong to the election driver.
+	leaderlessSince atomic.Int64
+	nudgedAt        atomic.Int64
+	askedAt         atomic.Int64
+	// quiet is set while the group runs on quiet timeouts (quiesce.go);
+	// lastActive is when it last took a write (UnixNano).
+	quiet      atomic.Bool
+	quietMu    sync.Mutex
+	lastActive atomic.Int64
+	// kickedAt and kickGap pace restartStalled's barriers (UnixNano, ns).
+	kickedAt atomic.Int64
+	kickGap  atomic.Int64
 }
 
 // groupOptions are what differs between metadata and partition groups.
@@ -52,13 +79,12 @@ type groupOptions struct {
 	snapshotThreshold uint64
 	trailingLogs      uint64
 	snapshotInterval  time.Duration
-	// voters bootstraps a brand-new group with this configuration; nil
-	// leaves bootstrapping to the caller.
-	voters []raft.Server
-	// observe feeds heartbeat and leader observations to the node.
-	observe bool
+	// voters bootstraps a brand-new group with these voters, preferred
+	// leader first; nil leaves bootstrapping to the caller (the metadata
+	// group). Groups with voters are driven by node liveness.
+	voters []int32
 	// onLeader runs after this node, newly leader, has caught up.
-	onLeader func()
+	onLeader func(*raftGroup)
 	// rebuilding marks a replica whose damaged data was wiped: it must not
 	// vote until it has caught up (see voteGate).
 	rebuilding bool
@@ -92,16 +118,37 @@ func raftID(node int32) raft.ServerID { return raft.ServerID(strconv.Itoa(int(no
 func (n *Node) raftConfig(o groupOptions) *raft.Config {
 	c := raft.DefaultConfig()
 	c.LocalID = raftID(n.cfg.NodeID)
-	c.HeartbeatTimeout = n.cfg.ElectionTimeout
-	c.ElectionTimeout = n.cfg.ElectionTimeout
-	c.LeaderLeaseTimeout = leaseTimeout(n.cfg.ElectionTimeout)
-	c.CommitTimeout = 5 * time.Millisecond
-	c.MaxAppendEntries = 256
+	if o.voters != nil {
+		// Partition groups: node liveness drives their elections (see
+		// elections.go), so their own timers are only a fallback and can be
+		// long, which is what makes an idle group cheap: a heartbeat to each
+		// follower every tenth of the timeout, a commit round as often as
+		// the commit timeout (heartbeats carry the commit index instead).
+		c.HeartbeatTimeout = n.cfg.GroupTimeout
+		c.ElectionTimeout = n.cfg.GroupTimeout
+		c.LeaderLeaseTimeout = n.cfg.GroupTimeout
+		// Raft's commit rounds only repeat what the transport's commit flush
+		// already told the followers, and retry failed replication, which
+		// the node also restarts when a peer comes back (peerReachable).
+		c.CommitTimeout = n.quietTimeout()
+		c.Logger = quietRaftLogger{o.logger.Named("raft")}
+	} else {
+		c.HeartbeatTimeout = n.cfg.ElectionTimeout
+		c.ElectionTimeout = n.cfg.ElectionTimeout
+		c.LeaderLeaseTimeout = n.cfg.ElectionTimeout / 2
+		// Followers learn the commit index from the transport's flush (see
+		// node.RaftGroup.SetCommitIndex) a moment after each change; raft's
+		// own commit rounds need not be frequent.
+		c.CommitTimeout = n.cfg.ElectionTimeout / 2
+		c.Logger = o.logger.Named("raft")
+	}
+	// 64 entries of up to a group-commit round each stay well inside the
+	// node transport's frame limit.
+	c.MaxAppendEntries = 64
 	c.SnapshotThreshold = o.snapshotThreshold
 	c.SnapshotInterval = o.snapshotInterval
 	c.TrailingLogs = o.trailingLogs
 	c.NoSnapshotRestoreOnStart = !o.restoreOnStart
-	c.Logger = o.logger.Named("raft")
 	return c
 }
 
@@ -125,21 +172,15 @@ func (n *Node) startGroup(o groupOptions) (*raftGroup, error) {
 		store.Close()
 		return nil, err
 	}
-	sl, err := n.nt.StreamLayer(o.name)
+	mux, err := n.nt.RaftGroup(o.name)
 	if err != nil {
 		store.Close()
 		return nil, err
 	}
-	nt := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream:  sl,
-		MaxPool: 3,
-		Timeout: 10 * time.Second,
-		Logger:  o.logger.Named("transport"),
-	})
-	var trans raft.Transport = nt
+	var trans raft.Transport = mux
 	var gate *voteGate
 	fail := func(err error) (*raftGroup, error) {
-		trans.(interface{ Close() error }).Close()
+		trans.(raft.WithClose).Close()
 		store.Close()
 		return nil, err
 	}
@@ -159,7 +200,7 @@ func (n *Node) startGroup(o groupOptions) (*raftGroup, error) {
 				return fail(err)
 			}
 		}
-		gate = newVoteGate(nt, o.logger)
+		gate = newVoteGate(mux, o.logger)
 		gate.onOpen = func() {
 			if err := clearRebuilding(o.dir); err != nil {
 				o.logger.Error("could not clear the rebuild marker; the replica will wait to catch up again after a restart", "error", err)
@@ -171,7 +212,11 @@ func (n *Node) startGroup(o groupOptions) (*raftGroup, error) {
 		}
 	}
 	if !has && o.voters != nil && !o.rebuilding {
-		if err := raft.BootstrapCluster(cfg, store, store, o.snaps, trans, raft.Configuration{Servers: o.voters}); err != nil {
+		var servers []raft.Server
+		for _, id := range o.voters {
+			servers = append(servers, raft.Server{ID: raftID(id), Address: raft.ServerAddress(raftID(id))})
+		}
+		if err := raft.BootstrapCluster(cfg, store, store, o.snaps, trans, raft.Configuration{Servers: servers}); err != nil {
 			return fail(fmt.Errorf("bootstrap %s: %w", o.dir, err))
 		}
 	}
@@ -182,55 +227,106 @@ func (n *Node) startGroup(o groupOptions) (*raftGroup, error) {
 	if gate != nil {
 		gate.setApplied(r.AppliedIndex)
 	}
-	g := &raftGroup{raft: r, store: store, trans: trans, gate: gate, done: make(chan struct{})}
-	if o.observe {
-		g.observer = raft.NewObserver(n.observations, false, heartbeatFilter)
-		r.RegisterObserver(g.observer)
-	}
-	go g.watchLeadership(o.logger, o.onLeader)
+	mux.SetCommitIndex(r.CommitIndex)
+	// The metadata group runs on raft's own short timeouts: its heartbeats
+	// must not linger.
+	mux.SetUrgent(o.voters == nil)
+	g := &raftGroup{name: o.name, raft: r, store: store, trans: trans, mux: mux, gate: gate, done: make(chan struct{}),
+		onLeader: o.onLeader, logger: o.logger, voters: o.voters}
+	g.lastActive.Store(time.Now().UnixNano())
+	mux.OnStaleTerm(g.stepDown)
+	n.addGroup(g)
+	g.observer = raft.NewObserver(n.observations, true, observationFilter)
+	r.RegisterObserver(g.observer)
+	g.serve() // in case it won an election before the observer was there
 	return g, nil
 }
 
-// watchLeadership commits a barrier whenever this node leads in a term it
-// has not yet caught up in, then marks the term as serving. It also polls,
-// because raft's leader channel keeps only the latest edge and a barrier
-// can time out while the node stays leader.
-func (g *raftGroup) watchLeadership(logger hclog.Logger, onLeader func()) {
-	tick := time.NewTicker(200 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case <-g.done:
-			return
-		case <-g.raft.LeaderCh():
-		case <-tick.C:
+// serve makes a newly elected leader serve: it commits a barrier, so that
+// every entry of earlier terms is applied, then marks the term serving.
+// It runs on leadership observations; one goroutine per group at a time,
+// and only while the group leads without serving.
+func (g *raftGroup) serve() {
+	if g.raft.State() != raft.Leader || g.servingTerm.Load() == g.raft.CurrentTerm() {
+		return
+	}
+	if !g.serving.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		g.serveTerm()
+		g.serving.Store(false)
+		// A leadership that began while this goroutine was finishing was
+		// turned away by the flag above: look once more.
+		if g.raft.State() == raft.Leader && g.servingTerm.Load() != g.raft.CurrentTerm() {
+			g.serve()
 		}
+	}()
+}
+
+func (g *raftGroup) serveTerm() {
+	backoff := 50 * time.Millisecond
+	for {
 		if g.raft.State() != raft.Leader {
-			continue
+			return
 		}
 		term := g.raft.CurrentTerm()
 		if g.servingTerm.Load() == term {
-			continue
+			return
 		}
-		if err := g.raft.Barrier(5 * time.Second).Error(); err != nil {
-			logger.Warn("leader barrier failed", "term", term, "error", err)
+		if err := g.raft.Barrier(10 * time.Second).Error(); err != nil {
+			g.logger.Debug("leader barrier failed", "term", term, "error", err)
+			select {
+			case <-g.done:
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, 2*time.Second)
 			continue
 		}
 		if g.raft.State() == raft.Leader && g.raft.CurrentTerm() == term {
 			g.servingTerm.Store(term)
-			if onLeader != nil {
-				onLeader()
+			if g.onLeader != nil {
+				g.onLeader(g)
 			}
+			return
 		}
+	}
+}
+
+// stepDown runs when a follower answered this node's heartbeat with a
+// newer term: the node stops serving in its term at once, and commits a
+// barrier, whose replication makes raft see the newer term and step down
+// (hashicorp/raft ignores terms in heartbeat answers).
+func (g *raftGroup) stepDown() {
+	if g.raft.State() != raft.Leader {
+		return
+	}
+	g.deposedTerm.Store(g.raft.CurrentTerm())
+	if !g.stepping.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer g.stepping.Store(false)
+		g.raft.Barrier(5 * time.Second).Error()
+	}()
+}
+
+func (g *raftGroup) isStopped() bool {
+	select {
+	case <-g.done:
+		return true
+	default:
+		return false
 	}
 }
 
 // stop shuts raft down and closes the stores. Safe to call once.
 func (g *raftGroup) stop() error {
 	close(g.done)
-	if g.observer != nil {
-		g.raft.DeregisterObserver(g.observer)
-	}
+	// The transport goes first: raft's calls to peers that are gone would
+	// otherwise hold its shutdown for the raft call timeout.
+	g.trans.(raft.WithClose).Close()
 	f := g.raft.Shutdown()
 	// hashicorp/raft's pipeline replication can stay blocked handing a
 	// response to a replication goroutine that already quit, and Shutdown
@@ -244,8 +340,8 @@ func (g *raftGroup) stop() error {
 	case <-time.After(15 * time.Second):
 		err = errors.New("raft shutdown did not finish within 15s; continuing")
 	}
-	if c, ok := g.trans.(interface{ Close() error }); ok {
-		c.Close()
+	if g.observer != nil {
+		g.raft.DeregisterObserver(g.observer)
 	}
 	if cerr := g.store.Close(); err == nil {
 		err = cerr
@@ -260,77 +356,8 @@ func (g *raftGroup) leaderTerm() (bool, int32) {
 		return false, -1
 	}
 	term := g.raft.CurrentTerm()
-	if g.servingTerm.Load() != term {
+	if g.servingTerm.Load() != term || g.deposedTerm.Load() == term {
 		return false, -1
 	}
 	return true, int32(term)
-}
-
-// hurryElection runs when the node transport finds that the process of
-// dead, this follower's leader, is gone. Waiting out the heartbeat timeout
-// would only lengthen the fail-over, so the group's heartbeat and election
-// timeouts drop to fast until a leader other than dead is known, or for
-// window at most. Pre-vote keeps this from unseating a leader that is in
-// fact alive: the other voters, still hearing from it, refuse to vote.
-func (g *raftGroup) hurryElection(dead raft.ServerID, fast, normal, window time.Duration) error {
-	g.hurryMu.Lock()
-	g.hurryGen++
-	gen := g.hurryGen
-	err := g.setTimeouts(fast)
-	g.hurryMu.Unlock()
-	if err != nil {
-		return err
-	}
-	go func() {
-		if !g.awaitLeaderOtherThan(dead, window) {
-			return // the group stopped
-		}
-		g.hurryMu.Lock()
-		defer g.hurryMu.Unlock()
-		if g.hurryGen == gen {
-			g.setTimeouts(normal)
-		}
-	}()
-	return nil
-}
-
-// awaitLeaderOtherThan waits until the group knows a leader other than
-// dead, or window passes. It reports false if the group stops first.
-func (g *raftGroup) awaitLeaderOtherThan(dead raft.ServerID, window time.Duration) bool {
-	deadline := time.NewTimer(window)
-	defer deadline.Stop()
-	// Coarse: a node may hurry every group a dead peer led at once.
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case <-g.done:
-			return false
-		case <-deadline.C:
-			return true
-		case <-tick.C:
-			if _, id := g.raft.LeaderWithID(); id != "" && id != dead {
-				return true
-			}
-		}
-	}
-}
-
-func (g *raftGroup) setTimeouts(d time.Duration) error {
-	rc := g.raft.ReloadableConfig()
-	rc.HeartbeatTimeout, rc.ElectionTimeout = d, d
-	return g.raft.ReloadConfig(rc)
-}
-
-// leaseTimeout is the partition and metadata groups' leader lease: a
-// leader that has not heard from a quorum for this long steps down.
-func leaseTimeout(election time.Duration) time.Duration { return election / 2 }
-
-// hurriedTimeout is the heartbeat and election timeout of a group whose
-// leader's process is gone: one heartbeat interval (a tenth of the
-// timeout, in hashicorp/raft) past the lease, so that even a leader that
-// was wrongly reported gone has stepped down before a follower can
-// replace it.
-func hurriedTimeout(election time.Duration) time.Duration {
-	return leaseTimeout(election) + election/10
 }

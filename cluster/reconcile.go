@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/quirelog/quire/fsm"
@@ -37,9 +38,10 @@ func (n *Node) loop(interval time.Duration, wake <-chan struct{}, fn func()) {
 }
 
 // reconcileLoop makes the set of local replicas match the metadata. It is
-// the only goroutine that starts or stops replicas.
+// the only goroutine that starts or stops replicas. Metadata and gossip
+// changes wake it; the tick only retries what failed.
 func (n *Node) reconcileLoop() {
-	n.loop(2*time.Second, n.reconcileCh, func() { n.reconcile(n.metaFSM.State()) })
+	n.loop(15*time.Second, n.reconcileCh, func() { n.reconcile(n.metaFSM.State()) })
 }
 
 // desiredReplicas lists the partitions this node should host, in a stable
@@ -59,7 +61,16 @@ func (n *Node) desiredReplicas(s *fsm.MetaState) map[tp]*fsm.Topic {
 }
 
 func (n *Node) reconcile(s *fsm.MetaState) {
+	peers := make([]int32, 0, len(s.Brokers))
+	for id := range s.Brokers {
+		peers = append(peers, id)
+	}
+	n.nt.WatchPeers(peers)
+	if n.joinIndex.Load() == 0 {
+		n.metaCaughtUp() // notes when this node first caught up (groupFormed)
+	}
 	want := n.desiredReplicas(s)
+	n.setMemoryLimit(len(want))
 	n.mu.RLock()
 	var stale []*replica
 	for key, r := range n.replicas {
@@ -78,6 +89,7 @@ func (n *Node) reconcile(s *fsm.MetaState) {
 	for _, r := range stale {
 		n.mu.Lock()
 		delete(n.replicas, r.tp)
+		n.replicasChanged()
 		n.mu.Unlock()
 		if err := r.destroy(n); err != nil {
 			n.logger.Warn("removing replica failed", "partition", r.tp.String(), "error", err)
@@ -91,25 +103,49 @@ func (n *Node) reconcile(s *fsm.MetaState) {
 		}
 		return missing[i].partition < missing[j].partition
 	})
-	for _, key := range missing {
-		if n.ctx.Err() != nil {
-			return
-		}
-		r, err := n.startReplica(key, want[key])
-		if err != nil {
-			n.logger.Error("starting replica failed", "partition", key.String(), "error", err)
-			continue
-		}
-		n.mu.Lock()
-		n.replicas[key] = r
-		n.mu.Unlock()
-		n.logger.Debug("started replica", "partition", key.String())
-	}
+	n.startReplicas(missing, want)
 	n.metrics.replicas.Set(float64(len(want)))
 	if time.Since(n.lastGC) > time.Minute && n.metaCaughtUp() == nil {
 		n.lastGC = time.Now()
 		n.removeOrphanDirs()
 	}
+}
+
+// startWorkers bounds the replicas started at once. Each start waits for
+// its bootstrap to be made durable in the shared Raft log; starting several
+// at once lets one fsync serve them all.
+const startWorkers = 8
+
+// startReplicas starts the missing replicas, a few at a time, in order.
+func (n *Node) startReplicas(missing []tp, want map[tp]*fsm.Topic) {
+	work := make(chan tp)
+	var wg sync.WaitGroup
+	for range min(startWorkers, len(missing)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for key := range work {
+				r, err := n.startReplica(key, want[key])
+				if err != nil {
+					n.logger.Error("starting replica failed", "partition", key.String(), "error", err)
+					continue
+				}
+				n.mu.Lock()
+				n.replicas[key] = r
+				n.replicasChanged()
+				n.mu.Unlock()
+				n.logger.Debug("started replica", "partition", key.String())
+			}
+		}()
+	}
+	for _, key := range missing {
+		if n.ctx.Err() != nil {
+			break
+		}
+		work <- key
+	}
+	close(work)
+	wg.Wait()
 }
 
 // removeOrphanDirs deletes partition directories that no current replica

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -38,7 +39,13 @@ type replica struct {
 	// replicas is the partition's replica set, preferred leader first.
 	replicas []int32
 	isrTrack isrTracker
-	// forget removes the replica from the node's observation index.
+	// quorum reports whether a majority of the replicas answers this node.
+	quorum func() bool
+	// snapBase is the Raft index at the last snapshot the node asked for,
+	// snapping set while one is being taken (see snapshotDue).
+	snapBase atomic.Uint64
+	snapping atomic.Bool
+	// forget removes the replica from the node's indexes.
 	forget func()
 }
 
@@ -100,10 +107,7 @@ func (n *Node) startReplica(t tp, topic *fsm.Topic) (*replica, error) {
 		pf.Close()
 		return nil, err
 	}
-	var voters []raft.Server
-	for _, id := range topic.Partitions[t.partition].Replicas {
-		voters = append(voters, raft.Server{ID: raftID(id), Address: raft.ServerAddress(raftID(id))})
-	}
+	voters := append([]int32(nil), topic.Partitions[t.partition].Replicas...)
 	g, err := n.startGroup(groupOptions{
 		name:              partitionGroupName(t, topic.ID),
 		dir:               dir,
@@ -112,10 +116,9 @@ func (n *Node) startReplica(t tp, topic *fsm.Topic) (*replica, error) {
 		logger:            logger,
 		snapshotThreshold: n.cfg.SnapshotThreshold,
 		trailingLogs:      n.cfg.TrailingLogs,
-		snapshotInterval:  n.cfg.SnapshotInterval,
+		snapshotInterval:  backstopSnapshotInterval,
 		voters:            voters,
-		observe:           true,
-		onLeader:          n.triggerLeaderReport,
+		onLeader:          func(g *raftGroup) { n.reportReplica(n.replicaOf(g)) },
 		rebuilding:        rebuilding,
 		joinExisting:      n.groupFormed(t, topic, dir),
 		onRebuild:         n.metrics.replicaRebuilds.Inc,
@@ -134,8 +137,13 @@ func (n *Node) startReplica(t tp, topic *fsm.Topic) (*replica, error) {
 		proposer:        newProposer(g.raft, n.cfg.GroupCommitBytes, n.cfg.GroupCommitInFlight, n.metrics),
 		maxMessageBytes: tc.maxMessageBytes,
 		minISR:          tc.minISR,
-		replicas:        append([]int32(nil), topic.Partitions[t.partition].Replicas...),
+		replicas:        voters,
 	}
+	r.quorum = func() bool { return n.quorumReachable(r.replicas) }
+	r.proposer.onPropose = func() { g.active(n.quietTimeout(), n.cfg.GroupTimeout) }
+	// The log found at start counts as snapshotted: a restart must not
+	// set thousands of replicas snapshotting at once.
+	r.snapBase.Store(g.raft.LastIndex())
 	n.mu.Lock()
 	n.byRaft[g.raft] = r
 	n.mu.Unlock()
@@ -143,15 +151,32 @@ func (n *Node) startReplica(t tp, topic *fsm.Topic) (*replica, error) {
 		n.mu.Lock()
 		delete(n.byRaft, g.raft)
 		n.mu.Unlock()
+		n.removeGroup(g)
 	}
+	// A new group elects at once, and a restarted one finds out whether
+	// its group still has a leader (see elections.go). A leadership won
+	// before the replica was indexed is reported now.
+	n.elections.suspect(g)
+	n.reportReplica(r)
 	return r, nil
 }
 
 // groupFormed reports whether a partition's group has elected a leader
 // before, so that a replica finding no state here lost it rather than
-// never had it. The metadata records a leader epoch a moment after the
+// never had it. That can only be so on a node that started without its
+// own state (hadState): on any other, the replica's state would be in the
+// shared Raft log, so a replica without any is new here, however long its
+// group has run. The metadata records a leader epoch a moment after the
 // first election; inside that moment, the replica's peers are asked.
 func (n *Node) groupFormed(t tp, topic *fsm.Topic, dir string) bool {
+	if n.hadState && n.wal != nil {
+		return false
+	}
+	// A topic created after this node first caught up with the metadata
+	// was created while it ran: it cannot have had, and lost, a replica.
+	if join := n.joinIndex.Load(); join > 0 && topic.CreatedIndex > join {
+		return false
+	}
 	a := topic.Partitions[t.partition]
 	if a.LeaderEpoch > 0 {
 		return true
@@ -189,12 +214,8 @@ func (n *Node) groupFormed(t tp, topic *fsm.Topic, dir string) bool {
 const rpcGroupFormed = "group.formed"
 
 func (n *Node) handleGroupFormed(_ context.Context, _ int32, name []byte) ([]byte, error) {
-	n.mu.RLock()
-	defer n.mu.RUnlock()
-	for _, r := range n.replicas {
-		if partitionGroupName(r.tp, r.topicID) == string(name) && r.group.raft.LastIndex() > 1 {
-			return []byte{1}, nil
-		}
+	if g := n.groupByName(string(name)); g != nil && g.raft.LastIndex() > 1 {
+		return []byte{1}, nil
 	}
 	return []byte{0}, nil
 }
@@ -244,9 +265,17 @@ func (r *replica) destroy(n *Node) error {
 	return err
 }
 
-// leader reports whether this replica leads its group, and the leader
-// epoch (Raft term).
-func (r *replica) leader() (bool, int32) { return r.group.leaderTerm() }
+// leader reports whether this replica leads its group and serves, and the
+// leader epoch (Raft term). A leader that no longer reaches a majority of
+// the replicas does not serve: it could not commit, and the majority is
+// electing another leader.
+func (r *replica) leader() (bool, int32) {
+	ok, epoch := r.group.leaderTerm()
+	if !ok || (r.quorum != nil && !r.quorum()) {
+		return false, -1
+	}
+	return true, epoch
+}
 
 // leaderKnown reports whether the group has a leader that can serve: this
 // node once it has caught up in its term, or another node.

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"syscall"
 
 	"github.com/hashicorp/go-hclog"
@@ -16,7 +15,7 @@ import (
 func brokerCmd() *cobra.Command {
 	cfg := cluster.DefaultConfig()
 	var logLevel, logFormat, configFile string
-	memLimit := int64(448 << 20)
+	cfg.MemoryLimit = 448 << 20
 	cmd := &cobra.Command{
 		Use:   "broker",
 		Short: "Run one Quire node",
@@ -39,7 +38,6 @@ environment, which beats the file.`,
 				return fmt.Errorf("invalid configuration: %w", err)
 			}
 			logger := newLogger(logLevel, logFormat)
-			setMemoryLimit(memLimit, logger)
 			node, err := cluster.Start(cfg, logger)
 			if err != nil {
 				return err
@@ -68,7 +66,9 @@ environment, which beats the file.`,
 	f.Int16Var(&cfg.DefaultReplicationFactor, "default-replication-factor", cfg.DefaultReplicationFactor, "replication factor of auto-created topics (default.replication.factor)")
 	f.DurationVar(&cfg.ReplicaLagTimeMax, "replica-lag-time-max", cfg.ReplicaLagTimeMax, "a follower leaves the ISR after failing heartbeats this long (replica.lag.time.max.ms)")
 	f.DurationVar(&cfg.LeaderRebalanceInterval, "leader-rebalance-interval", cfg.LeaderRebalanceInterval, "how often leadership returns to preferred replicas that are in sync (0 disables)")
-	f.DurationVar(&cfg.ElectionTimeout, "election-timeout", cfg.ElectionTimeout, "Raft heartbeat and election timeout")
+	f.DurationVar(&cfg.ElectionTimeout, "election-timeout", cfg.ElectionTimeout, "Raft heartbeat and election timeout of the metadata (controller) group")
+	f.DurationVar(&cfg.GroupTimeout, "raft-group-timeout", cfg.GroupTimeout, "Raft heartbeat, election and lease timeout of partition groups: a fallback, as node liveness elects their leaders; an idle partition costs a heartbeat per follower every tenth of it")
+	f.DurationVar(&cfg.LivenessTimeout, "liveness-timeout", cfg.LivenessTimeout, "a peer that leaves this node's pings unanswered this long counts as down: its partitions get new leaders")
 	f.StringVar(&cfg.RaftLog, "raft-log", cfg.RaftLog, "where partition groups keep their Raft logs: shared (one log per node, one fsync per round for all partitions) or per-group (a raft.db per partition)")
 	f.StringVar(&cfg.AdminAddr, "admin-addr", cfg.AdminAddr, "metrics, health and pprof HTTP host:port (empty disables)")
 	f.BoolVar(&cfg.AutoCreateTopics, "auto-create-topics", cfg.AutoCreateTopics, "create unknown topics on Metadata requests (auto.create.topics.enable)")
@@ -78,7 +78,7 @@ environment, which beats the file.`,
 	f.Int64Var(&cfg.Kafka.MaxQueuedBytes, "max-queued-request-bytes", cfg.Kafka.MaxQueuedBytes, "bytes of requests read but not yet answered, all connections (queued.max.request.bytes)")
 	f.Int32Var(&cfg.MaxMessageBytes, "max-message-bytes", cfg.MaxMessageBytes, "largest record batch accepted, bytes (max.message.bytes)")
 	f.Int64Var(&cfg.Log.SegmentBytes, "segment-bytes", cfg.Log.SegmentBytes, "segment size before rolling, bytes (segment.bytes)")
-	f.Int64Var(&memLimit, "memory-limit", memLimit, "soft limit for the Go heap, bytes; the GC works harder near it (GOMEMLIMIT overrides; 0 = none)")
+	f.Int64Var(&cfg.MemoryLimit, "memory-limit", cfg.MemoryLimit, "soft limit for the Go heap with no partitions, bytes; each hosted partition replica adds 40 KiB; the GC works harder near it (GOMEMLIMIT overrides; 0 = none)")
 	f.BoolVar(&cfg.FaultInjection, "enable-fault-injection", false, "serve /debug/faults so `quire chaos run` can cut this node's network (test clusters only)")
 	f.BoolVar(&cfg.Log.PowerLossJournal, "power-loss-journal", false, "record fsync'd file sizes so `quire chaos run` can simulate power loss on this node (test clusters only)")
 	f.StringVar(&logLevel, "log-level", "info", "log level: trace, debug, info, warn, error")
@@ -98,16 +98,4 @@ func newLogger(level, format string) hclog.Logger {
 		JSONFormat: format == "json",
 		Output:     os.Stderr,
 	})
-}
-
-// setMemoryLimit makes the garbage collector keep the heap near limit.
-// Produce traffic allocates several times its volume in short-lived
-// buffers (raft's log encoding, bbolt pages), so without a limit the heap
-// doubles between collections.
-func setMemoryLimit(limit int64, logger hclog.Logger) {
-	if os.Getenv("GOMEMLIMIT") != "" || limit <= 0 {
-		return
-	}
-	debug.SetMemoryLimit(limit)
-	logger.Debug("heap soft limit set", "bytes", limit)
 }

@@ -46,6 +46,32 @@ type Config struct {
 
 	// Registerer, if non-nil, receives the quire_node_transport_* metrics.
 	Registerer prometheus.Registerer
+
+	// RaftTimeout bounds a raft call that gets no answer. Zero means
+	// DefaultRaftTimeout.
+	RaftTimeout time.Duration
+
+	// PingInterval is how often each watched peer is pinged, and
+	// LivenessTimeout how long it may go without answering before it
+	// counts as unreachable (see WatchPeers). Zero means the defaults.
+	PingInterval    time.Duration
+	LivenessTimeout time.Duration
+
+	// OnReachability, if non-nil, is called on its own goroutine when a
+	// watched peer becomes unreachable (up false) or answers again.
+	OnReachability func(peer int32, up bool)
+
+	// Linger is how long a lazy raft frame may wait for others to share
+	// its write. It must be well under LivenessTimeout/2 (a ping and its
+	// pong both linger) and under the heartbeat interval of any group not
+	// marked urgent. Zero means DefaultLinger; negative means none.
+	Linger time.Duration
+
+	// OnReconnect, if non-nil, is called on its own goroutine when this
+	// node's raft control stream to peer connects again after it failed:
+	// the peer may have restarted, and raft leaders should catch it up
+	// now rather than at their next retry.
+	OnReconnect func(peer int32)
 }
 
 // DefaultConfig returns a Config with every optional field at its default;
@@ -67,6 +93,12 @@ func (c *Config) Validate() error {
 	}
 	if c.DialTimeout < 0 {
 		return fmt.Errorf("node transport: DialTimeout %v is negative", c.DialTimeout)
+	}
+	if c.RaftTimeout < 0 || c.PingInterval < 0 || c.LivenessTimeout < 0 {
+		return fmt.Errorf("node transport: negative raft timeout, ping interval or liveness timeout")
+	}
+	if c.PingInterval > 0 && c.LivenessTimeout > 0 && c.LivenessTimeout < 2*c.PingInterval {
+		return fmt.Errorf("node transport: liveness timeout %v must be at least two ping intervals (%v)", c.LivenessTimeout, c.PingInterval)
 	}
 	return nil
 }

@@ -8,15 +8,15 @@ import (
 
 var (
 	// ErrClosed is returned by every operation on a closed Transport or
-	// StreamLayer. It wraps net.ErrClosed so code written against net
+	// RaftGroup. It wraps net.ErrClosed so code written against net
 	// listeners (raft's accept loop among them) recognises it.
 	ErrClosed = fmt.Errorf("node transport: %w", net.ErrClosed)
 
 	// ErrUnknownNode means Config.Resolve has no address for a node id.
 	ErrUnknownNode = errors.New("node transport: no address for node")
 
-	// ErrGroupExists means a StreamLayer is already registered for a raft
-	// group on this Transport.
+	// ErrGroupExists means a raft group of that name is already registered
+	// on this Transport.
 	ErrGroupExists = errors.New("node transport: raft group already registered")
 
 	// ErrMessageTooLarge means an RPC request or response exceeds

@@ -120,11 +120,7 @@ func TestFaultsBlockedDialTimesOut(t *testing.T) {
 		t.Fatal("call waited for the caller's deadline instead of DialTimeout")
 	}
 
-	sl, err := c.nodes[1].StreamLayer("g")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := sl.Dial("2", 30*time.Second); !isTimeout(err) {
+	if _, err := c.nodes[1].dialMux(2, muxControl); !isTimeout(err) {
 		t.Fatalf("raft dial into a partition: got %v, want a timeout", err)
 	}
 }

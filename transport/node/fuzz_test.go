@@ -8,7 +8,7 @@ import (
 )
 
 func FuzzReadHeader(f *testing.F) {
-	f.Add(appendHeader(nil, kindRaft, "orders-0"))
+	f.Add(appendHeader(nil, kindRaftSnap, "orders-0"))
 	f.Add(appendHeader(nil, kindRPC, "ping"))
 	f.Add([]byte{9, 0, 1, 'x'})
 	f.Add([]byte{kindRPC, 0, 0})
@@ -28,6 +28,7 @@ func FuzzReadHeader(f *testing.F) {
 func FuzzParseHello(f *testing.F) {
 	f.Add([]byte("QNT1\x00\x00\x00\x01\x00\x00\x00\x02"))
 	f.Add([]byte("QNT1\xff\xff\xff\xff\x00\x00\x00\x02"))
+	f.Add([]byte("QNM1\x00\x00\x00\x01\x00\x00\x00\x02"))
 	f.Add([]byte("GET / HTTP/1.1\r\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		from, to, err := parseHello(b)

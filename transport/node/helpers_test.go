@@ -40,6 +40,8 @@ func newTestCluster(t *testing.T, n int, faults *Faults, opts ...func(*Config)) 
 			Faults:      faults,
 			Logger:      testLogger(),
 			DialTimeout: testDialTimeout,
+			// The test groups run on raft timeouts of a few hundred ms.
+			Linger: 5 * time.Millisecond,
 		}
 		for _, o := range opts {
 			o(&cfg)

@@ -80,6 +80,11 @@ func (t *Transport) markDown(peer int32) bool {
 			return false
 		}
 	}
+	for _, p := range t.raw {
+		if p == peer {
+			return false
+		}
+	}
 	t.downMu.Lock()
 	t.down[peer] = time.Now()
 	t.downMu.Unlock()

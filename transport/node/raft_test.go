@@ -2,7 +2,6 @@ package node
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -10,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 )
 
@@ -69,53 +67,6 @@ type raftGroup struct {
 	fsms  map[int32]*testFSM
 }
 
-func startGroup(t *testing.T, c *testCluster, group string) *raftGroup {
-	t.Helper()
-	g := &raftGroup{rafts: make(map[int32]*raft.Raft), fsms: make(map[int32]*testFSM)}
-	var servers []raft.Server
-	for _, id := range c.ids {
-		servers = append(servers, raft.Server{
-			Suffrage: raft.Voter,
-			ID:       raft.ServerID(ServerAddress(id)),
-			Address:  ServerAddress(id),
-		})
-	}
-	for _, id := range c.ids {
-		sl, err := c.nodes[id].StreamLayer(group)
-		if err != nil {
-			t.Fatalf("node %d: stream layer %q: %v", id, group, err)
-		}
-		trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-			Stream:  sl,
-			MaxPool: 3,
-			Timeout: 10 * time.Second,
-			Logger:  hclog.NewNullLogger(),
-		})
-		conf := raft.DefaultConfig()
-		conf.LocalID = raft.ServerID(ServerAddress(id))
-		conf.HeartbeatTimeout = 300 * time.Millisecond
-		conf.ElectionTimeout = 300 * time.Millisecond
-		conf.LeaderLeaseTimeout = 200 * time.Millisecond
-		conf.CommitTimeout = 20 * time.Millisecond
-		conf.Logger = hclog.NewNullLogger()
-		logs := raft.NewInmemStore()
-		snaps := raft.NewInmemSnapshotStore()
-		if err := raft.BootstrapCluster(conf, logs, logs, snaps, trans, raft.Configuration{Servers: servers}); err != nil {
-			t.Fatalf("node %d: bootstrap: %v", id, err)
-		}
-		fsm := &testFSM{}
-		r, err := raft.NewRaft(conf, fsm, logs, logs, snaps, trans)
-		if err != nil {
-			t.Fatalf("node %d: new raft: %v", id, err)
-		}
-		// Registered after the transport's cleanup, so it runs first.
-		t.Cleanup(func() { r.Shutdown().Error() })
-		g.rafts[id] = r
-		g.fsms[id] = fsm
-	}
-	return g
-}
-
 // leader waits for a node other than except to lead, and returns it.
 func (g *raftGroup) leader(t *testing.T, except int32) int32 {
 	t.Helper()
@@ -172,8 +123,8 @@ func commands(prefix string, n int) []string {
 func TestRaftGroupsShareTransports(t *testing.T) {
 	c := newTestCluster(t, 3, nil)
 	groups := map[string]*raftGroup{
-		"orders-0": startGroup(t, c, "orders-0"),
-		"orders-1": startGroup(t, c, "orders-1"),
+		"orders-0": &startMuxGroup(t, c, "orders-0", muxOpts{}).raftGroup,
+		"orders-1": &startMuxGroup(t, c, "orders-1", muxOpts{}).raftGroup,
 	}
 	for name, g := range groups {
 		cmds := commands(name+"-", 5)
@@ -192,7 +143,7 @@ func TestRaftGroupsShareTransports(t *testing.T) {
 func TestRaftIsolatedLeaderIsReplacedAndCatchesUp(t *testing.T) {
 	faults := NewFaults()
 	c := newTestCluster(t, 3, faults)
-	g := startGroup(t, c, "g")
+	g := &startMuxGroup(t, c, "g", muxOpts{}).raftGroup
 
 	before := commands("before-", 5)
 	g.apply(t, -1, before...)
@@ -217,74 +168,5 @@ func TestRaftIsolatedLeaderIsReplacedAndCatchesUp(t *testing.T) {
 		if slices.Contains(g.fsms[id].Entries(), "lost") {
 			t.Errorf("node %d applied the entry the isolated leader could not commit", id)
 		}
-	}
-}
-
-func TestStreamLayer(t *testing.T) {
-	c := newTestCluster(t, 2, nil)
-	sl, err := c.nodes[1].StreamLayer("g")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.nodes[1].StreamLayer("g"); !errors.Is(err, ErrGroupExists) {
-		t.Fatalf("second registration: got %v, want ErrGroupExists", err)
-	}
-	if got := sl.Addr().String(); got != "1" {
-		t.Fatalf("Addr() = %q, want \"1\"", got)
-	}
-
-	// A stream to a group the peer has not registered is closed by the peer.
-	conn, err := sl.Dial("2", 10*time.Second)
-	if err != nil {
-		t.Fatalf("dial: %v", err)
-	}
-	conn.SetReadDeadline(time.Now().Add(30 * time.Second))
-	if _, err := conn.Read(make([]byte, 1)); err == nil || isTimeout(err) {
-		t.Fatalf("read from unregistered group: got %v, want the stream closed", err)
-	}
-	conn.Close()
-
-	// Once registered, the peer's Accept gets the stream and its bytes.
-	peer, err := c.nodes[2].StreamLayer("g")
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err = sl.Dial("2", 10*time.Second)
-	if err != nil {
-		t.Fatalf("dial: %v", err)
-	}
-	defer conn.Close()
-	if _, err := conn.Write([]byte("ping")); err != nil {
-		t.Fatal(err)
-	}
-	in, err := peer.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer in.Close()
-	buf := make([]byte, 4)
-	if _, err := io.ReadFull(in, buf); err != nil || string(buf) != "ping" {
-		t.Fatalf("read %q, %v", buf, err)
-	}
-	if in.RemoteAddr().String() != "1" || conn.RemoteAddr().String() != "2" {
-		t.Fatalf("remote addrs %q, %q; want node ids", in.RemoteAddr(), conn.RemoteAddr())
-	}
-
-	if _, err := sl.Dial("two", time.Second); err == nil {
-		t.Fatal("dial of a non-numeric address succeeded")
-	}
-
-	// Close unblocks Accept, and frees the name for a restarted group.
-	accepted := make(chan error, 1)
-	go func() {
-		_, err := peer.Accept()
-		accepted <- err
-	}()
-	peer.Close()
-	if err := <-accepted; !errors.Is(err, ErrClosed) {
-		t.Fatalf("accept after close: got %v, want ErrClosed", err)
-	}
-	if _, err := c.nodes[2].StreamLayer("g"); err != nil {
-		t.Fatalf("re-register after close: %v", err)
 	}
 }

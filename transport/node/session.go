@@ -20,7 +20,10 @@ import (
 const (
 	// helloMagic opens every connection, so a stray client (or a Kafka
 	// client pointed at the wrong port) is rejected on its first bytes.
+	// It says what follows: yamux (helloMagic) or one raft mux stream
+	// (muxMagic, whose hello ends with the stream's class).
 	helloMagic = "QNT1"
+	muxMagic   = "QNM1"
 	helloLen   = len(helloMagic) + 4 + 4
 
 	// helloTimeout bounds how long an accepted connection may take to send
@@ -130,6 +133,20 @@ func (t *Transport) dialAndWatch(peer int32, d *pendingDial) {
 }
 
 func (t *Transport) dial(peer int32) (*link, error) {
+	conn, err := t.dialConn(peer, helloBytes(helloMagic, t.id, peer))
+	if err != nil {
+		return nil, err
+	}
+	ys, err := yamux.Client(conn, t.ymux)
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("node %d: yamux client: %w", peer, err)
+	}
+	return &link{peer: peer, conn: conn, ys: ys}, nil
+}
+
+// dialConn connects to peer and sends hello.
+func (t *Transport) dialConn(peer int32, hello []byte) (*faultConn, error) {
 	addr, err := t.resolve(peer)
 	if err != nil {
 		return nil, err
@@ -147,16 +164,13 @@ func (t *Transport) dial(peer int32) (*link, error) {
 		return nil, fmt.Errorf("node %d: dial %s: %w", peer, addr, err)
 	}
 	conn := newFaultConn(raw, t.faults, t.id, peer)
-	if err := writeHello(conn, t.id, peer, t.cfg.DialTimeout); err != nil {
+	conn.SetWriteDeadline(time.Now().Add(t.cfg.DialTimeout))
+	if _, err := conn.Write(hello); err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("node %d: hello to %s: %w", peer, addr, err)
 	}
-	ys, err := yamux.Client(conn, t.ymux)
-	if err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("node %d: yamux client: %w", peer, err)
-	}
-	return &link{peer: peer, conn: conn, ys: ys}, nil
+	conn.SetWriteDeadline(time.Time{})
+	return conn, nil
 }
 
 // redialInterval is how often a refused dial is retried.
@@ -194,9 +208,10 @@ func (t *Transport) resolve(peer int32) (string, error) {
 }
 
 // serveInbound runs an accepted connection: hello, then one goroutine per
-// stream the peer opens, until the session ends.
+// stream the peer opens, until the session ends; or, for a raft mux
+// connection, its calls.
 func (t *Transport) serveInbound(raw net.Conn) {
-	from, err := readHello(raw, t.id, helloTimeout)
+	from, class, err := readHello(raw, t.id, helloTimeout)
 	if errors.Is(err, io.EOF) {
 		// Closed before a byte: a peer probing whether this node is up.
 		raw.Close()
@@ -208,6 +223,10 @@ func (t *Transport) serveInbound(raw net.Conn) {
 		return
 	}
 	conn := newFaultConn(raw, t.faults, t.id, from)
+	if class != "" {
+		t.serveMuxConn(class, from, conn)
+		return
+	}
 	ys, err := yamux.Server(conn, t.ymux)
 	if err != nil {
 		conn.Close()
@@ -258,42 +277,49 @@ func (t *Transport) removeLink(l *link) {
 	t.linkLostLocked(l.peer)
 }
 
-// writeHello announces this node and the node it means to reach. Nothing
-// comes back: a rejected dialer learns of it when the session closes, and a
-// one-way fault that drops the acceptor's bytes still lets the dialer's
-// requests through, as it would on a real network once connected.
-func writeHello(c net.Conn, from, to int32, timeout time.Duration) error {
-	b := make([]byte, 0, helloLen)
-	b = append(b, helloMagic...)
+// helloBytes announces this node and the node it means to reach. Nothing
+// comes back: a rejected dialer learns of it when the connection closes,
+// and a one-way fault that drops the acceptor's bytes still lets the
+// dialer's requests through, as it would on a real network once connected.
+// A raft mux hello (muxMagic) is followed by one byte, the stream's class.
+func helloBytes(magic string, from, to int32) []byte {
+	b := make([]byte, 0, helloLen+1)
+	b = append(b, magic...)
 	b = binary.BigEndian.AppendUint32(b, uint32(from))
-	b = binary.BigEndian.AppendUint32(b, uint32(to))
-	c.SetWriteDeadline(time.Now().Add(timeout))
-	if _, err := c.Write(b); err != nil {
-		return err
-	}
-	return c.SetWriteDeadline(time.Time{})
+	return binary.BigEndian.AppendUint32(b, uint32(to))
 }
 
-// readHello returns the dialing node's id, refusing a hello meant for
-// another node: the dialer resolved a stale address.
-func readHello(c net.Conn, self int32, timeout time.Duration) (int32, error) {
+// readHello returns the dialing node's id and, for a raft mux connection,
+// its class; it refuses a hello meant for another node: the dialer
+// resolved a stale address.
+func readHello(c net.Conn, self int32, timeout time.Duration) (int32, string, error) {
 	c.SetReadDeadline(time.Now().Add(timeout))
 	b := make([]byte, helloLen)
 	if _, err := io.ReadFull(c, b); err != nil {
-		return 0, fmt.Errorf("read hello: %w", err)
+		return 0, "", fmt.Errorf("read hello: %w", err)
 	}
 	from, to, err := parseHello(b)
 	if err != nil {
-		return 0, err
+		return 0, "", err
 	}
 	if to != self {
-		return 0, fmt.Errorf("%w: node %d dialed node %d but reached node %d (stale address?)", errBadHello, from, to, self)
+		return 0, "", fmt.Errorf("%w: node %d dialed node %d but reached node %d (stale address?)", errBadHello, from, to, self)
 	}
-	return from, c.SetReadDeadline(time.Time{})
+	class := ""
+	if string(b[:4]) == muxMagic {
+		var cb [1]byte
+		if _, err := io.ReadFull(c, cb[:]); err != nil {
+			return 0, "", fmt.Errorf("read hello: %w", err)
+		}
+		if class = string(cb[:]); class != muxControl && class != muxData {
+			return 0, "", fmt.Errorf("%w: raft stream class %q", errBadHello, class)
+		}
+	}
+	return from, class, c.SetReadDeadline(time.Time{})
 }
 
 func parseHello(b []byte) (from, to int32, err error) {
-	if len(b) != helloLen || !bytes.HasPrefix(b, []byte(helloMagic)) {
+	if len(b) != helloLen || !(bytes.HasPrefix(b, []byte(helloMagic)) || bytes.HasPrefix(b, []byte(muxMagic))) {
 		return 0, 0, fmt.Errorf("%w: magic %q", errBadHello, b[:min(len(b), len(helloMagic))])
 	}
 	from = int32(binary.BigEndian.Uint32(b[4:8]))

@@ -13,8 +13,8 @@ import (
 )
 
 const (
-	kindRaft byte = 1
-	kindRPC  byte = 2
+	kindRPC      byte = 2
+	kindRaftSnap byte = 4 // name: the raft group
 
 	// maxNameLen is what the header's uint16 length can say.
 	maxNameLen = math.MaxUint16
@@ -26,10 +26,10 @@ const (
 
 func kindName(kind byte) string {
 	switch kind {
-	case kindRaft:
-		return "raft"
 	case kindRPC:
 		return "rpc"
+	case kindRaftSnap:
+		return "raftsnap"
 	}
 	return "unknown"
 }
@@ -56,7 +56,7 @@ func readHeader(r io.Reader) (kind byte, name string, err error) {
 		return 0, "", err
 	}
 	kind = fixed[0]
-	if kind != kindRaft && kind != kindRPC {
+	if kind != kindRPC && kind != kindRaftSnap {
 		return 0, "", fmt.Errorf("%w: kind %d", errBadHeader, kind)
 	}
 	n := binary.BigEndian.Uint16(fixed[1:])
@@ -142,9 +142,9 @@ func (t *Transport) serveStream(s *yamux.Stream, from int32) {
 	t.metrics.streamOpened(kind, "in")
 	c := &streamConn{Stream: s, t: t, peer: from}
 	switch kind {
-	case kindRaft:
-		t.deliverRaft(name, c)
 	case kindRPC:
 		t.serveRPC(name, c)
+	case kindRaftSnap:
+		t.serveSnapshot(name, c)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
 	"github.com/hashicorp/yamux"
 )
 
@@ -37,10 +38,9 @@ type Transport struct {
 	// taken while holding handlersMu or Faults' lock.
 	mu     sync.Mutex
 	closed bool
-	links  map[*link]struct{}      // every live session, both directions
-	out    map[int32]*link         // the session this node dialed, per peer
-	dials  map[int32]*pendingDial  // the dial in progress, per peer
-	groups map[string]*StreamLayer // registered raft groups
+	links  map[*link]struct{}     // every live session, both directions
+	out    map[int32]*link        // the session this node dialed, per peer
+	dials  map[int32]*pendingDial // the dial in progress, per peer
 	// probing holds the peers whose listener is being probed after a lost
 	// session, and whether another session was lost meanwhile (see
 	// linkLostLocked).
@@ -56,12 +56,47 @@ type Transport struct {
 	// inbound RPC reads it.
 	handlersMu sync.RWMutex
 	handlers   map[string]Handler
+
+	// Raft mux (under mu): the outbound mux streams, the registered
+	// groups, and calls held for groups not started yet.
+	muxes     map[muxKey]*muxConn
+	rgroups   map[string]*RaftGroup
+	held      map[string]*heldCalls
+	heldCount int
+	// stalledMu guards stalled, the groups with a follower whose last
+	// append failed (RaftGroup.Stalled).
+	stalledMu sync.Mutex
+	stalled   map[*RaftGroup]bool
+	// raw holds the raft mux connections and their peers.
+	raw map[*faultConn]int32
+	// controlLost holds the peers whose control stream failed and has not
+	// connected again (see controlUp).
+	controlLost map[int32]bool
+	// raftTimeout bounds a raft call (Config.RaftTimeout).
+	raftTimeout time.Duration
+
+	// liveMu guards live, the peers whose liveness is watched. It is
+	// taken under mu, never the other way round.
+	liveMu sync.RWMutex
+	live   map[int32]*peerLive
 }
 
 // Listen starts a Transport listening on cfg.Addr.
 func Listen(cfg Config) (*Transport, error) {
 	if cfg.DialTimeout == 0 {
 		cfg.DialTimeout = DefaultDialTimeout
+	}
+	if cfg.RaftTimeout == 0 {
+		cfg.RaftTimeout = DefaultRaftTimeout
+	}
+	if cfg.PingInterval == 0 {
+		cfg.PingInterval = DefaultPingInterval
+	}
+	if cfg.LivenessTimeout == 0 {
+		cfg.LivenessTimeout = DefaultLivenessTimeout
+	}
+	if cfg.Linger == 0 {
+		cfg.Linger = min(DefaultLinger, cfg.LivenessTimeout/8)
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -89,10 +124,18 @@ func Listen(cfg Config) (*Transport, error) {
 		links:    make(map[*link]struct{}),
 		out:      make(map[int32]*link),
 		dials:    make(map[int32]*pendingDial),
-		groups:   make(map[string]*StreamLayer),
 		probing:  make(map[int32]bool),
 		down:     make(map[int32]time.Time),
 		handlers: make(map[string]Handler),
+
+		muxes:       make(map[muxKey]*muxConn),
+		rgroups:     make(map[string]*RaftGroup),
+		held:        make(map[string]*heldCalls),
+		controlLost: make(map[int32]bool),
+		raw:         make(map[*faultConn]int32),
+		stalled:     make(map[*RaftGroup]bool),
+		raftTimeout: cfg.RaftTimeout,
+		live:        make(map[int32]*peerLive),
 	}
 	t.unsubscribe = cfg.Faults.Subscribe(t.faultsChanged)
 	t.goFunc(t.acceptLoop)
@@ -119,11 +162,25 @@ func (t *Transport) Close() error {
 	for l := range t.links {
 		links = append(links, l)
 	}
-	groups := make([]*StreamLayer, 0, len(t.groups))
-	for _, sl := range t.groups {
-		groups = append(groups, sl)
+	raws := make([]*faultConn, 0, len(t.raw))
+	for c := range t.raw {
+		raws = append(raws, c)
+	}
+	rgroups := make([]*RaftGroup, 0, len(t.rgroups))
+	for _, g := range t.rgroups {
+		rgroups = append(rgroups, g)
+	}
+	var held []*inbound
+	for name := range t.held {
+		held = append(held, t.takeHeldLocked(name)...)
 	}
 	t.mu.Unlock()
+	for _, in := range held {
+		in.answer(raft.RPCResponse{Error: errNoGroupHere})
+	}
+	for _, g := range rgroups {
+		g.Close()
+	}
 
 	t.unsubscribe()
 	t.cancel()
@@ -131,8 +188,8 @@ func (t *Transport) Close() error {
 	for _, l := range links {
 		l.close()
 	}
-	for _, sl := range groups {
-		sl.Close()
+	for _, c := range raws {
+		c.Close()
 	}
 	t.wg.Wait()
 	if errors.Is(err, net.ErrClosed) {
@@ -219,9 +276,18 @@ func (t *Transport) faultsChanged(from, to int32) {
 			doomed = append(doomed, l)
 		}
 	}
+	var raws []*faultConn
+	for c, p := range t.raw {
+		if p == peer {
+			raws = append(raws, c)
+		}
+	}
 	t.mu.Unlock()
 	for _, l := range doomed {
 		l.close()
+	}
+	for _, c := range raws {
+		c.Close()
 	}
 	if len(doomed) > 0 {
 		t.logger.Debug("reset sessions after fault change", "peer", peer, "sessions", len(doomed))

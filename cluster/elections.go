@@ -1,0 +1,471 @@
+package cluster
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// Partition groups do not elect on their own timers, which are long so
+// that idle groups cost almost nothing (see raftConfig). The node elects
+// for them, from what node liveness tells it once for every group:
+//
+//   - A group whose leader's node stops answering (node.Transport's pings,
+//     or a refused connection when its process is gone), or that has no
+//     leader at all (a new topic, a restart), becomes a suspect.
+//   - For each suspect the node asks the group's other voters, one call per
+//     peer for all groups, whether they see a live leader, and how long
+//     their log is. Only when a majority of the voters, this node
+//     included, see none does the most up-to-date of them (ties go to the
+//     preferred replica) start an election at once: the node hands its raft
+//     a TimeoutNow, as a leader handing over leadership would.
+//   - A voter later in that order waits a second per place before it
+//     tries, in case the first could not win.
+//
+// Why this is safe: a TimeoutNow only makes a replica stand for election;
+// Raft's vote decides, so there is still at most one leader per term (the
+// leader epoch), and only a leader whose entries a majority holds can win.
+// The agreement step keeps a replica with a flaky link to its leader from
+// unseating a leader that the majority still hears: a TimeoutNow election
+// skips raft's pre-vote, which would otherwise be what protects it.
+const (
+	driverInterval  = 100 * time.Millisecond
+	leaderlessGrace = time.Second
+	backupDelay     = time.Second
+	renudgeAfter    = 3 * time.Second
+	suspectFor      = time.Minute
+	sweepInterval   = 5 * time.Second
+	agreeTimeout    = time.Second
+	// reaskAfter spaces out asking the voters again about a group they did
+	// not agree on (it had a live leader, or had not started everywhere).
+	reaskAfter = 300 * time.Millisecond
+)
+
+// rpcAgree asks a peer, for a list of groups, whether it sees a live
+// leader for each, and its last log index.
+const rpcAgree = "raft.agree"
+
+type electionDriver struct {
+	mu       sync.Mutex
+	suspects map[*raftGroup]time.Time
+	wake     chan struct{}
+}
+
+func newElectionDriver() *electionDriver {
+	return &electionDriver{suspects: make(map[*raftGroup]time.Time), wake: make(chan struct{}, 1)}
+}
+
+// suspect queues groups to get a leader.
+func (d *electionDriver) suspect(gs ...*raftGroup) {
+	if len(gs) == 0 {
+		return
+	}
+	now := time.Now()
+	d.mu.Lock()
+	for _, g := range gs {
+		if _, ok := d.suspects[g]; !ok {
+			d.suspects[g] = now
+		}
+	}
+	d.mu.Unlock()
+	kick(d.wake)
+}
+
+func (d *electionDriver) drop(g *raftGroup) {
+	d.mu.Lock()
+	delete(d.suspects, g)
+	d.mu.Unlock()
+}
+
+func (d *electionDriver) snapshot() map[*raftGroup]time.Time {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make(map[*raftGroup]time.Time, len(d.suspects))
+	for g, t := range d.suspects {
+		out[g] = t
+	}
+	return out
+}
+
+// runElections is the node's one election goroutine.
+func (n *Node) runElections() {
+	defer n.wg.Done()
+	sweep := time.NewTicker(sweepInterval)
+	defer sweep.Stop()
+	stalled := time.NewTicker(time.Second)
+	defer stalled.Stop()
+	tick := time.NewTicker(driverInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-n.elections.wake:
+		case <-tick.C:
+		case <-sweep.C:
+			n.sweepLeaderless()
+		case <-stalled.C:
+			n.restartStalled()
+		}
+		n.driveElections()
+	}
+}
+
+// sweepLeaderless finds groups that have gone without a live leader for
+// leaderlessGrace (events can be missed: a leader that failed while this
+// node was busy, an election that fizzled), and leaders that do not serve
+// yet.
+func (n *Node) sweepLeaderless() {
+	now := time.Now().UnixNano()
+	var found []*raftGroup
+	for _, r := range n.allReplicas() {
+		g := r.group
+		switch g.raft.State() {
+		case raft.Leader:
+			g.leaderlessSince.Store(0)
+			g.serve()
+			continue
+		case raft.Follower:
+		default:
+			continue
+		}
+		if n.hasLiveLeader(g) {
+			g.leaderlessSince.Store(0)
+			continue
+		}
+		since := g.leaderlessSince.Load()
+		if since == 0 {
+			g.leaderlessSince.Store(now)
+		} else if time.Duration(now-since) >= leaderlessGrace {
+			found = append(found, g)
+		}
+	}
+	n.elections.suspect(found...)
+}
+
+// hasLiveLeader reports whether the group's leader, as this node knows it,
+// is another node that answers (or this node).
+func (n *Node) hasLiveLeader(g *raftGroup) bool {
+	if g.raft.State() == raft.Leader {
+		return true
+	}
+	leader := leaderID(g.raft)
+	return leader >= 0 && leader != n.cfg.NodeID && n.nt.Reachable(leader)
+}
+
+func leaderID(r *raft.Raft) int32 {
+	_, id := r.LeaderWithID()
+	if id == "" {
+		return -1
+	}
+	v, err := strconv.Atoi(string(id))
+	if err != nil {
+		return -1
+	}
+	return int32(v)
+}
+
+// driveElections looks at every suspect once: drops those that have a
+// live leader again, and starts elections where the group's voters agree.
+func (n *Node) driveElections() {
+	suspects := n.elections.snapshot()
+	if len(suspects) == 0 {
+		return
+	}
+	now := time.Now()
+	var ask []*raftGroup
+	for g, since := range suspects {
+		if g.isStopped() || now.Sub(since) > suspectFor || n.hasLiveLeader(g) {
+			n.elections.drop(g)
+			continue
+		}
+		if g.raft.State() != raft.Follower {
+			continue // a candidate: an election is under way
+		}
+		if g.gate != nil && !g.gate.voting() {
+			n.elections.drop(g)
+			continue
+		}
+		if now.Sub(time.Unix(0, g.nudgedAt.Load())) < renudgeAfter ||
+			now.Sub(time.Unix(0, g.askedAt.Load())) < reaskAfter {
+			continue
+		}
+		g.askedAt.Store(now.UnixNano())
+		ask = append(ask, g)
+	}
+	if len(ask) == 0 {
+		return
+	}
+	views := n.askVoters(ask)
+	for _, g := range ask {
+		rank, agreed := n.electionRank(g, views)
+		if !agreed {
+			continue
+		}
+		if rank > 0 && now.Sub(suspects[g]) < time.Duration(rank)*backupDelay {
+			continue
+		}
+		n.nudge(g)
+	}
+}
+
+// restartStalled restarts replication to followers whose last append
+// failed and that answer again. hashicorp/raft itself retries only when
+// new entries arrive or its commit timeout passes, minutes for an idle
+// partition group: a barrier is a new entry. Retries back off to once a
+// minute for a follower that keeps failing while it answers pings.
+func (n *Node) restartStalled() {
+	now := time.Now()
+	for _, mg := range n.nt.StalledGroups() {
+		g := n.groupByName(mg.Name())
+		if g == nil || g.raft.State() != raft.Leader {
+			continue
+		}
+		due := false
+		for _, p := range mg.Stalled() {
+			due = due || n.nt.Reachable(p)
+		}
+		gap := time.Duration(g.kickGap.Load())
+		if !due || now.Sub(time.Unix(0, g.kickedAt.Load())) < gap {
+			continue
+		}
+		g.kickedAt.Store(now.UnixNano())
+		g.kickGap.Store(int64(min(max(2*gap, time.Second), time.Minute)))
+		go g.raft.Barrier(10 * time.Second)
+	}
+}
+
+// voterView is what one voter answered for one group.
+type voterView struct {
+	agree     bool
+	lastIndex uint64
+}
+
+// askVoters asks every peer that is a voter of some of the groups, in one
+// call per peer, for its view of each.
+func (n *Node) askVoters(gs []*raftGroup) map[int32]map[*raftGroup]voterView {
+	byPeer := make(map[int32][]*raftGroup)
+	for _, g := range gs {
+		for _, v := range g.voters {
+			if v != n.cfg.NodeID && n.nt.Reachable(v) {
+				byPeer[v] = append(byPeer[v], g)
+			}
+		}
+	}
+	out := make(map[int32]map[*raftGroup]voterView, len(byPeer))
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for peer, groups := range byPeer {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			views := n.askVoter(peer, groups)
+			mu.Lock()
+			out[peer] = views
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+func (n *Node) askVoter(peer int32, gs []*raftGroup) map[*raftGroup]voterView {
+	var req []byte
+	for _, g := range gs {
+		req = binary.AppendUvarint(req, uint64(len(g.name)))
+		req = append(req, g.name...)
+	}
+	ctx, cancel := context.WithTimeout(n.ctx, agreeTimeout)
+	defer cancel()
+	resp, err := n.nt.Call(ctx, peer, rpcAgree, req)
+	if err != nil {
+		n.logger.Debug("asking a voter about leaders failed", "peer", peer, "error", err)
+		return nil
+	}
+	views := make(map[*raftGroup]voterView, len(gs))
+	for _, g := range gs {
+		if len(resp) == 0 {
+			return views
+		}
+		agree := resp[0] == 1
+		idx, k := binary.Uvarint(resp[1:])
+		if k <= 0 {
+			return views
+		}
+		resp = resp[1+k:]
+		views[g] = voterView{agree: agree, lastIndex: idx}
+	}
+	return views
+}
+
+// handleAgree answers askVoter: per group, 1 if this node runs it and sees
+// no live leader for it (so it agrees to an election), and its last log
+// index.
+func (n *Node) handleAgree(_ context.Context, from int32, req []byte) ([]byte, error) {
+	var out []byte
+	for len(req) > 0 {
+		l, k := binary.Uvarint(req)
+		if k <= 0 || uint64(len(req)-k) < l {
+			return nil, errBadAgree
+		}
+		name := string(req[k : k+int(l)])
+		req = req[k+int(l):]
+		g := n.groupByName(name)
+		if g == nil {
+			// Not started here yet (a new topic): a vote asked of it now
+			// would wait for it, and fail if it took long.
+			out = append(out, 0)
+			out = binary.AppendUvarint(out, 0)
+			continue
+		}
+		live := false
+		if ok, _ := g.leaderTerm(); ok {
+			live = true
+		} else if g.raft.State() == raft.Follower {
+			leader := leaderID(g.raft)
+			// The asker naming itself leader here only means this node has
+			// not heard that it lost the leadership.
+			live = leader >= 0 && leader != from && leader != n.cfg.NodeID && n.nt.Reachable(leader)
+		}
+		if live {
+			out = append(out, 0)
+		} else {
+			out = append(out, 1)
+		}
+		out = binary.AppendUvarint(out, g.raft.LastIndex())
+	}
+	return out, nil
+}
+
+// electionRank decides from the voters' views whether the group may elect
+// (a majority of its voters, this node included, sees no live leader) and
+// this node's place among the agreeing voters that could stand: the
+// longest log first, then preference order.
+func (n *Node) electionRank(g *raftGroup, views map[int32]map[*raftGroup]voterView) (int, bool) {
+	type cand struct {
+		id   int32
+		last uint64
+		pref int
+	}
+	var cands []cand
+	for pref, v := range g.voters {
+		if v == n.cfg.NodeID {
+			cands = append(cands, cand{v, g.raft.LastIndex(), pref})
+			continue
+		}
+		if view, ok := views[v][g]; ok && view.agree {
+			cands = append(cands, cand{v, view.lastIndex, pref})
+		}
+	}
+	if len(cands) < len(g.voters)/2+1 {
+		return 0, false
+	}
+	slices.SortFunc(cands, func(a, b cand) int {
+		if a.last != b.last {
+			if a.last > b.last {
+				return -1
+			}
+			return 1
+		}
+		return a.pref - b.pref
+	})
+	for i, c := range cands {
+		if c.id == n.cfg.NodeID {
+			return i, true
+		}
+	}
+	return 0, false
+}
+
+// nudge makes the group's replica here stand for election now.
+func (n *Node) nudge(g *raftGroup) {
+	g.nudgedAt.Store(time.Now().UnixNano())
+	self := []byte(raftID(n.cfg.NodeID))
+	g.mux.Inject(&raft.TimeoutNowRequest{RPCHeader: raft.RPCHeader{ProtocolVersion: raft.ProtocolVersionMax, ID: self, Addr: self}})
+	n.metrics.nudgedElections.Inc()
+}
+
+// peerUnreachable runs when peer stops answering, or its process is found
+// gone: groups it led get a leader elected, and groups this node leads
+// that no longer reach a quorum stop serving at once.
+func (n *Node) peerUnreachable(peer int32) {
+	select {
+	case <-n.started:
+	default:
+		return
+	}
+	if n.ctx.Err() != nil {
+		return
+	}
+	var orphaned []*raftGroup
+	fenced := 0
+	for _, r := range n.allReplicas() {
+		g := r.group
+		switch g.raft.State() {
+		case raft.Follower:
+			if leaderID(g.raft) == peer {
+				orphaned = append(orphaned, g)
+			}
+		case raft.Leader:
+			if slices.Contains(r.replicas, peer) && !n.quorumReachable(r.replicas) {
+				r.proposer.abort()
+				fenced++
+			}
+		}
+	}
+	n.elections.suspect(orphaned...)
+	if len(orphaned) > 0 || fenced > 0 {
+		n.logger.Info("peer unreachable: electing new leaders for the partitions it led, and fencing those that lost their quorum here",
+			"peer", peer, "orphaned", len(orphaned), "fenced", fenced)
+	}
+	n.reportAll()
+}
+
+// peerReachable runs when peer answers again. Each group this node leads
+// with it commits a barrier: its replication to the peer may be waiting
+// out raft's commit timeout after failed calls, and the barrier's append
+// starts it now, so the peer learns its leader and catches up at once.
+func (n *Node) peerReachable(peer int32) {
+	select {
+	case <-n.started:
+	default:
+		return
+	}
+	for _, r := range n.allReplicas() {
+		if !slices.Contains(r.replicas, peer) || r.group.raft.State() != raft.Leader {
+			continue
+		}
+		r.group.mux.ForgetProgress(peer)
+		go r.group.raft.Barrier(10 * time.Second)
+	}
+	n.reportAll()
+}
+
+// onReachability is the node transport's liveness callback.
+func (n *Node) onReachability(peer int32, up bool) {
+	if up {
+		n.peerReachable(peer)
+	} else {
+		n.peerUnreachable(peer)
+	}
+}
+
+// quorumReachable reports whether a majority of voters, this node
+// included, answer this node.
+func (n *Node) quorumReachable(voters []int32) bool {
+	up := 0
+	for _, v := range voters {
+		if v == n.cfg.NodeID || n.nt.Reachable(v) {
+			up++
+		}
+	}
+	return up >= len(voters)/2+1
+}
+
+var errBadAgree = errors.New("malformed raft.agree request")

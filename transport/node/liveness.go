@@ -1,0 +1,192 @@
+package node
+
+import (
+	"errors"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Node liveness: one ping stream per pair of nodes says whether a peer
+// answers, for every raft group the two share. Groups then need no fast
+// heartbeats of their own to notice a dead or cut-off leader: the node
+// tells them (Config.OnReachability).
+
+// Liveness defaults.
+const (
+	DefaultPingInterval    = 100 * time.Millisecond
+	DefaultLivenessTimeout = time.Second
+)
+
+var errUnreachable = errors.New("node transport: peer unreachable")
+
+// peerLive is what this node knows of one watched peer's liveness.
+type peerLive struct {
+	// heard is when a frame from the peer last arrived on a stream this
+	// node opened: a pong, or a reply. Only round trips count, so a peer
+	// that hears us but cannot answer is unreachable, and one that we
+	// hear but cannot reach is too.
+	heard     atomic.Int64 // UnixNano
+	reachable atomic.Bool
+	stop      chan struct{}
+	// mu guards up, closed and replaced whenever the peer becomes
+	// reachable, which wakes calls waiting for it.
+	mu sync.Mutex
+	up chan struct{}
+}
+
+// WatchPeers sets the peers whose liveness this node tracks, starting a
+// pinger for each new one and stopping those no longer listed. A peer
+// starts out reachable: without evidence either way, it is given one
+// liveness timeout to answer.
+func (t *Transport) WatchPeers(ids []int32) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return
+	}
+	t.liveMu.Lock()
+	defer t.liveMu.Unlock()
+	for id, p := range t.live {
+		if !slices.Contains(ids, id) {
+			close(p.stop)
+			delete(t.live, id)
+		}
+	}
+	for _, id := range ids {
+		if id == t.id || t.live[id] != nil {
+			continue
+		}
+		p := &peerLive{stop: make(chan struct{}), up: make(chan struct{})}
+		p.heard.Store(time.Now().UnixNano())
+		p.reachable.Store(true)
+		t.live[id] = p
+		t.goLocked(func() { t.pinger(id, p) })
+	}
+}
+
+func (t *Transport) peerLive(id int32) *peerLive {
+	t.liveMu.RLock()
+	defer t.liveMu.RUnlock()
+	return t.live[id]
+}
+
+// Reachable reports whether peer answered within the liveness timeout
+// and its process was not just found gone. Peers not watched count as
+// reachable: there is no evidence against them.
+func (t *Transport) Reachable(peer int32) bool {
+	if peer == t.id {
+		return true
+	}
+	if t.PeerDown(peer) {
+		return false
+	}
+	p := t.peerLive(peer)
+	return p == nil || p.reachable.Load()
+}
+
+// heard records a frame from peer on an outbound stream.
+func (t *Transport) heard(peer int32) {
+	p := t.peerLive(peer)
+	if p == nil {
+		return
+	}
+	p.heard.Store(time.Now().UnixNano())
+	if !p.reachable.Load() {
+		t.setReachable(peer, p, true)
+	}
+}
+
+func (t *Transport) setReachable(peer int32, p *peerLive, up bool) {
+	if p.reachable.Swap(up) == up {
+		return
+	}
+	if up {
+		p.mu.Lock()
+		close(p.up)
+		p.up = make(chan struct{})
+		p.mu.Unlock()
+		t.logger.Info("peer answers again", "peer", peer)
+	} else {
+		t.logger.Warn("peer does not answer", "peer", peer, "timeout", t.cfg.LivenessTimeout)
+	}
+	t.metrics.reachable.WithLabelValues(peerLabel(peer)).Set(boolGauge(up))
+	if fn := t.cfg.OnReachability; fn != nil {
+		t.goFunc(func() { fn(peer, up) })
+	}
+}
+
+// pinger pings peer every interval on the control stream and marks it
+// unreachable once nothing has come back for the liveness timeout.
+func (t *Transport) pinger(peer int32, p *peerLive) {
+	interval, timeout := t.cfg.PingInterval, t.cfg.LivenessTimeout
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	last := time.Now()
+	for {
+		select {
+		case <-p.stop:
+			return
+		case <-t.ctx.Done():
+			return
+		case <-tick.C:
+		}
+		now := time.Now()
+		if gap := now.Sub(last); gap > interval+timeout/2 {
+			// This process was stopped or starved: the silence is ours, not
+			// the peer's. Give it a fresh timeout to answer.
+			p.heard.Store(now.UnixNano())
+		}
+		last = now
+		if c, err := t.mux(peer, muxControl); err == nil {
+			c.ping()
+		}
+		silent := now.Sub(time.Unix(0, p.heard.Load()))
+		if t.PeerDown(peer) || silent > timeout {
+			t.setReachable(peer, p, false)
+		}
+	}
+}
+
+// awaitReachable waits until peer is reachable, deadline passes or abort
+// closes, and reports whether it is.
+func (t *Transport) awaitReachable(peer int32, deadline time.Time, abort <-chan struct{}) bool {
+	for {
+		if t.Reachable(peer) {
+			return true
+		}
+		p := t.peerLive(peer)
+		var up chan struct{}
+		if p != nil {
+			p.mu.Lock()
+			up = p.up
+			p.mu.Unlock()
+		}
+		wait := time.Until(deadline)
+		if wait <= 0 {
+			return false
+		}
+		// A peer marked down by a refused connect becomes reachable without
+		// a pong (its mark lapses), so wake up now and then to look again.
+		timer := time.NewTimer(min(wait, 250*time.Millisecond))
+		select {
+		case <-up:
+		case <-timer.C:
+		case <-t.ctx.Done():
+			timer.Stop()
+			return false
+		case <-abort:
+			timer.Stop()
+			return false
+		}
+		timer.Stop()
+	}
+}
+
+func boolGauge(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,127 @@
+package node
+
+import (
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// maxPipeline bounds the AppendEntries in flight on one pipeline. Each
+// carries up to raft's MaxAppendEntries entries, so a few dozen keep the
+// link busy; a node has a pipeline per follower of every group it leads.
+const maxPipeline = 32
+
+// AppendEntriesPipeline implements raft.Transport.
+func (g *RaftGroup) AppendEntriesPipeline(_ raft.ServerID, target raft.ServerAddress) (raft.AppendPipeline, error) {
+	peer, err := ParseServerAddress(target)
+	if err != nil {
+		return nil, err
+	}
+	return &pipeline{g: g, peer: peer, slots: make(chan struct{}, maxPipeline),
+		doneCh: make(chan raft.AppendFuture, 2*maxPipeline), closeCh: make(chan struct{})}, nil
+}
+
+// pipeline sends appends to one follower without waiting for each answer.
+// Answers are handed to raft in the order the appends were sent, failures
+// included, as raft's pipeline decoder requires.
+type pipeline struct {
+	g       *RaftGroup
+	peer    int32
+	slots   chan struct{}
+	doneCh  chan raft.AppendFuture
+	closeCh chan struct{}
+	once    sync.Once
+
+	mu     sync.Mutex
+	queue  []*pipeFuture // sent and not yet handed to raft, in order
+	closed bool
+}
+
+type pipeFuture struct {
+	call  muxCall
+	req   *raft.AppendEntriesRequest
+	resp  *raft.AppendEntriesResponse
+	start time.Time
+	done  bool // under pipeline.mu
+}
+
+func (f *pipeFuture) Error() error                          { return f.call.err }
+func (f *pipeFuture) Start() time.Time                      { return f.start }
+func (f *pipeFuture) Request() *raft.AppendEntriesRequest   { return f.req }
+func (f *pipeFuture) Response() *raft.AppendEntriesResponse { return f.resp }
+
+var errPipelineClosed = errors.New("node transport: pipeline closed")
+
+// AppendEntries implements raft.AppendPipeline.
+func (p *pipeline) AppendEntries(args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) (raft.AppendFuture, error) {
+	select {
+	case p.slots <- struct{}{}:
+	case <-p.closeCh:
+		return nil, errPipelineClosed
+	}
+	f := &pipeFuture{req: args, resp: resp, start: time.Now()}
+	// raft gives each pipelined append a response of its own and reads it
+	// only from the future, so the reader may decode into it directly.
+	f.call.resp = resp
+	f.call.onDone = func() { p.completed(f) }
+	c, err := p.g.t.mux(p.peer, muxData)
+	if err != nil {
+		<-p.slots
+		return nil, err
+	}
+	p.mu.Lock()
+	p.queue = append(p.queue, f)
+	p.mu.Unlock()
+	if err := c.call(p.g.name, rpcAppendEntries, false, &f.call, func(e *encoder) {
+		e.b = growFor(e.b, appendEntriesSize(args))
+		encodeAppendEntries(e, args)
+	}); err != nil {
+		f.call.complete(err)
+	}
+	return f, nil
+}
+
+// completed hands raft every answered append at the head of the queue.
+func (p *pipeline) completed(f *pipeFuture) {
+	p.mu.Lock()
+	f.done = true
+	var ready []*pipeFuture
+	for len(p.queue) > 0 && p.queue[0].done {
+		ready = append(ready, p.queue[0])
+		p.queue[0] = nil
+		p.queue = p.queue[1:]
+	}
+	closed := p.closed
+	p.mu.Unlock()
+	for _, f := range ready {
+		p.g.appendDone(p.peer, f.req, f.resp, f.call.err)
+		if f.call.err == nil {
+			p.g.learn(p.peer, f.req, f.resp)
+		}
+		<-p.slots
+		if closed {
+			continue
+		}
+		select {
+		case p.doneCh <- f:
+		default:
+			// raft's decoder has stopped reading; the pipeline is ending.
+		}
+	}
+}
+
+// Consumer implements raft.AppendPipeline.
+func (p *pipeline) Consumer() <-chan raft.AppendFuture { return p.doneCh }
+
+// Close implements raft.AppendPipeline.
+func (p *pipeline) Close() error {
+	p.once.Do(func() {
+		p.mu.Lock()
+		p.closed = true
+		p.mu.Unlock()
+		close(p.closeCh)
+	})
+	return nil
+}
