@@ -63,6 +63,79 @@ type ProducerConfig struct {
 	// its connections open and answers nothing, so only this timeout moves
 	// a client off it. 0 keeps franz-go's defaults (10s plus 10s).
 	RequestTimeout time.Duration
+	// Compression is the codec for produce batches. Empty keeps franz-go's
+	// default, snappy. franz-go sends a batch uncompressed when the codec
+	// does not make it smaller.
+	Compression Compression
+	// OnBatch, when set, is called for every batch the brokers
+	// acknowledged, on franz-go's goroutines.
+	OnBatch func(BatchStats)
+}
+
+// Compression names a produce batch codec.
+type Compression string
+
+const (
+	CompressionDefault Compression = "" // franz-go's default: snappy
+	CompressionNone    Compression = "none"
+	CompressionGzip    Compression = "gzip"
+	CompressionSnappy  Compression = "snappy"
+	CompressionLZ4     Compression = "lz4"
+	CompressionZstd    Compression = "zstd"
+)
+
+// ParseCompression checks a codec name; "" is the default.
+func ParseCompression(s string) (Compression, error) {
+	c := Compression(strings.ToLower(strings.TrimSpace(s)))
+	if _, ok := c.codec(); !ok {
+		return "", fmt.Errorf("client: unknown compression %q (want none, gzip, snappy, lz4 or zstd)", s)
+	}
+	return c, nil
+}
+
+// codec is the franz-go codec; ok is false for unknown names. For the
+// default it returns ok with no codec, leaving franz-go's choice alone.
+func (c Compression) codec() (codec *kgo.CompressionCodec, ok bool) {
+	var cc kgo.CompressionCodec
+	switch c {
+	case CompressionDefault:
+		return nil, true
+	case CompressionNone:
+		cc = kgo.NoCompression()
+	case CompressionGzip:
+		cc = kgo.GzipCompression()
+	case CompressionSnappy:
+		cc = kgo.SnappyCompression()
+	case CompressionLZ4:
+		cc = kgo.Lz4Compression()
+	case CompressionZstd:
+		cc = kgo.ZstdCompression()
+	default:
+		return nil, false
+	}
+	return &cc, true
+}
+
+// BatchStats describes one acknowledged produce batch.
+type BatchStats struct {
+	Records int
+	// UncompressedBytes is the records as serialized, before compression;
+	// CompressedBytes is what was sent for them (equal without
+	// compression). Neither counts the record batch header
+	// (BatchHeaderBytes).
+	UncompressedBytes int
+	CompressedBytes   int
+}
+
+// BatchHeaderBytes is the fixed header of a v2 record batch, which
+// BatchStats leaves out.
+const BatchHeaderBytes = 61
+
+// batchHook adapts franz-go's produce hook to ProducerConfig.OnBatch.
+type batchHook func(BatchStats)
+
+func (h batchHook) OnProduceBatchWritten(_ kgo.BrokerMetadata, _ string, _ int32, m kgo.ProduceBatchMetrics) {
+	h(BatchStats{Records: m.NumRecords, UncompressedBytes: m.UncompressedBytes, CompressedBytes: m.CompressedBytes})
 }
 
 // Producer writes records to explicit partitions.
@@ -121,6 +194,16 @@ func NewProducer(cfg ProducerConfig) (*Producer, error) {
 	}
 	if d := cfg.RequestTimeout; d > 0 {
 		opts = append(opts, kgo.ProduceRequestTimeout(d), kgo.RequestTimeoutOverhead(d/2))
+	}
+	codec, ok := cfg.Compression.codec()
+	if !ok {
+		return nil, fmt.Errorf("client: unknown compression %q", cfg.Compression)
+	}
+	if codec != nil {
+		opts = append(opts, kgo.ProducerBatchCompression(*codec))
+	}
+	if cfg.OnBatch != nil {
+		opts = append(opts, kgo.WithHooks(batchHook(cfg.OnBatch)))
 	}
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
@@ -238,21 +321,35 @@ func NewAdmin(brokers []string) (*Admin, error) {
 	return &Admin{cl: cl, adm: kadm.NewClient(cl)}, nil
 }
 
+// SetTimeout is the timeout admin requests carry to the broker (kadm's
+// default is 15s); the client waits that long plus 10s for the answer.
+// Quire caps it at 5 minutes.
+func (a *Admin) SetTimeout(d time.Duration) { a.adm.SetTimeoutMillis(int32(d.Milliseconds())) }
+
 // CreateTopic creates a topic and waits until the cluster reports a leader
 // for every partition, so the first produce does not race its creation.
 func (a *Admin) CreateTopic(ctx context.Context, topic string, partitions int32, replicationFactor int16, configs map[string]string) error {
+	if err := a.CreateTopicNoWait(ctx, topic, partitions, replicationFactor, configs); err != nil {
+		return err
+	}
+	return a.WaitLeaders(ctx, topic)
+}
+
+// CreateTopicNoWait issues one CreateTopics request and returns with the
+// broker's answer. Quire answers once the partitions have leaders or the
+// request timeout (SetTimeout) passed, whichever is first.
+func (a *Admin) CreateTopicNoWait(ctx context.Context, topic string, partitions int32, replicationFactor int16, configs map[string]string) error {
 	cfg := make(map[string]*string, len(configs))
 	for k, v := range configs {
 		cfg[k] = &v
 	}
+	// kadm returns the topic's error as err too; resp has the broker's
+	// message for it.
 	resp, err := a.adm.CreateTopic(ctx, partitions, replicationFactor, cfg, topic)
-	if err != nil {
-		return err
-	}
 	if resp.Err != nil {
 		return fmt.Errorf("create topic %s: %w: %s", topic, resp.Err, resp.ErrMessage)
 	}
-	return a.WaitLeaders(ctx, topic)
+	return err
 }
 
 // WaitLeaders polls Metadata until every partition of topic has a leader.
@@ -359,4 +456,48 @@ func (a *Admin) Partition(ctx context.Context, topic string, partition int32) (P
 		}
 	}
 	return PartitionState{Leader: -1}, fmt.Errorf("topic %s has no partition %d", topic, partition)
+}
+
+// Leaders reports the leader of every partition of topic from a fresh
+// Metadata request, sent to broker when it is >= 0 and to any broker
+// otherwise; -1 stands for a partition without a leader or with an error.
+// (kadm's Metadata answers from the client's cache, up to 5s old.) A
+// topic the broker does not know yet gives an empty map and no error.
+func (a *Admin) Leaders(ctx context.Context, topic string, broker int32) (map[int32]int32, error) {
+	req := kmsg.NewPtrMetadataRequest()
+	rt := kmsg.NewMetadataRequestTopic()
+	rt.Topic = kmsg.StringPtr(topic)
+	req.Topics = append(req.Topics, rt)
+	// A poll that races CreateTopics must not auto-create the topic with
+	// the broker's default partition count.
+	req.AllowAutoTopicCreation = false
+	var raw kmsg.Response
+	var err error
+	if broker >= 0 {
+		raw, err = a.cl.Broker(int(broker)).Request(ctx, req)
+	} else {
+		raw, err = a.cl.Request(ctx, req)
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[int32]int32)
+	for _, t := range raw.(*kmsg.MetadataResponse).Topics {
+		if t.Topic == nil || *t.Topic != topic {
+			continue
+		}
+		if err := kerr.ErrorForCode(t.ErrorCode); err != nil {
+			if errors.Is(err, kerr.UnknownTopicOrPartition) {
+				return out, nil
+			}
+			return nil, fmt.Errorf("topic %s: %w", topic, err)
+		}
+		for _, p := range t.Partitions {
+			out[p.Partition] = p.Leader
+			if p.ErrorCode != 0 {
+				out[p.Partition] = -1
+			}
+		}
+	}
+	return out, nil
 }

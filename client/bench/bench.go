@@ -6,7 +6,6 @@ package bench
 
 import (
 	"context"
-	"crypto/rand"
 	"fmt"
 	"math"
 	"slices"
@@ -37,6 +36,27 @@ type ProduceCase struct {
 	// offered load. Latency is measured from Produce to acknowledgement, so
 	// it includes time queued in the client, as in kafka-producer-perf-test.
 	MaxBuffered int
+	// Compression is the producers' batch codec; empty is franz-go's
+	// default, snappy.
+	Compression client.Compression
+	// SameValue gives every record one random value, as this bench did
+	// before: snappy then shrinks 1 KiB batches ~20x, so it measures the
+	// codec more than the log. Only for comparing with old figures.
+	SameValue bool
+}
+
+// values returns the value source of producer i: by default every record
+// gets different random bytes (see Values).
+func (c ProduceCase) values(i int) (func() []byte, error) {
+	v, err := NewValues(c.RecordSize, i)
+	if err != nil {
+		return nil, err
+	}
+	if c.SameValue {
+		one := v.Next()
+		return func() []byte { return one }, nil
+	}
+	return v.Next, nil
 }
 
 // Result is what a run measured.
@@ -48,6 +68,29 @@ type Result struct {
 	P50     time.Duration
 	P99     time.Duration
 	Max     time.Duration
+	// Produce only, from franz-go's hook on acknowledged batches:
+	// Batches, and their records serialized before (BatchBytes) and after
+	// (CompressedBytes) compression, batch headers not included.
+	Batches         int64
+	BatchBytes      int64
+	CompressedBytes int64
+}
+
+// WireBytes is the record batches as sent: compressed records plus each
+// batch's header. Produce request framing (topic and partition headers)
+// is left out.
+func (r Result) WireBytes() int64 { return r.CompressedBytes + r.Batches*client.BatchHeaderBytes }
+
+// WireMBPerSec is the throughput in MB/s of record batches as sent.
+func (r Result) WireMBPerSec() float64 { return float64(r.WireBytes()) / 1e6 / r.Elapsed.Seconds() }
+
+// CompressionRatio is how much the codec shrank the records: 1 when it
+// could not (franz-go then sends them uncompressed), 0 without batches.
+func (r Result) CompressionRatio() float64 {
+	if r.CompressedBytes == 0 {
+		return 0
+	}
+	return float64(r.BatchBytes) / float64(r.CompressedBytes)
 }
 
 // RecordsPerSec is the throughput in records.
@@ -62,14 +105,31 @@ type Progress struct {
 	Records int64
 	Bytes   int64
 	Errors  int64
+	// WireBytes is record batches as sent (produce only).
+	WireBytes int64
 }
 
 type counters struct {
-	records, bytes, errs atomic.Int64
+	records, bytes, errs                         atomic.Int64
+	batches, batchRecords, batchBytes, compBytes atomic.Int64
+}
+
+func (c *counters) wireBytes() int64 {
+	return c.compBytes.Load() + c.batches.Load()*client.BatchHeaderBytes
 }
 
 func (c *counters) snapshot(start time.Time) Progress {
-	return Progress{Elapsed: time.Since(start), Records: c.records.Load(), Bytes: c.bytes.Load(), Errors: c.errs.Load()}
+	return Progress{Elapsed: time.Since(start), Records: c.records.Load(), Bytes: c.bytes.Load(),
+		Errors: c.errs.Load(), WireBytes: c.wireBytes()}
+}
+
+// onBatch counts an acknowledged batch; franz-go calls it on its own
+// goroutines.
+func (c *counters) onBatch(b client.BatchStats) {
+	c.batches.Add(1)
+	c.batchRecords.Add(int64(b.Records))
+	c.batchBytes.Add(int64(b.UncompressedBytes))
+	c.compBytes.Add(int64(b.CompressedBytes))
 }
 
 // report calls fn every second until stop closes.
@@ -90,20 +150,23 @@ func report(start time.Time, c *counters, fn func(Progress), stop <-chan struct{
 }
 
 // Produce runs c.Producers producer clients that write c.RecordSize-byte
-// random values round-robin over the topic's partitions for c.Duration,
+// random values, a different one for every record, round-robin over the topic's partitions for c.Duration,
 // then waits for every outstanding record.
 func Produce(ctx context.Context, brokers []string, c ProduceCase, progress func(Progress)) (Result, error) {
-	value := make([]byte, c.RecordSize)
-	if _, err := rand.Read(value); err != nil {
-		return Result{}, err
-	}
 	var cnt counters
 	lat := make([][]time.Duration, c.Producers)
 	prods := make([]*client.Producer, c.Producers)
+	nextValue := make([]func() []byte, c.Producers)
 	for i := range prods {
+		next, err := c.values(i)
+		if err != nil {
+			return Result{}, err
+		}
+		nextValue[i] = next
 		p, err := client.NewProducer(client.ProducerConfig{
 			Brokers: brokers, Acks: c.Acks, Idempotent: c.Idempotent && c.InFlight == 0, Linger: c.Linger,
 			MaxBufferedRecords: c.MaxBuffered, MaxInFlight: c.InFlight, ClientID: fmt.Sprintf("quire-bench-%d", i),
+			Compression: c.Compression, OnBatch: cnt.onBatch,
 		})
 		if err != nil {
 			return Result{}, err
@@ -133,6 +196,7 @@ func Produce(ctx context.Context, brokers []string, c ProduceCase, progress func
 						time.Sleep(wait)
 					}
 				}
+				value := nextValue[i]()
 				sent := time.Now()
 				p.Produce(ctx, c.Topic, part, nil, value, func(_ int64, err error) {
 					if err != nil {
@@ -156,12 +220,25 @@ func Produce(ctx context.Context, brokers []string, c ProduceCase, progress func
 	}
 	wg.Wait()
 	close(stop)
-	res := Result{Elapsed: time.Since(start), Records: cnt.records.Load(), Bytes: cnt.bytes.Load(), Errors: cnt.errs.Load()}
+	elapsed := time.Since(start)
+	cnt.awaitBatchHooks(time.Second)
+	res := Result{Elapsed: elapsed, Records: cnt.records.Load(), Bytes: cnt.bytes.Load(), Errors: cnt.errs.Load(),
+		Batches: cnt.batches.Load(), BatchBytes: cnt.batchBytes.Load(), CompressedBytes: cnt.compBytes.Load()}
 	res.P50, res.P99, res.Max = percentiles(slices.Concat(lat...))
 	if err, _ := firstErr.Load().(error); err != nil && res.Records == 0 {
 		return res, err
 	}
 	return res, nil
+}
+
+// awaitBatchHooks waits, at most limit, until the batch hooks have counted
+// every acknowledged record: franz-go runs the hook after it finished a
+// response's records, so the last batches' hooks can trail Flush.
+func (c *counters) awaitBatchHooks(limit time.Duration) {
+	deadline := time.Now().Add(limit)
+	for c.batchRecords.Load() < c.records.Load() && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
 }
 
 func percentiles(all []time.Duration) (p50, p99, worst time.Duration) {

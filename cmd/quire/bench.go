@@ -32,6 +32,10 @@ type benchOpts struct {
 	rate       int
 	dataDir    string
 	keepData   bool
+	// compression is the --compression flag as given; codec is it parsed.
+	compression string
+	codec       client.Compression
+	sameValue   bool
 }
 
 func benchCmd() *cobra.Command {
@@ -47,11 +51,22 @@ starts --nodes local brokers from this binary in a temporary directory and
 also reports their peak RSS and CPU; with --failovers it then kill -9s the
 leader of a replicated partition that many times and reports the time to
 the first acknowledged write on the new leader. Progress goes to stderr, the
-results (Markdown) to stdout.`,
+results (Markdown) to stdout, each table under the command line that
+reproduces it.
+
+Every record gets a different random value, so batches do not compress:
+MB/s counts record values, wire MB/s the record batches as sent (after
+compression, with batch headers), and the compression ratio is what the
+codec saved. --same-value brings back the old bench's single reused value.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
 			defer stop()
+			codec, err := client.ParseCompression(o.compression)
+			if err != nil {
+				return fmt.Errorf("--compression: %w", err)
+			}
+			o.codec = codec
 			return runBench(ctx, o, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
@@ -70,6 +85,9 @@ results (Markdown) to stdout.`,
 	f.IntVar(&o.failovers, "failovers", 0, "leader kill -9 rounds to time (local clusters of 3+ nodes)")
 	f.StringVar(&o.dataDir, "data", "", "data directory of the local brokers (default: a temporary directory)")
 	f.BoolVar(&o.keepData, "keep-data", false, "keep the local brokers' data directory")
+	f.StringVar(&o.compression, "compression", "", "producer batch codec: none, snappy, lz4, zstd or gzip (default: the client's, franz-go's snappy)")
+	f.BoolVar(&o.sameValue, "same-value", false, "reuse one random value for every record, as older benches did (snappy then shrinks 1 KiB batches ~20x)")
+	cmd.AddCommand(benchScaleCmd())
 	return cmd
 }
 
@@ -122,10 +140,16 @@ func runBench(ctx context.Context, o benchOpts, out, progress io.Writer) error {
 	if o.rate > 0 {
 		rate = fmt.Sprintf("offered load capped at %d records/s", o.rate)
 	}
-	fmt.Fprintf(out, "Machine: %d CPUs, %s/%s. Brokers: %d. Replication factor %d, %d partitions per topic, %s per case, acks=all, linger %v, %d records buffered per producer, %s.\n\n",
-		runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, len(brokers), o.rf, o.partitions, o.duration, o.linger, o.buffered, rate)
-	fmt.Fprintln(out, "| case | records/s | MB/s | p50 | p99 | max | errors | consume MB/s | consume records/s |")
-	fmt.Fprintln(out, "|---|---|---|---|---|---|---|---|---|")
+	values := "a different random value per record"
+	if o.sameValue {
+		values = "one random value reused for every record"
+	}
+	fmt.Fprintf(out, "command: `%s` (build %s)\n\n", commandLine(), buildRevision())
+	fmt.Fprintf(out, "Machine: %d CPUs, %s/%s. Brokers: %d. Replication factor %d, %d partitions per topic, %s per case, acks=all, linger %v, %d records buffered per producer, %s, compression %s, %s.\n\n",
+		runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, len(brokers), o.rf, o.partitions, o.duration, o.linger, o.buffered, rate,
+		codecName(o.codec), values)
+	fmt.Fprintln(out, "| case | records/s | MB/s | wire MB/s | compression ratio | p50 | p99 | max | errors | consume MB/s | consume records/s |")
+	fmt.Fprintln(out, "|---|---|---|---|---|---|---|---|---|---|---|")
 	start := time.Now()
 	var cpuBefore time.Duration
 	if local != nil {
@@ -185,13 +209,19 @@ func benchCase(ctx context.Context, adm *client.Admin, brokers []string, o bench
 	}
 	show := func(stage string) func(bench.Progress) {
 		return func(p bench.Progress) {
-			fmt.Fprintf(progress, "bench: %-40s %-7s %5.0fs %10d records %8.1f MB/s errors %d\n", name, stage,
-				p.Elapsed.Seconds(), p.Records, float64(p.Bytes)/1e6/p.Elapsed.Seconds(), p.Errors)
+			secs := p.Elapsed.Seconds()
+			fmt.Fprintf(progress, "bench: %-40s %-7s %5.0fs %10d records %8.1f MB/s", name, stage,
+				secs, p.Records, float64(p.Bytes)/1e6/secs)
+			if p.WireBytes > 0 {
+				fmt.Fprintf(progress, " %8.1f wire MB/s", float64(p.WireBytes)/1e6/secs)
+			}
+			fmt.Fprintf(progress, " errors %d\n", p.Errors)
 		}
 	}
 	pr, err := bench.Produce(ctx, brokers, bench.ProduceCase{
 		Topic: topic, Partitions: o.partitions, RecordSize: c.size, Producers: c.producers, Duration: o.duration,
 		Acks: client.AcksAll, Idempotent: true, InFlight: c.inflight, Linger: o.linger, MaxBuffered: o.buffered, Rate: o.rate,
+		Compression: o.codec, SameValue: o.sameValue,
 	}, show("produce"))
 	if err != nil {
 		return fmt.Errorf("%s: %w", name, err)
@@ -202,8 +232,8 @@ func benchCase(ctx context.Context, adm *client.Admin, brokers []string, o bench
 	if err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}
-	fmt.Fprintf(out, "| %s | %.0f | %.1f | %s | %s | %s | %d | %.1f | %.0f |\n", name,
-		pr.RecordsPerSec(), pr.MBPerSec(), ms(pr.P50), ms(pr.P99), ms(pr.Max), pr.Errors,
+	fmt.Fprintf(out, "| %s | %.0f | %.1f | %.1f | %.2f | %s | %s | %s | %d | %.1f | %.0f |\n", name,
+		pr.RecordsPerSec(), pr.MBPerSec(), pr.WireMBPerSec(), pr.CompressionRatio(), ms(pr.P50), ms(pr.P99), ms(pr.Max), pr.Errors,
 		cr.MBPerSec(), cr.RecordsPerSec())
 	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
