@@ -21,6 +21,7 @@ import (
 	"github.com/quirelog/quire/cluster/gossip"
 	"github.com/quirelog/quire/cluster/raftlog"
 	"github.com/quirelog/quire/fsm"
+	"github.com/quirelog/quire/partition"
 	"github.com/quirelog/quire/transport/kafka"
 	"github.com/quirelog/quire/transport/node"
 )
@@ -55,6 +56,9 @@ type Node struct {
 
 	elections *electionDriver
 	reports   reportSet
+	// cleanStart is whether the node stopped cleanly last time (see
+	// cleanMarker): its partitions' files need not be verified.
+	cleanStart bool
 	// hadState is whether the node found its own metadata store at start.
 	// A node that did knows which replicas it ever ran: one with no state
 	// here is new (it was created while this node was down or slow), not
@@ -135,6 +139,12 @@ func Start(cfg Config, logger hclog.Logger) (*Node, error) {
 	if _, err := os.Stat(filepath.Join(cfg.DataDir, "meta", "raft.db")); err == nil {
 		n.hadState = true
 	}
+	clean, err := takeCleanMarker(cfg.DataDir)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	n.cleanStart = clean
 	n.setMemoryLimit(0)
 	// Before any group starts: raft blocks on observations nobody reads.
 	go n.observe()
@@ -322,7 +332,9 @@ func (n *Node) Close() error {
 		errs = append(errs, n.kafka.Close())
 	}
 	n.wg.Wait()
-	n.handOffLeadership()
+	start := time.Now()
+	handed := n.handOffLeadership()
+	handedAt := time.Now()
 	n.mu.Lock()
 	reps := make([]*replica, 0, len(n.replicas))
 	for key, r := range n.replicas {
@@ -339,6 +351,10 @@ func (n *Node) Close() error {
 		errs = append(errs, n.meta.stop())
 	}
 	close(n.obsDone)
+	if started := n.hasStarted(); started {
+		n.logger.Info("replicas stopped", "leaderships_handed_off", handed, "handoff", handedAt.Sub(start).Round(time.Millisecond),
+			"replicas", len(reps), "stop", time.Since(handedAt).Round(time.Millisecond))
+	}
 	if n.wal != nil {
 		errs = append(errs, n.wal.Close())
 	}
@@ -348,7 +364,45 @@ func (n *Node) Close() error {
 	if n.nt != nil {
 		errs = append(errs, n.nt.Close())
 	}
-	return errors.Join(errs...)
+	err := errors.Join(errs...)
+	if err == nil && n.hasStarted() {
+		err = writeCleanMarker(n.cfg.DataDir)
+	}
+	return err
+}
+
+// cleanMarker is the file a node leaves in its data directory when it has
+// stopped cleanly: every partition synced its files and checkpointed what
+// it applied. The next start takes it away before touching anything; a
+// start that finds none (a crash, a power loss) verifies every partition.
+const cleanMarker = "CLEAN_SHUTDOWN"
+
+func writeCleanMarker(dir string) error {
+	f, err := os.Create(filepath.Join(dir, cleanMarker))
+	if err != nil {
+		return err
+	}
+	err = f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	return partition.SyncDir(dir)
+}
+
+// takeCleanMarker reports whether the node stopped cleanly, and removes
+// the mark durably, so that a crash from here on is known as one.
+func takeCleanMarker(dir string) (bool, error) {
+	path := filepath.Join(dir, cleanMarker)
+	if _, err := os.Stat(path); err != nil {
+		return false, nil
+	}
+	if err := os.Remove(path); err != nil {
+		return false, err
+	}
+	return true, partition.SyncDir(dir)
 }
 
 func (n *Node) replica(t tp) *replica {
@@ -460,42 +514,76 @@ func (w *logWriter) Write(p []byte) (int, error) {
 
 // handOffLeadership transfers the leadership of every group this node
 // leads to an up-to-date follower before a clean shutdown, so a rolling
-// restart costs clients a leader change instead of an election timeout.
-// Transfers run in parallel and are bounded; one that fails just leaves
-// the group to elect.
-func (n *Node) handOffLeadership() {
-	groups := []*raftGroup{}
-	n.mu.RLock()
-	for _, r := range n.replicas {
+// restart costs clients a leader change instead of an election. Only
+// groups with a follower that is up and not leaving itself are handed
+// off: when a whole cluster stops at once, there is no one to hand to.
+// Transfers run in parallel, bounded by handOffFor; one that fails just
+// leaves the group to elect. It reports how many it started.
+func (n *Node) handOffLeadership() int {
+	type target struct {
+		g      *raftGroup
+		voters []int32
+	}
+	var groups []target
+	for _, r := range n.allReplicas() {
 		if len(r.replicas) > 1 {
-			groups = append(groups, r.group)
+			groups = append(groups, target{r.group, r.replicas})
 		}
 	}
-	n.mu.RUnlock()
 	if n.meta != nil {
-		groups = append(groups, n.meta)
+		var peers []int32
+		for _, b := range n.metaFSM.State().SortedBrokers() {
+			peers = append(peers, b.ID)
+		}
+		groups = append(groups, target{n.meta, peers})
 	}
-	var wg sync.WaitGroup
-	for _, g := range groups {
-		if g.raft.State() != raft.Leader {
+	deadline := time.After(handOffFor)
+	done := make(chan struct{}, len(groups))
+	started := 0
+	for _, t := range groups {
+		if t.g.raft.State() != raft.Leader || !n.anyPeerStaying(t.voters) {
 			continue
 		}
-		wg.Add(1)
+		started++
+		f := t.g.raft.LeadershipTransfer()
 		go func() {
-			defer wg.Done()
-			f := g.raft.LeadershipTransfer()
-			done := make(chan error, 1)
-			go func() { done <- f.Error() }()
-			select {
-			case err := <-done:
-				if err != nil {
-					n.logger.Debug("leadership transfer failed", "error", err)
-				}
-			case <-time.After(3 * time.Second):
+			if err := f.Error(); err != nil {
+				n.logger.Debug("leadership transfer failed", "error", err)
 			}
+			done <- struct{}{}
 		}()
 	}
-	wg.Wait()
+	for range started {
+		select {
+		case <-done:
+		case <-deadline:
+			return started
+		}
+	}
+	return started
+}
+
+// handOffFor bounds the leadership hand-off of a clean shutdown.
+const handOffFor = 2 * time.Second
+
+// anyPeerStaying reports whether a voter other than this node answers and
+// is not leaving the cluster.
+func (n *Node) anyPeerStaying(voters []int32) bool {
+	for _, v := range voters {
+		if v != n.cfg.NodeID && n.alive(v) && n.nt.Reachable(v) {
+			return true
+		}
+	}
+	return false
+}
+
+func (n *Node) hasStarted() bool {
+	select {
+	case <-n.started:
+		return true
+	default:
+		return false
+	}
 }
 
 // ID is this node's broker id.

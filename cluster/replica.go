@@ -86,7 +86,7 @@ func (n *Node) startReplica(t tp, topic *fsm.Topic) (*replica, error) {
 	}
 	var pf *fsm.PartitionFSM
 	if err == nil {
-		pf, err = fsm.OpenPartition(dir, logCfg, logger)
+		pf, err = fsm.OpenPartition(dir, logCfg, logger, n.cleanStart)
 	}
 	rebuilding := errors.Is(err, fsm.ErrDamaged) || errors.Is(err, errRaftDamaged)
 	if rebuilding {
@@ -97,7 +97,7 @@ func (n *Node) startReplica(t tp, topic *fsm.Topic) (*replica, error) {
 		if err := rebuildFromScratch(dir, shared); err != nil {
 			return nil, fmt.Errorf("wipe damaged replica %s: %w", dir, err)
 		}
-		pf, err = fsm.OpenPartition(dir, logCfg, logger)
+		pf, err = fsm.OpenPartition(dir, logCfg, logger, n.cleanStart)
 	}
 	if err != nil {
 		return nil, err

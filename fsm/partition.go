@@ -50,9 +50,6 @@ type manifest struct {
 	Producers   []producerState `json:"producers"`
 	Epochs      []EpochStart    `json:"epochs"`
 	Segments    []segmentRef    `json:"segments,omitempty"`
-	// Clean marks the checkpoint a clean Close wrote: the files below it
-	// were whole then, so the next open need not verify them.
-	Clean bool `json:"clean,omitempty"`
 }
 
 type segmentRef struct {
@@ -106,7 +103,11 @@ type PartitionFSM struct {
 // OpenPartition opens the partition in dir and brings the segment log back
 // to the last checkpoint: anything appended after it is truncated, because
 // raft re-applies those entries.
-func OpenPartition(dir string, cfg partition.Config, logger hclog.Logger) (*PartitionFSM, error) {
+//
+// trusted says the node stopped cleanly last time: every partition's files
+// below its checkpoint were synced then, so they need not be read through
+// again. Otherwise they are verified (see verifyAfterCrash).
+func OpenPartition(dir string, cfg partition.Config, logger hclog.Logger, trusted bool) (*PartitionFSM, error) {
 	log, err := partition.Open(filepath.Join(dir, "log"), cfg, logger)
 	if err != nil {
 		return nil, err
@@ -131,28 +132,23 @@ func OpenPartition(dir string, cfg partition.Config, logger hclog.Logger) (*Part
 		log.Close()
 		return nil, err
 	}
-	if err := p.verifyAfterCrash(cp); err != nil {
-		log.Close()
-		return nil, err
+	if !trusted {
+		if err := p.verifyAfterCrash(cp); err != nil {
+			log.Close()
+			return nil, err
+		}
 	}
 	return p, nil
 }
 
-// verifyAfterCrash checks every batch below the checkpoint unless a clean
-// Close wrote it. A crash can leave damage anywhere a disk or an operator
-// touched while the node was down, and recovery alone only validates the
-// tail. The clean mark is cleared at once, so a crash after this open is
-// verified at the next one.
+// verifyAfterCrash checks every batch below the checkpoint: after a crash
+// damage can be anywhere a disk or an operator touched, and recovery alone
+// only validates the tail.
 func (p *PartitionFSM) verifyAfterCrash(cp *manifest) error {
-	if !cp.Clean {
-		if err := p.log.Verify(cp.NextOffset); err != nil {
-			return fmt.Errorf("partition %s: %w: %w", p.dir, ErrDamaged, err)
-		}
-		return nil
+	if err := p.log.Verify(cp.NextOffset); err != nil {
+		return fmt.Errorf("partition %s: %w: %w", p.dir, ErrDamaged, err)
 	}
-	m := *cp
-	m.Clean = false
-	return p.writeCheckpoint(m)
+	return nil
 }
 
 // WipePartition removes a damaged partition's segments, checkpoint and
@@ -471,14 +467,18 @@ func (p *PartitionFSM) appendStream(r io.Reader) error {
 
 // Close syncs the log, checkpoints the applied state so a clean restart
 // replays nothing, and closes the log. Call it after raft has shut down.
+// Close syncs the log and, if entries were applied since the last
+// checkpoint, writes one, so a restart need not replay them. An idle
+// partition writes nothing: a node closes thousands at once.
 func (p *PartitionFSM) Close() error {
+	if p.applied <= p.cpIndex {
+		return p.log.Close()
+	}
 	if err := p.log.Sync(); err != nil {
 		p.log.Close()
 		return err
 	}
-	m := p.currentManifest()
-	m.Clean = true
-	err := p.writeCheckpoint(m)
+	err := p.writeCheckpoint(p.currentManifest())
 	if cerr := p.log.Close(); err == nil {
 		err = cerr
 	}

@@ -25,7 +25,7 @@ var testCfg = func() partition.Config {
 
 func openFSM(t *testing.T, dir string) *PartitionFSM {
 	t.Helper()
-	p, err := OpenPartition(dir, testCfg, hclog.NewNullLogger())
+	p, err := OpenPartition(dir, testCfg, hclog.NewNullLogger(), false)
 	if err != nil {
 		t.Fatal(err)
 	}
