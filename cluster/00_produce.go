@@ -67,6 +67,7 @@ func (n *Node) handleProduce(ctx context.Context, req *kmsg.ProduceRequest) func
 		if req.Acks == 0 {
 			return nil
 		}
+		defer n.hintLeaders(resp)
 		for _, w := range waits {
 			for i, pr := range w.props {
 				res := pr.wait(wctx)
@@ -86,6 +87,22 @@ func (n *Node) handleProduce(ctx context.Context, req *kmsg.ProduceRequest) func
 		}
 		return resp
 	}
+}
+
+// hintLeaders names the current leader of every partition refused with
+// NOT_LEADER_OR_FOLLOWER (KIP-951, v10+).
+func (n *Node) hintLeaders(resp *kmsg.ProduceResponse) {
+	if resp.Version < 10 {
+		return
+	}
+	var brokers hintBrokers
+	for i := range resp.Topics {
+		t := &resp.Topics[i]
+		for j := range t.Partitions {
+			n.hintProduce(t.Topic, &t.Partitions[j], &brokers)
+		}
+	}
+	resp.Brokers = produceBrokers(n.endpoints(brokers))
 }
 
 // produceTarget validates one partition's records and finds its leader.

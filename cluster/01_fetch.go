@@ -98,6 +98,22 @@ func (n *Node) fetchOnce(req *kmsg.FetchRequest) (resp *kmsg.FetchResponse, tota
 		}
 		resp.Topics = append(resp.Topics, rt)
 	}
+	if done && req.Version >= 12 {
+		var brokers hintBrokers
+		for i := range resp.Topics {
+			t := &resp.Topics[i]
+			name := t.Topic
+			if topic := state.TopicByID(t.TopicID); req.Version >= 13 && topic != nil {
+				name = topic.Name
+			}
+			for j := range t.Partitions {
+				n.hintFetch(name, &t.Partitions[j], &brokers)
+			}
+		}
+		if req.Version >= 16 {
+			resp.Brokers = fetchBrokers(n.endpoints(brokers))
+		}
+	}
 	return resp, total, done, wake
 }
 

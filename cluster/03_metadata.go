@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"strconv"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -16,7 +17,64 @@ import (
 // auto-created when auto.create.topics.enable is on and the client allows
 // it (v4+). A partition without a leader is reported with
 // LEADER_NOT_AVAILABLE, never with epoch -1.
+//
+// Two waits keep clients from acting on an answer that is about to change:
+// until the cluster has a controller (a client started with the cluster),
+// at most metadataControllerHold; and while a partition asked about has no
+// leader but a majority of its replicas answers this node, so one is being
+// elected, at most metadataLeaderHold.
 func (n *Node) handleMetadata(ctx context.Context, req *kmsg.MetadataRequest) kmsg.Response {
+	n.awaitController(ctx, metadataControllerHold)
+	deadline := time.Now().Add(metadataLeaderHold)
+	for {
+		resp := n.metadataOnce(ctx, req)
+		if !n.electing(resp) || time.Now().After(deadline) {
+			return resp
+		}
+		select {
+		case <-ctx.Done():
+			return resp
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// How long Metadata waits for a controller, and for leaders being elected.
+const (
+	metadataControllerHold = 10 * time.Second
+	metadataLeaderHold     = 2 * time.Second
+)
+
+// electing reports whether a partition in resp has no leader though a
+// majority of its replicas answers this node: one is being elected.
+func (n *Node) electing(resp *kmsg.MetadataResponse) bool {
+	for _, t := range resp.Topics {
+		for _, p := range t.Partitions {
+			if p.Leader < 0 && p.ErrorCode == kerr.LeaderNotAvailable.Code && n.quorumReachable(p.Replicas) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// awaitController waits, at most max or until ctx ends, until the cluster
+// has a controller and this node has caught up with it.
+func (n *Node) awaitController(ctx context.Context, max time.Duration) {
+	deadline := time.Now().Add(max)
+	for n.controllerID() < 0 || n.metaCaughtUp() != nil {
+		if time.Now().After(deadline) {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func (n *Node) metadataOnce(ctx context.Context, req *kmsg.MetadataRequest) *kmsg.MetadataResponse {
 	resp := req.ResponseKind().(*kmsg.MetadataResponse)
 	state := n.metaFSM.State()
 	resp.Brokers = n.metadataBrokers(state)
@@ -66,6 +124,9 @@ func (n *Node) metadataTopic(ctx context.Context, req *kmsg.MetadataRequest, sta
 	}
 	cctx, cancel := context.WithTimeout(ctx, 10e9)
 	defer cancel()
+	// A topic auto-created while the cluster forms would get the
+	// replication factor of the brokers registered so far.
+	n.awaitCluster(cctx)
 	t, err := n.createTopic(cctx, topicSpec{name: name, partitions: n.cfg.DefaultPartitions, rf: n.autoCreateRF()})
 	if errCode(err) == kerr.TopicAlreadyExists.Code {
 		if t, ok := n.metaFSM.State().Topics[name]; ok {
@@ -154,9 +215,10 @@ func (n *Node) partitionLeader(key tp, t *fsm.Topic, a fsm.Assignment) (int32, i
 			return n.cfg.NodeID, epoch, n.isr(r)
 		}
 		_, lid := r.group.raft.LeaderWithID()
-		// A follower knows its leader only while it hears from it, which
-		// is fresher than gossip.
-		if id, err := strconv.Atoi(string(lid)); err == nil && int32(id) != n.cfg.NodeID {
+		// A follower's raft names its leader until it hears of another,
+		// however long ago that leader stopped answering: it is told only
+		// while it answers this node.
+		if id, err := strconv.Atoi(string(lid)); err == nil && int32(id) != n.cfg.NodeID && n.leaderLive(int32(id)) {
 			epoch := int32(r.group.raft.CurrentTerm())
 			isr := a.ISR
 			if a.Leader != int32(id) || a.LeaderEpoch != epoch || len(isr) == 0 {
@@ -166,7 +228,7 @@ func (n *Node) partitionLeader(key tp, t *fsm.Topic, a fsm.Assignment) (int32, i
 		}
 		return -1, -1, []int32{}
 	}
-	if a.Leader >= 0 && n.alive(a.Leader) {
+	if a.Leader >= 0 && n.leaderLive(a.Leader) {
 		return a.Leader, a.LeaderEpoch, a.ISR
 	}
 	return -1, -1, []int32{}

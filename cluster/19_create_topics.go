@@ -2,9 +2,12 @@ package cluster
 
 import (
 	"context"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/quirelog/quire/cluster/gossip"
 )
 
 // CreateTopics v0-7: partition count and replication factor (-1 takes the
@@ -17,6 +20,7 @@ func (n *Node) handleCreateTopics(ctx context.Context, req *kmsg.CreateTopicsReq
 	resp := req.ResponseKind().(*kmsg.CreateTopicsResponse)
 	cctx, cancel := requestTimeout(ctx, req.TimeoutMillis)
 	defer cancel()
+	n.awaitCluster(cctx)
 	for _, t := range req.Topics {
 		rt := kmsg.NewCreateTopicsResponseTopic()
 		rt.Topic = t.Topic
@@ -50,6 +54,33 @@ func (n *Node) handleCreateTopics(ctx context.Context, req *kmsg.CreateTopicsReq
 		resp.Topics = append(resp.Topics, rt)
 	}
 	return resp
+}
+
+// awaitCluster waits, until ctx ends, for what a topic's creation needs
+// from a cluster that is still forming: a controller this node has caught
+// up with, and every broker that gossip knows registered with it. A client
+// started together with the cluster then succeeds on its first try, where
+// it would get NOT_CONTROLLER or INVALID_REPLICATION_FACTOR.
+func (n *Node) awaitCluster(ctx context.Context) {
+	n.awaitController(ctx, time.Hour)
+	for {
+		members := 0
+		if g := n.gossip.Load(); g != nil {
+			for _, m := range g.Members() {
+				if m.State == gossip.StateAlive && m.Meta.ClusterID == n.cfg.ClusterID {
+					members++
+				}
+			}
+		}
+		if len(n.liveBrokers()) >= members {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 func createConfigs(in []kmsg.CreateTopicsRequestTopicConfig) (map[string]string, error) {
