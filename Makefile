@@ -9,7 +9,7 @@ export CGO_ENABLED ?= 0
 .PHONY: build run test test-short lint bench fuzz chaos clean
 
 build:
-	$(GO) build -trimpath -ldflags='-s -w' -o $(BIN) ./cmd/quire
+	$(GO) build -buildvcs=auto -trimpath -ldflags='-s -w' -o $(BIN) ./cmd/quire
 
 run: build
 	./$(BIN) dev --nodes 3 --data ./data/dev
@@ -41,6 +41,8 @@ bench: build
 	./$(BIN) bench --duration $(BENCHTIME) --nodes 3 --partitions 8 --producers 1 --inflight 1,8,64 --failovers 10
 	./$(BIN) bench --duration $(BENCHTIME) --nodes 3 --partitions 1 --producers 1 --sizes 1024 --rate 40000
 	./$(BIN) bench --duration $(BENCHTIME) --nodes 3 --partitions 1 --producers 1 --sizes 100 --rate 150000
+	./$(BIN) bench scale --nodes 3 --partitions 100,1000,10000 --settle 60s --idle-window 60s
+	./$(BIN) bench failover --rounds 20
 
 # Every chaos scenario against a fresh local 3-node cluster, CHAOSTIME each
 # (5m by default); results and reports under chaos-results/. docs/chaos.md

@@ -59,8 +59,14 @@ func (n *Node) electing(resp *kmsg.MetadataResponse) bool {
 }
 
 // awaitController waits, at most max or until ctx ends, until the cluster
-// has a controller and this node has caught up with it.
+// has a controller and this node has caught up with it. Only a node that
+// has not caught up since it started waits: later, while a new controller
+// is elected, its metadata is still good to answer from, and partition
+// leaders come from the partitions' own groups.
 func (n *Node) awaitController(ctx context.Context, max time.Duration) {
+	if n.joinIndex.Load() != 0 {
+		return
+	}
 	deadline := time.Now().Add(max)
 	for n.controllerID() < 0 || n.metaCaughtUp() != nil {
 		if time.Now().After(deadline) {
@@ -226,12 +232,36 @@ func (n *Node) partitionLeader(key tp, t *fsm.Topic, a fsm.Assignment) (int32, i
 			}
 			return int32(id), epoch, isr
 		}
+		if g := n.likelyLeader(r); g >= 0 {
+			return g, int32(r.group.raft.CurrentTerm()) + 1, []int32{g}
+		}
 		return -1, -1, []int32{}
 	}
 	if a.Leader >= 0 && n.leaderLive(a.Leader) {
 		return a.Leader, a.LeaderEpoch, a.ISR
 	}
 	return -1, -1, []int32{}
+}
+
+// likelyLeader is, for a node cut off from a majority of the partition's
+// replicas, the replica the others most likely elected: they can elect
+// without this node, and with equal logs they pick in preference order.
+// Naming it sends a client there rather than back to this node, which
+// cannot learn the real leader (librdkafka keeps asking the broker it is
+// connected to). A wrong guess costs one NOT_LEADER_OR_FOLLOWER, which
+// names the real leader (KIP-951), and a Metadata request to a broker
+// that knows. The epoch is the lowest a new leader can have. -1 when
+// this node is not cut off.
+func (n *Node) likelyLeader(r *replica) int32 {
+	if n.quorumReachable(r.replicas) || len(r.replicas)-1 < len(r.replicas)/2+1 {
+		return -1
+	}
+	for _, v := range r.group.voters {
+		if v != n.cfg.NodeID {
+			return v
+		}
+	}
+	return -1
 }
 
 func splitHostPort(addr string) (string, int32) {

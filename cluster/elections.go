@@ -447,6 +447,51 @@ func (n *Node) peerReachable(peer int32) {
 	n.reportAll()
 }
 
+// selfStalled runs when this process was stopped or starved past the
+// liveness timeout (SIGSTOP, a paused VM). Its peers may have elected new
+// leaders meanwhile, and this node would not know until it next talks to
+// them. Each leadership here stops serving at once, answers the batches
+// it holds with NOT_LEADER_OR_FOLLOWER, and commits a barrier: a quorum
+// accepts it only if this node still leads; otherwise the followers'
+// answers carry the newer term and raft steps down.
+func (n *Node) selfStalled(gap time.Duration) {
+	select {
+	case <-n.started:
+	default:
+		return
+	}
+	doubted := 0
+	for _, r := range n.allReplicas() {
+		g := r.group
+		if g.raft.State() != raft.Leader {
+			continue
+		}
+		g.doubted.Store(true)
+		r.proposer.abort()
+		doubted++
+		go n.confirmLeadership(g)
+	}
+	n.logger.Warn("process stalled: confirming leaderships before serving them again", "gap", gap, "leaderships", doubted)
+	n.reportAll()
+}
+
+// confirmLeadership commits barriers until one succeeds (this node still
+// leads) or raft has stepped down, then lifts the doubt.
+func (n *Node) confirmLeadership(g *raftGroup) {
+	defer g.doubted.Store(false)
+	wait := 100 * time.Millisecond
+	for n.ctx.Err() == nil && !g.isStopped() && g.raft.State() == raft.Leader {
+		if g.raft.Barrier(5*time.Second).Error() == nil {
+			return
+		}
+		select {
+		case <-time.After(wait):
+		case <-n.ctx.Done():
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
+}
+
 // onReachability is the node transport's liveness callback.
 func (n *Node) onReachability(peer int32, up bool) {
 	if up {

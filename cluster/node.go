@@ -174,6 +174,7 @@ func (n *Node) start() error {
 		OnPeerDown:      n.peerUnreachable,
 		OnReachability:  n.onReachability,
 		OnReconnect:     n.peerReachable,
+		OnStall:         n.selfStalled,
 		LivenessTimeout: n.cfg.LivenessTimeout,
 		Faults:          n.cfg.Faults,
 		Logger:          n.logger.Named("node-transport"),

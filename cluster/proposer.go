@@ -65,6 +65,10 @@ type proposer struct {
 	// abort can answer their batches.
 	inflightMu sync.Mutex
 	inflight   map[*[]*proposal]struct{}
+	// waiting is the batch the loop holds while every slot is taken, so
+	// that abort answers it too: the slots may be held by entries that
+	// cannot commit.
+	waiting *proposal
 }
 
 func newProposer(r *raft.Raft, maxBytes, inFlight int, m *nodeMetrics) *proposer {
@@ -132,8 +136,22 @@ func (p *proposer) loop() {
 			p.drain()
 			return
 		}
+		p.inflightMu.Lock()
+		p.waiting = first
+		p.inflightMu.Unlock()
 		select {
 		case p.slots <- struct{}{}:
+			p.inflightMu.Lock()
+			p.waiting = nil
+			p.inflightMu.Unlock()
+			select {
+			case <-first.done:
+				// abort answered it: proposing it now could commit a batch
+				// its client was told failed.
+				<-p.slots
+				continue
+			default:
+			}
 		case <-p.stopCh:
 			first.finish(fsm.BatchResult{BaseOffset: -1, Err: kerr.NotLeaderForPartition})
 			p.drain()
@@ -253,6 +271,9 @@ func (p *proposer) abort() {
 	var batches []*[]*proposal
 	for b := range p.inflight {
 		batches = append(batches, b)
+	}
+	if p.waiting != nil {
+		p.waiting.finish(fsm.BatchResult{BaseOffset: -1, Err: kerr.NotLeaderForPartition})
 	}
 	p.inflightMu.Unlock()
 	for _, b := range batches {

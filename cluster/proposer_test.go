@@ -48,3 +48,42 @@ func TestProposerStopFailsEveryLateBatch(t *testing.T) {
 		cancel()
 	}
 }
+
+// TestProposerAbortAnswersTheBatchWaitingForASlot: every in-flight slot
+// is held by entries that will not commit (a leader cut off from its
+// quorum). abort answers the batch the loop holds, waiting for a slot,
+// with NOT_LEADER_OR_FOLLOWER instead of leaving it to the client's
+// timeout.
+func TestProposerAbortAnswersTheBatchWaitingForASlot(t *testing.T) {
+	p := newProposer(nil, 1<<20, 1, nil)
+	p.start()
+	p.slots <- struct{}{}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	pr := p.submit(ctx, []byte{1})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		p.inflightMu.Lock()
+		held := p.waiting == pr
+		p.inflightMu.Unlock()
+		if held {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the loop never took the batch")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	p.abort()
+	select {
+	case <-pr.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the batch waiting for a slot was not answered")
+	}
+	if !errors.Is(pr.res.Err, kerr.NotLeaderForPartition) {
+		t.Fatalf("got %v, want NOT_LEADER_OR_FOLLOWER", pr.res.Err)
+	}
+	p.stop()
+	<-p.slots
+	p.wait()
+}

@@ -50,6 +50,9 @@ type raftGroup struct {
 	// replicas, preferred leader first. Nil for the metadata group, which
 	// elects on its own timers.
 	voters []int32
+	// doubted is set while a leadership held across a stall of this
+	// process is being confirmed (see selfStalled).
+	doubted atomic.Bool
 	// leaderlessSince (UnixNano, 0 while a leader is known) and nudgedAt
 	// belong to the election driver.
 	leaderlessSince atomic.Int64

@@ -271,7 +271,7 @@ func (r *replica) destroy(n *Node) error {
 // electing another leader.
 func (r *replica) leader() (bool, int32) {
 	ok, epoch := r.group.leaderTerm()
-	if !ok || (r.quorum != nil && !r.quorum()) {
+	if !ok || (r.quorum != nil && !r.quorum()) || r.group.doubted.Load() {
 		return false, -1
 	}
 	return true, epoch

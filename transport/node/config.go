@@ -72,6 +72,13 @@ type Config struct {
 	// the peer may have restarted, and raft leaders should catch it up
 	// now rather than at their next retry.
 	OnReconnect func(peer int32)
+
+	// OnStall, if non-nil, is called on its own goroutine when this
+	// process finds it was stopped or starved for longer than the
+	// liveness timeout allows (SIGSTOP, a VM pause, a long GC): its peers
+	// may have elected new leaders meanwhile. Called at most once a
+	// second.
+	OnStall func(gap time.Duration)
 }
 
 // DefaultConfig returns a Config with every optional field at its default;

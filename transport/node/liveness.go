@@ -137,6 +137,7 @@ func (t *Transport) pinger(peer int32, p *peerLive) {
 			// This process was stopped or starved: the silence is ours, not
 			// the peer's. Give it a fresh timeout to answer.
 			p.heard.Store(now.UnixNano())
+			t.noteOwnStall(gap)
 		}
 		last = now
 		if c, err := t.mux(peer, muxControl); err == nil {
@@ -189,4 +190,15 @@ func boolGauge(b bool) float64 {
 		return 1
 	}
 	return 0
+}
+
+// noteOwnStall tells OnStall, once for each stall all pingers notice.
+func (t *Transport) noteOwnStall(gap time.Duration) {
+	now := time.Now().UnixNano()
+	last := t.stalledAt.Load()
+	if t.cfg.OnStall == nil || time.Duration(now-last) < time.Second || !t.stalledAt.CompareAndSwap(last, now) {
+		return
+	}
+	t.logger.Warn("this process was stopped or starved; peers may have moved on", "gap", gap)
+	t.goFunc(func() { t.cfg.OnStall(gap) })
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -15,6 +16,9 @@ import (
 // Transport is a node's single TCP endpoint for internal traffic: raft
 // streams for any number of groups, and RPCs. It is safe for concurrent use.
 type Transport struct {
+	// stalledAt is when OnStall was last called (unix nanoseconds).
+	stalledAt atomic.Int64
+
 	id      int32
 	cfg     Config
 	logger  hclog.Logger
