@@ -88,6 +88,7 @@ codec saved. --same-value brings back the old bench's single reused value.`,
 	f.StringVar(&o.compression, "compression", "", "producer batch codec: none, snappy, lz4, zstd or gzip (default: the client's, franz-go's snappy)")
 	f.BoolVar(&o.sameValue, "same-value", false, "reuse one random value for every record, as older benches did (snappy then shrinks 1 KiB batches ~20x)")
 	cmd.AddCommand(benchScaleCmd())
+	cmd.AddCommand(benchFailoverCmd())
 	return cmd
 }
 
