@@ -46,7 +46,7 @@ func (n *Node) handleProduce(ctx context.Context, req *kmsg.ProduceRequest) func
 				continue
 			}
 			r, batches, err := n.produceTarget(t.Topic, p.Partition, p.Records)
-			if err == nil && req.Acks != 0 && len(n.isr(r)) < r.minISR {
+			if err == nil && req.Acks != 0 && n.inSync(r) < r.minISR {
 				err = kerr.NotEnoughReplicas
 			}
 			if err != nil {
@@ -107,7 +107,7 @@ func (n *Node) hintLeaders(resp *kmsg.ProduceResponse) {
 
 // produceTarget validates one partition's records and finds its leader.
 func (n *Node) produceTarget(topic string, part int32, records []byte) (*replica, [][]byte, error) {
-	r, err := n.leaderReplica(topic, part)
+	r, err := n.writableReplica(topic, part)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -94,5 +94,5 @@ func fetchBrokers(bs []kmsg.MetadataResponseBroker) []kmsg.FetchResponseBroker {
 // leaderLive reports whether a node named leader of a partition can be
 // told to clients: it answers this node, or is this node.
 func (n *Node) leaderLive(id int32) bool {
-	return id == n.cfg.NodeID || (n.alive(id) && n.nt.Reachable(id))
+	return id == n.cfg.NodeID || (n.alive(id) && n.nt.Reachable(id) && !n.nt.ControlLost(id))
 }

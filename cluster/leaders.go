@@ -64,6 +64,23 @@ func (n *Node) isr(r *replica) []int32 {
 	return out
 }
 
+// inSync is how many replicas count as in sync for min.insync.replicas:
+// the ISR once the leader serves; before that (a leader taking writes
+// right after its election, whose lag tracking has not started) the
+// replicas that answer this node.
+func (n *Node) inSync(r *replica) int {
+	if ok, _ := r.leader(); ok {
+		return len(n.isr(r))
+	}
+	up := 0
+	for _, id := range r.replicas {
+		if n.nt.Reachable(id) {
+			up++
+		}
+	}
+	return up
+}
+
 // observe handles the raft observations of every group on the node: a
 // newly elected leader starts serving, and leadership and heartbeat
 // changes update the leader reports and ISR trackers. It is the only

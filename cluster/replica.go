@@ -277,6 +277,17 @@ func (r *replica) leader() (bool, int32) {
 	return true, epoch
 }
 
+// writable reports whether raft leads here in a term it was not deposed
+// in, with a quorum reachable and no doubt after a stall (see
+// writableReplica).
+func (r *replica) writable() bool {
+	g := r.group
+	if g.raft.State() != raft.Leader || g.doubted.Load() || g.deposedTerm.Load() == g.raft.CurrentTerm() {
+		return false
+	}
+	return r.quorum == nil || r.quorum()
+}
+
 // leaderKnown reports whether the group has a leader that can serve: this
 // node once it has caught up in its term, or another node.
 func (r *replica) leaderKnown() bool {

@@ -36,6 +36,25 @@ func (n *Node) leaderReplica(topic string, partition int32) (*replica, error) {
 	return r, nil
 }
 
+// writableReplica finds the replica a produce may go to: like
+// leaderReplica, but a leader elected a moment ago takes writes before its
+// term's barrier has applied. Other brokers name it leader as soon as it
+// wins, and refusing a client sent here makes it wait out its metadata
+// backoff (5 s in franz-go). Raft orders the new entries after the
+// barrier, and the state machine decides offsets and duplicates as it
+// applies them, so nothing depends on the barrier having applied first.
+func (n *Node) writableReplica(topic string, partition int32) (*replica, error) {
+	t, ok := n.metaFSM.State().Topics[topic]
+	if !ok || partition < 0 || int(partition) >= len(t.Partitions) {
+		return nil, kerr.UnknownTopicOrPartition
+	}
+	r := n.replica(tp{topic, partition})
+	if r == nil || !r.writable() {
+		return nil, kerr.NotLeaderForPartition
+	}
+	return r, nil
+}
+
 // checkLeaderEpoch applies KIP-320 fencing: a client that names a leader
 // epoch older than ours is fenced, one newer than ours knows something we
 // do not yet. -1 means the client did not say.

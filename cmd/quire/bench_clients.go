@@ -36,6 +36,23 @@ func (c *clientAcks) ok(id string, sent, acked time.Time) {
 	c.mu.Unlock()
 }
 
+// around reports, for a fault at t, how many records sent before t were
+// acknowledged after it (the backlog the fault caught), and the slowest
+// acknowledgement in the 2 s before it.
+func (c *clientAcks) around(t time.Time) (backlog int, slowest time.Duration) {
+	c.ackLog.mu.Lock()
+	defer c.ackLog.mu.Unlock()
+	for _, a := range c.acks {
+		if a.sent.Before(t) && a.acked.After(t) {
+			backlog++
+		}
+		if a.acked.Before(t) && a.acked.After(t.Add(-2*time.Second)) {
+			slowest = max(slowest, a.acked.Sub(a.sent))
+		}
+	}
+	return backlog, slowest
+}
+
 func (c *clientAcks) acked() map[string]bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -90,7 +107,11 @@ func (franzClient) name() string { return "franz-go" }
 // metadata minimum age, 10 s request timeout overhead, 2 min delivery
 // timeout.
 func (franzClient) run(ctx context.Context, brokers []string, topic string, acks *clientAcks) error {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	opts := []kgo.Opt{kgo.SeedBrokers(brokers...)}
+	if os.Getenv("QUIRE_FRANZ_DEBUG") != "" {
+		opts = append(opts, kgo.WithLogger(kgo.BasicLogger(os.Stderr, kgo.LogLevelDebug, func() string { return time.Now().Format("15:04:05.000 ") })))
+	}
+	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return err
 	}

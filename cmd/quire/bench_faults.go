@@ -33,7 +33,7 @@ type faultBenchOpts struct {
 
 func benchFailoverCmd() *cobra.Command {
 	o := faultBenchOpts{clients: []string{"franz-go", "sarama", "librdkafka"}, faults: []string{"kill", "cut", "pause"},
-		rounds: 20, pause: 6 * time.Second, python: "/usr/bin/python3", netns: true, settle: 6 * time.Second}
+		rounds: 20, pause: 6 * time.Second, python: "/usr/bin/python3", netns: true, settle: 12 * time.Second}
 	cmd := &cobra.Command{
 		Use:   "failover",
 		Short: "Time leader fail-over as Kafka clients on their default settings see it",
@@ -54,7 +54,9 @@ Faults:
 
 After the last round the partition is read from the start and every
 acknowledged record must be in it. The table (Markdown) goes to stdout,
-progress to stderr.`,
+progress to stderr. QUIRE_FRANZ_DEBUG=1, QUIRE_RDKAFKA_DEBUG=<librdkafka debug
+contexts> and QUIRE_FAILOVER_DEBUG=1 print the clients' logs and each round's
+backlog to stderr.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
@@ -69,7 +71,7 @@ progress to stderr.`,
 	f.DurationVar(&o.pause, "pause", o.pause, "how long a paused leader stays stopped")
 	f.StringVar(&o.python, "python", o.python, "python with confluent_kafka for the librdkafka client (apt-get install python3-confluent-kafka)")
 	f.BoolVar(&o.netns, "netns", o.netns, "run each broker in its own network namespace (needed by cut; needs root)")
-	f.DurationVar(&o.settle, "settle", o.settle, "steady production before each fault, after the ISR is full again")
+	f.DurationVar(&o.settle, "settle", o.settle, "steady production before each fault, after the ISR is full again (franz-go refreshes metadata up to 5 s after a fail-over, and waits 5 s after a refresh before the next)")
 	f.StringArrayVar(&o.brokerArgs, "broker-arg", nil, "extra argument for every broker, repeatable; later ones win")
 	f.BoolVar(&o.keepData, "keep-data", false, "keep the cluster's temporary data directory (broker logs)")
 	return cmd
@@ -77,6 +79,7 @@ progress to stderr.`,
 
 // faultRound is what one round measured for every client.
 type faultRound struct {
+	at      time.Time
 	elected time.Duration // until a surviving broker's Metadata names a new leader
 	first   map[string]time.Duration
 }
@@ -164,6 +167,7 @@ func runFaultBench(ctx context.Context, o faultBenchOpts, out, progress io.Write
 			for _, c := range clients {
 				parts = append(parts, fmt.Sprintf("%s %s", c.name(), ms(fr.first[c.name()])))
 			}
+			fmt.Fprintf(progress, "failover: %s fault at %s\n", fault, fr.at.Format("15:04:05.000"))
 			fmt.Fprintf(progress, "failover: %s %d/%d: new leader named after %s; first ack: %s\n", fault, r+1, o.rounds,
 				ms(fr.elected), strings.Join(parts, ", "))
 			rounds = append(rounds, fr)
@@ -201,8 +205,9 @@ func faultRoundRun(ctx context.Context, bc *localCluster, lab *netnsLab, adm *cl
 		return faultRound{}, err
 	}
 	// Every client has been producing to this leader, without a metadata
-	// refresh, for longer than franz-go's 5 s metadata minimum age: the
-	// state a client is in when a fault comes out of the blue.
+	// refresh, for longer than franz-go's 5 s metadata minimum age (which
+	// also delays the refresh it makes after a fail-over): the state a
+	// client is in when a fault comes out of the blue.
 	select {
 	case <-time.After(o.settle):
 	case <-ctx.Done():
@@ -240,7 +245,7 @@ func faultRoundRun(ctx context.Context, bc *localCluster, lab *netnsLab, adm *cl
 			survivors = append(survivors, id)
 		}
 	}
-	fr := faultRound{first: map[string]time.Duration{}}
+	fr := faultRound{at: at, first: map[string]time.Duration{}}
 	elected := make(chan time.Duration, 1)
 	go func() { elected <- waitNewLeader(ctx, adm, survivors, topic, st.Leader, at) }()
 	resumed := false
@@ -269,6 +274,12 @@ func faultRoundRun(ctx context.Context, bc *localCluster, lab *netnsLab, adm *cl
 	}
 	wg.Wait()
 	fr.elected = <-elected
+	if os.Getenv("QUIRE_FAILOVER_DEBUG") != "" {
+		for name, a := range acks {
+			backlog, slowest := a.around(at)
+			fmt.Fprintf(os.Stderr, "failover debug: %s: %d records outstanding at the fault; slowest ack in the 2 s before: %s\n", name, backlog, ms(slowest))
+		}
+	}
 	switch fault {
 	case "kill":
 		sctx, cancel := context.WithTimeout(ctx, 60*time.Second)

@@ -267,6 +267,16 @@ func (d delayWriter) Write(p []byte) (int, error) {
 	return d.w.Write(p)
 }
 
+// ControlLost reports whether this node's control stream to peer failed
+// and has not connected again: the first sign of a dead process, before
+// the probe of its listener confirms it. Pings redial every ping
+// interval, so for a live peer it clears at once.
+func (t *Transport) ControlLost(peer int32) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.controlLost[peer]
+}
+
 // controlUp runs when a control stream to peer has connected: if an
 // earlier one had failed, the peer may have restarted (or a fault cut the
 // connection), and Config.OnReconnect is told.
