@@ -44,13 +44,15 @@ bench: build
 	./$(BIN) bench scale --nodes 3 --partitions 100,1000,10000 --settle 60s --idle-window 60s
 	./$(BIN) bench failover --rounds 20
 
-# Every chaos scenario against a fresh local 3-node cluster, CHAOSTIME each
+# Every chaos scenario against a fresh local 3-node cluster, CHAOSTIME each,
+# then kill and partition faults on a 1,000-partition topic
 # (5m by default); results and reports under chaos-results/. docs/chaos.md
 # explains them. CHAOSSEED replays a run.
 CHAOSTIME ?= 5m
 CHAOSSEED ?= 0
 chaos: build
 	./$(BIN) chaos run --scenario all --duration $(CHAOSTIME) --seed $(CHAOSSEED) --nodes 3
+	./$(BIN) chaos run --scenario kill,partition --partitions 1000 --duration $(CHAOSTIME) --seed $(CHAOSSEED) --nodes 3
 
 clean:
 	rm -rf bin data

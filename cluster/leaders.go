@@ -30,6 +30,16 @@ func (t *isrTracker) fail(peer int32, lastContact time.Time) {
 	}
 }
 
+// reset forgets every failure: raft's heartbeat goroutines, whose
+// observations fill it, live only as long as one leadership. A failure
+// seen in an earlier term would otherwise never be resumed and keep a
+// healthy follower out of the ISR.
+func (t *isrTracker) reset() {
+	t.mu.Lock()
+	t.failing = nil
+	t.mu.Unlock()
+}
+
 func (t *isrTracker) resume(peer int32) {
 	t.mu.Lock()
 	delete(t.failing, peer)
@@ -101,6 +111,9 @@ func (n *Node) observe() {
 		switch v := o.Data.(type) {
 		case raft.LeaderObservation:
 			n.metrics.observations.WithLabelValues("leader").Inc()
+			if r != nil {
+				r.isrTrack.reset()
+			}
 			if g != nil && v.LeaderID == self {
 				g.serve()
 			}

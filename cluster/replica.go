@@ -38,6 +38,9 @@ type replica struct {
 	minISR int
 	// replicas is the partition's replica set, preferred leader first.
 	replicas []int32
+	// holdSince is when snapshots began waiting for a follower to catch
+	// up (see followerCatchingUp), unix nanoseconds; 0 when not waiting.
+	holdSince atomic.Int64
 	isrTrack isrTracker
 	// quorum reports whether a majority of the replicas answers this node.
 	quorum func() bool

@@ -532,6 +532,18 @@ func (g *RaftGroup) learn(peer int32, req *raft.AppendEntriesRequest, r *raft.Ap
 	}
 }
 
+// Matched is the last log index peer is known to hold as this leader
+// holds it, in term; ok is false when nothing is known for that term.
+func (g *RaftGroup) Matched(peer int32, term uint64) (idx uint64, ok bool) {
+	g.progMu.Lock()
+	defer g.progMu.Unlock()
+	p := g.progress[peer]
+	if p == nil || p.term != term {
+		return 0, false
+	}
+	return p.matchIdx, true
+}
+
 // ForgetProgress drops what is known of peer's log: it restarted, and may
 // have lost its commit index or, rebuilt, its log. Heartbeats carry the
 // commit index again once replication has matched its log anew.
