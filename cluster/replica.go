@@ -41,7 +41,7 @@ type replica struct {
 	// holdSince is when snapshots began waiting for a follower to catch
 	// up (see followerCatchingUp), unix nanoseconds; 0 when not waiting.
 	holdSince atomic.Int64
-	isrTrack isrTracker
+	isrTrack  isrTracker
 	// quorum reports whether a majority of the replicas answers this node.
 	quorum func() bool
 	// snapBase is the Raft index at the last snapshot the node asked for,
