@@ -190,6 +190,7 @@ func (c *muxConn) fail(err error) {
 	}
 	if c.class == muxControl {
 		c.t.controlLost[c.peer] = true
+		c.t.controlLostAt[c.peer] = time.Now()
 	}
 	c.t.mu.Unlock()
 	// Pipelines need their futures failed in the order they were sent,
@@ -268,13 +269,15 @@ func (d delayWriter) Write(p []byte) (int, error) {
 }
 
 // ControlLost reports whether this node's control stream to peer failed
-// and has not connected again: the first sign of a dead process, before
-// the probe of its listener confirms it. Pings redial every ping
-// interval, so for a live peer it clears at once.
+// within downFor and has not connected again: the first sign of a dead
+// process, before the probe of its listener confirms it (PeerDown). It
+// lapses rather than waiting for a redial, which only pings of a watched
+// peer make.
 func (t *Transport) ControlLost(peer int32) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.controlLost[peer]
+	at, ok := t.controlLostAt[peer]
+	return ok && t.controlLost[peer] && time.Since(at) < downFor
 }
 
 // controlUp runs when a control stream to peer has connected: if an
@@ -284,6 +287,7 @@ func (t *Transport) controlUp(peer int32) {
 	t.mu.Lock()
 	lost := t.controlLost[peer]
 	delete(t.controlLost, peer)
+	delete(t.controlLostAt, peer)
 	t.mu.Unlock()
 	if lost && t.cfg.OnReconnect != nil {
 		t.goFunc(func() { t.cfg.OnReconnect(peer) })

@@ -76,6 +76,8 @@ type Transport struct {
 	// controlLost holds the peers whose control stream failed and has not
 	// connected again (see controlUp).
 	controlLost map[int32]bool
+	// controlLostAt is when each of them failed.
+	controlLostAt map[int32]time.Time
 	// raftTimeout bounds a raft call (Config.RaftTimeout).
 	raftTimeout time.Duration
 
@@ -132,14 +134,15 @@ func Listen(cfg Config) (*Transport, error) {
 		down:     make(map[int32]time.Time),
 		handlers: make(map[string]Handler),
 
-		muxes:       make(map[muxKey]*muxConn),
-		rgroups:     make(map[string]*RaftGroup),
-		held:        make(map[string]*heldCalls),
-		controlLost: make(map[int32]bool),
-		raw:         make(map[*faultConn]int32),
-		stalled:     make(map[*RaftGroup]bool),
-		raftTimeout: cfg.RaftTimeout,
-		live:        make(map[int32]*peerLive),
+		muxes:         make(map[muxKey]*muxConn),
+		rgroups:       make(map[string]*RaftGroup),
+		held:          make(map[string]*heldCalls),
+		controlLost:   make(map[int32]bool),
+		controlLostAt: make(map[int32]time.Time),
+		raw:           make(map[*faultConn]int32),
+		stalled:       make(map[*RaftGroup]bool),
+		raftTimeout:   cfg.RaftTimeout,
+		live:          make(map[int32]*peerLive),
 	}
 	t.unsubscribe = cfg.Faults.Subscribe(t.faultsChanged)
 	t.goFunc(t.acceptLoop)
