@@ -216,6 +216,26 @@ func (n *Node) describeTopic(t *fsm.Topic) kmsg.MetadataResponseTopic {
 // reported only once it serves: a local leader after its barrier, a remote
 // one as Raft sees it.
 func (n *Node) partitionLeader(key tp, t *fsm.Topic, a fsm.Assignment) (int32, int32, []int32) {
+	leader, epoch, isr := n.knownLeader(key, t, a)
+	if leader < 0 {
+		if r := n.replica(key); r != nil && r.topicID == t.ID {
+			if g := n.likelyLeader(r); g >= 0 {
+				// This node's own term: a client that believes the old
+				// leader at this term takes an equal epoch naming another
+				// leader, and then also takes the real leader's higher
+				// one, which an inflated guess would make look stale.
+				return g, int32(r.group.raft.CurrentTerm()), []int32{g}
+			}
+		}
+	}
+	return leader, epoch, isr
+}
+
+// knownLeader is partitionLeader without the guess of a cut-off node:
+// only a leader this node knows of. Leader hints (KIP-951) use it: a
+// client moved by a hint retries there with backoff, without asking
+// Metadata, so a wrong guess would hold it.
+func (n *Node) knownLeader(key tp, t *fsm.Topic, a fsm.Assignment) (int32, int32, []int32) {
 	if r := n.replica(key); r != nil && r.topicID == t.ID {
 		if ok, epoch := r.leader(); ok {
 			return n.cfg.NodeID, epoch, n.isr(r)
@@ -232,9 +252,6 @@ func (n *Node) partitionLeader(key tp, t *fsm.Topic, a fsm.Assignment) (int32, i
 			}
 			return int32(id), epoch, isr
 		}
-		if g := n.likelyLeader(r); g >= 0 {
-			return g, int32(r.group.raft.CurrentTerm()) + 1, []int32{g}
-		}
 		return -1, -1, []int32{}
 	}
 	if a.Leader >= 0 && n.leaderLive(a.Leader) {
@@ -250,8 +267,7 @@ func (n *Node) partitionLeader(key tp, t *fsm.Topic, a fsm.Assignment) (int32, i
 // cannot learn the real leader (librdkafka keeps asking the broker it is
 // connected to). A wrong guess costs one NOT_LEADER_OR_FOLLOWER, which
 // names the real leader (KIP-951), and a Metadata request to a broker
-// that knows. The epoch is the lowest a new leader can have. -1 when
-// this node is not cut off.
+// that knows. -1 when this node is not cut off.
 func (n *Node) likelyLeader(r *replica) int32 {
 	if n.quorumReachable(r.replicas) || len(r.replicas)-1 < len(r.replicas)/2+1 {
 		return -1

@@ -17,7 +17,7 @@ func (n *Node) leaderHint(topic string, partition int32) (leader, epoch int32, o
 	if !found || partition < 0 || int(partition) >= len(t.Partitions) {
 		return -1, -1, false
 	}
-	leader, epoch, _ = n.partitionLeader(tp{topic, partition}, t, t.Partitions[partition])
+	leader, epoch, _ = n.knownLeader(tp{topic, partition}, t, t.Partitions[partition])
 	if leader < 0 || leader == n.cfg.NodeID {
 		return -1, -1, false
 	}
