@@ -73,7 +73,11 @@ func setupNetns(nodes int) (*netnsLab, error) {
 		{"iptables", "-I", "FORWARD", "-i", l.bridge, "-o", l.bridge, "-j", "ACCEPT"},
 	}
 	for id := 1; id <= nodes; id++ {
-		ns, veth := l.ns(id), fmt.Sprintf("qv%dn%d", pid, id)
+		ns, veth := l.ns(id), l.veth(id)
+		// A lab this process tore down a moment ago may still hold the
+		// name: the kernel frees a namespace, and the veth in it, only once
+		// its last process is gone.
+		_ = run("ip", "link", "del", veth)
 		steps = append(steps,
 			[]string{"ip", "netns", "add", ns},
 			[]string{"ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns},
@@ -110,6 +114,7 @@ func freeSubnet(start int) (string, error) {
 
 func (l *netnsLab) ns(id int) string   { return fmt.Sprintf("%s%s-%d", netnsPrefix, l.tag, id) }
 func (l *netnsLab) addr(id int) string { return l.subnet + strconv.Itoa(id) }
+func (l *netnsLab) veth(id int) string { return fmt.Sprintf("qv%sn%d", l.tag, id) }
 
 // command runs argv inside node id's namespace. ip netns exec replaces
 // itself with argv, so the process is the broker: signals reach it.
@@ -156,6 +161,7 @@ func (l *netnsLab) setRules(rules []node.Rule) error {
 // made.
 func (l *netnsLab) teardown() {
 	for id := 1; id <= l.nodes; id++ {
+		_ = run("ip", "link", "del", l.veth(id))
 		_ = run("ip", "netns", "del", l.ns(id))
 	}
 	_ = run("iptables", "-D", "FORWARD", "-i", l.bridge, "-o", l.bridge, "-j", "ACCEPT")
