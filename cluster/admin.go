@@ -67,6 +67,19 @@ type partitionView struct {
 	HW        int64  `json:"high_watermark"`
 	CRC32C    uint32 `json:"crc32c"`
 	Error     string `json:"error,omitempty"`
+	// Raft is the replica's group as this node's raft sees it, for
+	// telling a follower that lacks entries from one that was never told
+	// they are committed.
+	Raft *raftView `json:"raft,omitempty"`
+}
+
+type raftView struct {
+	State   string `json:"state"`
+	Term    string `json:"term"`
+	Last    string `json:"last_log_index"`
+	Commit  string `json:"commit_index"`
+	Applied string `json:"applied_index"`
+	Contact string `json:"last_contact"`
 }
 
 // servePartitions lists every local replica with its high watermark and a
@@ -102,6 +115,11 @@ func (n *Node) servePartitions(w http.ResponseWriter, _ *http.Request) {
 		v.HW, v.CRC32C = hw, sum
 		if err != nil {
 			v.Error = err.Error()
+		}
+		if r := n.replica(k); r != nil {
+			st := r.group.raft.Stats()
+			v.Raft = &raftView{State: st["state"], Term: st["term"], Last: st["last_log_index"],
+				Commit: st["commit_index"], Applied: st["applied_index"], Contact: st["last_contact"]}
 		}
 		out = append(out, v)
 	}

@@ -55,10 +55,14 @@ type electionDriver struct {
 	mu       sync.Mutex
 	suspects map[*raftGroup]time.Time
 	wake     chan struct{}
+	// kicked holds the groups restartStalled has kicked and that were
+	// still stalled at its last pass; only the election goroutine uses it.
+	kicked map[*raftGroup]bool
 }
 
 func newElectionDriver() *electionDriver {
-	return &electionDriver{suspects: make(map[*raftGroup]time.Time), wake: make(chan struct{}, 1)}
+	return &electionDriver{suspects: make(map[*raftGroup]time.Time), wake: make(chan struct{}, 1),
+		kicked: make(map[*raftGroup]bool)}
 }
 
 // suspect queues groups to get a leader.
@@ -219,10 +223,24 @@ func (n *Node) driveElections() {
 // failed and that answer again. hashicorp/raft itself retries only when
 // new entries arrive or its commit timeout passes, minutes for an idle
 // partition group: a barrier is a new entry. Retries back off to once a
-// minute for a follower that keeps failing while it answers pings.
+// minute for a follower that keeps failing while it answers pings, and
+// the back-off ends once the group is no longer stalled.
 func (n *Node) restartStalled() {
 	now := time.Now()
-	for _, mg := range n.nt.StalledGroups() {
+	stalled := n.nt.StalledGroups()
+	still := make(map[*raftGroup]bool, len(stalled))
+	for _, mg := range stalled {
+		if g := n.groupByName(mg.Name()); g != nil {
+			still[g] = true
+		}
+	}
+	for g := range n.elections.kicked {
+		if !still[g] {
+			g.kickGap.Store(0)
+			delete(n.elections.kicked, g)
+		}
+	}
+	for _, mg := range stalled {
 		g := n.groupByName(mg.Name())
 		if g == nil || g.raft.State() != raft.Leader {
 			continue
@@ -237,6 +255,7 @@ func (n *Node) restartStalled() {
 		}
 		g.kickedAt.Store(now.UnixNano())
 		g.kickGap.Store(int64(min(max(2*gap, time.Second), time.Minute)))
+		n.elections.kicked[g] = true
 		go g.raft.Barrier(10 * time.Second)
 	}
 }

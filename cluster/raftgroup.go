@@ -66,6 +66,10 @@ type raftGroup struct {
 	// kickedAt and kickGap pace restartStalled's barriers (UnixNano, ns).
 	kickedAt atomic.Int64
 	kickGap  atomic.Int64
+	// prompting is set while promptReplication's goroutine runs;
+	// promptAgain asks it for another look.
+	prompting   atomic.Bool
+	promptAgain atomic.Bool
 }
 
 // groupOptions are what differs between metadata and partition groups.
@@ -238,11 +242,70 @@ func (n *Node) startGroup(o groupOptions) (*raftGroup, error) {
 		onLeader: o.onLeader, logger: o.logger, voters: o.voters}
 	g.lastActive.Store(time.Now().UnixNano())
 	mux.OnStaleTerm(g.stepDown)
+	mux.OnIdle(func(int32, uint64) { g.promptReplication() })
 	n.addGroup(g)
 	g.observer = raft.NewObserver(n.observations, true, observationFilter)
 	r.RegisterObserver(g.observer)
 	g.serve() // in case it won an election before the observer was there
 	return g, nil
+}
+
+// promptReplication makes raft send more entries to a follower whose
+// pipeline went idle while it lacks some (see node.RaftGroup.OnIdle):
+// raft sends a pipelined follower more only when a new entry arrives, so
+// the node appends one, a barrier. One barrier at a time per group; an
+// idle report that comes while one is under way gets another look when it
+// is done, so a follower far behind is led on batch by batch.
+func (g *raftGroup) promptReplication() {
+	g.promptAgain.Store(true)
+	if !g.prompting.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		for {
+			for g.promptAgain.Swap(false) {
+				if g.followerBehind() {
+					g.raft.Barrier(promptTimeout)
+				}
+			}
+			g.prompting.Store(false)
+			// A report that came between the last look and the flag's
+			// release would be lost without this.
+			if !g.promptAgain.Load() || !g.prompting.CompareAndSwap(false, true) {
+				return
+			}
+		}
+	}()
+}
+
+// promptTimeout bounds a replication prompt's barrier.
+const promptTimeout = 10 * time.Second
+
+// followerBehind reports whether this node leads the group and a voter is
+// known, in this term, to lack entries of its log.
+func (g *raftGroup) followerBehind() bool {
+	if g.raft.State() != raft.Leader {
+		return false
+	}
+	term, last := g.raft.CurrentTerm(), g.raft.LastIndex()
+	peers := g.voters
+	if peers == nil { // the metadata group: its servers are its own
+		f := g.raft.GetConfiguration()
+		if f.Error() != nil {
+			return false
+		}
+		for _, s := range f.Configuration().Servers {
+			if id, err := strconv.Atoi(string(s.ID)); err == nil {
+				peers = append(peers, int32(id))
+			}
+		}
+	}
+	for _, v := range peers {
+		if idx, ok := g.mux.Matched(v, term); ok && idx < last {
+			return true
+		}
+	}
+	return false
 }
 
 // serve makes a newly elected leader serve: it commits a barrier, so that

@@ -1,11 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -35,6 +37,9 @@ func startCluster(t *testing.T, n int, extra ...string) []*broker {
 	for i := len(bs) - 1; i >= 0; i-- {
 		b := bs[i]
 		b.extra = append([]string{"--bootstrap-expect", strconv.Itoa(n), "--join", bs[0].gossipAddr}, extra...)
+		// QUIRE_TEST_BROKER_ARGS adds flags to every broker (say
+		// --log-level debug) when chasing a failure.
+		b.extra = append(b.extra, strings.Fields(os.Getenv("QUIRE_TEST_BROKER_ARGS"))...)
 		b.launch()
 		t.Cleanup(b.stop)
 		time.Sleep(300 * time.Millisecond)
@@ -42,7 +47,28 @@ func startCluster(t *testing.T, n int, extra ...string) []*broker {
 	for _, b := range bs {
 		b.waitReady()
 	}
+	t.Cleanup(func() { keepLogs(t, dir) })
 	return bs
+}
+
+// keepLogs copies a failed test's broker logs to $QUIRE_TEST_LOGS, so
+// that a failure seen once in CI can be read after the temp dir is gone.
+func keepLogs(t *testing.T, dir string) {
+	dst := os.Getenv("QUIRE_TEST_LOGS")
+	if dst == "" || !t.Failed() {
+		return
+	}
+	logs, _ := filepath.Glob(filepath.Join(dir, "*.log"))
+	for _, l := range logs {
+		data, err := os.ReadFile(l)
+		if err != nil {
+			continue
+		}
+		out := filepath.Join(dst, t.Name()+"-"+filepath.Base(l))
+		if os.MkdirAll(dst, 0o755) == nil && os.WriteFile(out, data, 0o644) == nil {
+			t.Logf("broker log kept: %s", out)
+		}
+	}
 }
 
 func seeds(bs []*broker) []string {
@@ -213,6 +239,8 @@ type partitionDigest struct {
 	Partition int32  `json:"partition"`
 	HW        int64  `json:"high_watermark"`
 	CRC32C    uint32 `json:"crc32c"`
+	// Raft is printed when replicas differ, not compared.
+	Raft *json.RawMessage `json:"raft"`
 }
 
 // checkReplicasIdentical compares every broker's /debug/partitions digest
@@ -236,15 +264,49 @@ func checkReplicasIdentical(t *testing.T, bs []*broker, topic string) {
 		}
 		same := len(digests) == len(bs)
 		for _, d := range digests {
-			same = same && d == digests[0]
+			same = same && d.HW == digests[0].HW && d.CRC32C == digests[0].CRC32C
 		}
 		if same && digests[0].HW > 0 {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("replicas of %s differ: %+v", topic, digests)
+			var b strings.Builder
+			for _, d := range digests {
+				var raft bytes.Buffer
+				if d.Raft != nil {
+					json.Compact(&raft, *d.Raft)
+				}
+				fmt.Fprintf(&b, "\n  HW %d crc32c %d raft %s", d.HW, d.CRC32C, raft.String())
+			}
+			keepGoroutines(t, bs)
+			t.Fatalf("replicas of %s differ:%s", topic, b.String())
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// keepGoroutines saves every live broker's goroutine dump to
+// $QUIRE_TEST_LOGS: where a replication loop waits is what a stuck
+// replica's logs cannot say.
+func keepGoroutines(t *testing.T, bs []*broker) {
+	dst := os.Getenv("QUIRE_TEST_LOGS")
+	if dst == "" {
+		return
+	}
+	for _, b := range bs {
+		if !b.alive() {
+			continue
+		}
+		resp, err := http.Get("http://" + b.adminAddr + "/debug/pprof/goroutine?debug=2")
+		if err != nil {
+			continue
+		}
+		data, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		out := filepath.Join(dst, fmt.Sprintf("%s-node%d.goroutines", t.Name(), b.id))
+		if os.MkdirAll(dst, 0o755) == nil && os.WriteFile(out, data, 0o644) == nil {
+			t.Logf("goroutines kept: %s", out)
+		}
 	}
 }
 

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"net"
@@ -85,7 +86,7 @@ func testLogger() hclog.Logger {
 	if !testing.Verbose() {
 		return hclog.NewNullLogger()
 	}
-	return hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: os.Stderr})
+	return hclog.New(&hclog.LoggerOptions{Level: hclog.LevelFromString(cmp.Or(os.Getenv("QUIRE_TEST_LOG_LEVEL"), "warn")), Output: os.Stderr})
 }
 
 // eventually polls cond until it holds or a generous deadline passes; the

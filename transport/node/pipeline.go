@@ -3,6 +3,7 @@ package node
 import (
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -37,7 +38,15 @@ type pipeline struct {
 	mu     sync.Mutex
 	queue  []*pipeFuture // sent and not yet handed to raft, in order
 	closed bool
+	// sent counts appends, so an idle check can tell whether raft sent
+	// more while it waited (see armIdle).
+	sent      atomic.Uint64
+	idleArmed atomic.Bool
 }
+
+// pipelineIdleDelay is how long a pipeline must have nothing in flight,
+// after a successful answer, before the group is told (see OnIdle).
+const pipelineIdleDelay = 20 * time.Millisecond
 
 type pipeFuture struct {
 	call  muxCall
@@ -61,6 +70,7 @@ func (p *pipeline) AppendEntries(args *raft.AppendEntriesRequest, resp *raft.App
 	case <-p.closeCh:
 		return nil, errPipelineClosed
 	}
+	p.sent.Add(1)
 	f := &pipeFuture{req: args, resp: resp, start: time.Now()}
 	// raft gives each pipelined append a response of its own and reads it
 	// only from the future, so the reader may decode into it directly.
@@ -94,8 +104,11 @@ func (p *pipeline) completed(f *pipeFuture) {
 		p.queue = p.queue[1:]
 	}
 	closed := p.closed
+	idle := len(p.queue) == 0
 	p.mu.Unlock()
+	ok := len(ready) > 0
 	for _, f := range ready {
+		ok = f.call.err == nil && f.resp.Success
 		p.g.appendDone(p.peer, f.req, f.resp, f.call.err)
 		if f.call.err == nil {
 			p.g.learn(p.peer, f.req, f.resp)
@@ -110,6 +123,32 @@ func (p *pipeline) completed(f *pipeFuture) {
 			// raft's decoder has stopped reading; the pipeline is ending.
 		}
 	}
+	if idle && ok && !closed {
+		p.armIdle()
+	}
+}
+
+// armIdle tells the group, after pipelineIdleDelay, that this pipeline
+// has had nothing in flight since its last answer, unless raft sent more
+// meanwhile. hashicorp/raft sends a pipelined follower one append of at
+// most MaxAppendEntries entries per new entry or commit timeout: a
+// follower that was further behind when the pipeline started, or whose
+// leader took a burst while it was away, waits for the next write, and an
+// idle partition group's commit timeout is minutes.
+func (p *pipeline) armIdle() {
+	if !p.idleArmed.CompareAndSwap(false, true) {
+		return
+	}
+	sent := p.sent.Load()
+	time.AfterFunc(pipelineIdleDelay, func() {
+		p.idleArmed.Store(false)
+		p.mu.Lock()
+		idle := len(p.queue) == 0 && !p.closed
+		p.mu.Unlock()
+		if idle && p.sent.Load() == sent {
+			p.g.pipelineIdle(p.peer)
+		}
+	})
 }
 
 // Consumer implements raft.AppendPipeline.

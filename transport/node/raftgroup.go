@@ -47,6 +47,7 @@ type RaftGroup struct {
 
 	commit    atomic.Pointer[func() uint64]
 	onStale   atomic.Pointer[func()]
+	onIdle    atomic.Pointer[func(peer int32, matched uint64)]
 	progMu    sync.Mutex
 	progress  map[int32]*followerProgress
 	snapshots atomic.Int64 // installs in progress, for tests
@@ -172,6 +173,31 @@ func (g *RaftGroup) SetCommitIndex(fn func() uint64) { g.commit.Store(&fn) }
 // heartbeat answers; only a replication round makes it step down, and an
 // idle group may not have one for a long time.
 func (g *RaftGroup) OnStaleTerm(fn func()) { g.onStale.Store(&fn) }
+
+// OnIdle sets fn to run when the pipeline to a follower has had nothing
+// in flight for a moment after a successful append, with the last index
+// the follower is known to hold in this term. If the leader's log goes
+// further, raft will not send the rest until its next write or commit
+// timeout: fn is where the node prompts it (see armIdle).
+func (g *RaftGroup) OnIdle(fn func(peer int32, matched uint64)) { g.onIdle.Store(&fn) }
+
+func (g *RaftGroup) pipelineIdle(peer int32) {
+	fn := g.onIdle.Load()
+	if fn == nil || g.isClosed() {
+		return
+	}
+	g.progMu.Lock()
+	p := g.progress[peer]
+	var matched uint64
+	if p != nil {
+		matched = p.matchIdx
+	}
+	g.progMu.Unlock()
+	if p == nil {
+		return
+	}
+	(*fn)(peer, matched)
+}
 
 // Close implements raft.WithClose: the group stops taking calls, and the
 // ones waiting are failed.

@@ -392,3 +392,55 @@ func FuzzRaftRequest(f *testing.F) {
 		decodeRaftRequest(kind, b) // must not panic or allocate wildly
 	})
 }
+
+// A follower that starts while its leader's log is many batches ahead
+// gets them all with no later write, though raft's commit timeout is an
+// hour: raft sends a pipelined follower one append of at most
+// MaxAppendEntries entries per new entry, so a follower that was behind
+// when its pipeline started (a restarted one) would wait for the next
+// write. The group's OnIdle report is what lets the node prompt raft for
+// the rest.
+func TestMuxIdlePipelineReportsFollowerBehind(t *testing.T) {
+	conf := func(conf *raft.Config) {
+		conf.CommitTimeout = time.Hour
+		conf.MaxAppendEntries = 4
+	}
+	cmds := commands("c", 40)
+	run := func(prompt bool) (*muxGroup, []raft.ApplyFuture) {
+		c := newTestCluster(t, 3, nil)
+		// Node 3's group is not running yet: the leader's first append
+		// to it, built from the log as it was at the election, waits
+		// there (calls are held for a group that has not started) while
+		// the commands arrive.
+		g := startMuxGroup(t, c, "g", muxOpts{conf: conf, nodes: []int32{1, 2}})
+		leader := g.leader(t, -1)
+		if prompt {
+			r := g.rafts[leader]
+			g.trans[leader].OnIdle(func(int32, uint64) { go r.Barrier(5 * time.Second) })
+		}
+		var fs []raft.ApplyFuture
+		for _, cmd := range cmds {
+			fs = append(fs, g.rafts[leader].Apply([]byte(cmd), 5*time.Second))
+		}
+		var servers []raft.Server
+		for _, id := range c.ids {
+			servers = append(servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(ServerAddress(id)), Address: ServerAddress(id)})
+		}
+		g.start(t, c, "g", 3, servers, muxOpts{conf: conf, noBoot: false})
+		return g, fs
+	}
+	g, fs := run(true)
+	for _, f := range fs {
+		if err := f.Error(); err != nil {
+			t.Fatalf("apply: %v", err)
+		}
+	}
+	g.waitApplied(t, []int32{1, 2, 3}, cmds)
+
+	// Mutation check: without the prompt, node 3 stays behind.
+	g, _ = run(false)
+	time.Sleep(2 * time.Second)
+	if have := g.fsms[3].Entries(); len(have) >= len(cmds) {
+		t.Fatalf("node 3 has all %d entries without the prompt; the test shows nothing", len(have))
+	}
+}
