@@ -332,6 +332,14 @@ func TestMinorityPartition(t *testing.T) {
 	if len(md.Brokers) != 3 {
 		t.Fatalf("isolated node lists brokers %v, want all three", md.Brokers.NodeIDs())
 	}
+	// Once it finds itself cut off from the other replicas, it names the
+	// one they most likely elected, not itself and not nobody: a client
+	// that asks only this broker (librdkafka asks the one it is connected
+	// to) is sent where the partition is led.
+	waitFor(t, 30*time.Second, "the isolated node to name another replica", func() bool {
+		p := metadataOf(t, c, old, "split").Topics[0].Partitions[0]
+		return p.ErrorCode == 0 && p.Leader >= 1 && p.Leader != int32(old+1)
+	})
 	during := produce(t, majority, "split", 1, 200, 300)
 	if len(during) != 300 {
 		for i := 0; i < 3; i++ {
