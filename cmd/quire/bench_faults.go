@@ -200,18 +200,15 @@ func secs2(d time.Duration) string { return fmt.Sprintf("%.2f s", d.Seconds()) }
 // heals the fault.
 func faultRoundRun(ctx context.Context, bc *localCluster, lab *netnsLab, adm *client.Admin, topic, fault string,
 	o faultBenchOpts, acks map[string]*clientAcks) (faultRound, error) {
-	st, err := waitFullISR(ctx, adm, topic, 3)
-	if err != nil {
-		return faultRound{}, err
-	}
 	// Every client has been producing to this leader, without a metadata
 	// refresh, for longer than franz-go's 5 s metadata minimum age (which
 	// also delays the refresh it makes after a fail-over): the state a
-	// client is in when a fault comes out of the blue.
-	select {
-	case <-time.After(o.settle):
-	case <-ctx.Done():
-		return faultRound{}, ctx.Err()
+	// client is in when a fault comes out of the blue. A leadership that
+	// moved meanwhile (the preferred leader returning after the last
+	// round) starts the wait again.
+	st, err := settledLeader(ctx, adm, topic, o.settle)
+	if err != nil {
+		return faultRound{}, err
 	}
 	victim := int(st.Leader) - 1
 	b := bc.brokers[victim]
@@ -299,6 +296,26 @@ func faultRoundRun(ctx context.Context, bc *localCluster, lab *netnsLab, adm *cl
 		}
 	}
 	return fr, nil
+}
+
+// settledLeader waits for a full ISR and then settle, and returns the
+// partition's state once its leader has held through a whole settle.
+func settledLeader(ctx context.Context, adm *client.Admin, topic string, settle time.Duration) (client.PartitionState, error) {
+	for {
+		st, err := waitFullISR(ctx, adm, topic, 3)
+		if err != nil {
+			return st, err
+		}
+		select {
+		case <-time.After(settle):
+		case <-ctx.Done():
+			return st, ctx.Err()
+		}
+		now, err := waitFullISR(ctx, adm, topic, 3)
+		if err != nil || now.Leader == st.Leader {
+			return now, err
+		}
+	}
 }
 
 // waitNewLeader asks each surviving broker's Metadata, directly (a client
