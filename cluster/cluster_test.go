@@ -765,3 +765,43 @@ func TestRestartKeepsReplicaData(t *testing.T) {
 		}
 	}
 }
+
+// With a follower down, an idle leader's log stays put: the prompts that
+// lead a lagging follower on (a barrier when its pipeline goes idle short
+// of the leader's log) are only for followers that answer, so a dead one
+// costs no entries, however many groups it shares.
+func TestIdleLeaderWithDownFollowerAppendsNothing(t *testing.T) {
+	c := clustertest.Start(t, 3)
+	createTopic(t, c, c.KafkaAddr(0), "quiet", 4, 3)
+	produce(t, c.Brokers(), "quiet", 4, 0, 200)
+	leader := c.Leader("quiet", 0)
+	down := (leader + 1) % 3
+	c.Stop(down)
+	// Writes while it is down leave it behind; then let the leaderships
+	// and the last commits settle, and watch the logs.
+	var up []string
+	for i := 0; i < 3; i++ {
+		if i != down {
+			up = append(up, c.KafkaAddr(i))
+		}
+	}
+	produce(t, up, "quiet", 4, 200, 200)
+	time.Sleep(2 * time.Second)
+	before := map[int32]uint64{}
+	leaders := map[int32]int{}
+	for p := int32(0); p < 4; p++ {
+		l := c.Leader("quiet", p)
+		idx, ok := c.Node(l).PartitionRaftIndex("quiet", p)
+		if !ok {
+			t.Fatalf("leader %d holds no replica of quiet/%d", l+1, p)
+		}
+		before[p], leaders[p] = idx, l
+	}
+	time.Sleep(3 * time.Second)
+	for p := int32(0); p < 4; p++ {
+		idx, _ := c.Node(leaders[p]).PartitionRaftIndex("quiet", p)
+		if idx > before[p]+2 {
+			t.Errorf("quiet/%d: idle leader's log grew from %d to %d with node %d down", p, before[p], idx, down+1)
+		}
+	}
+}

@@ -652,6 +652,17 @@ func (n *Node) DescribePartition(topic string, partition int32) string {
 		r.group.raft.AppliedIndex(), r.fsm.HighWatermark(), alive, leader, epoch)
 }
 
+// PartitionRaftIndex is the last index of this node's Raft log for the
+// partition, for operators' tools and tests; ok is false when the node
+// holds no replica of it.
+func (n *Node) PartitionRaftIndex(topic string, partition int32) (last uint64, ok bool) {
+	r := n.replica(tp{topic, partition})
+	if r == nil {
+		return 0, false
+	}
+	return r.group.raft.LastIndex(), true
+}
+
 // BrokerAlive reports whether this node considers the broker alive: gossip
 // says so and its listener was not just found refusing (placement uses
 // only live brokers).

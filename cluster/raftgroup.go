@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -67,9 +68,10 @@ type raftGroup struct {
 	kickedAt atomic.Int64
 	kickGap  atomic.Int64
 	// prompting is set while promptReplication's goroutine runs;
-	// promptAgain asks it for another look.
+	// promptPeers, under promptMu, are the followers it is to look at.
 	prompting   atomic.Bool
-	promptAgain atomic.Bool
+	promptMu    sync.Mutex
+	promptPeers []int32
 }
 
 // groupOptions are what differs between metadata and partition groups.
@@ -242,7 +244,7 @@ func (n *Node) startGroup(o groupOptions) (*raftGroup, error) {
 		onLeader: o.onLeader, logger: o.logger, voters: o.voters}
 	g.lastActive.Store(time.Now().UnixNano())
 	mux.OnStaleTerm(g.stepDown)
-	mux.OnIdle(func(int32, uint64) { g.promptReplication() })
+	mux.OnIdle(func(peer int32, _ uint64) { g.promptReplication(peer) })
 	n.addGroup(g)
 	g.observer = raft.NewObserver(n.observations, true, observationFilter)
 	r.RegisterObserver(g.observer)
@@ -250,58 +252,62 @@ func (n *Node) startGroup(o groupOptions) (*raftGroup, error) {
 	return g, nil
 }
 
-// promptReplication makes raft send more entries to a follower whose
-// pipeline went idle while it lacks some (see node.RaftGroup.OnIdle):
-// raft sends a pipelined follower more only when a new entry arrives, so
-// the node appends one, a barrier. One barrier at a time per group; an
-// idle report that comes while one is under way gets another look when it
-// is done, so a follower far behind is led on batch by batch.
-func (g *raftGroup) promptReplication() {
-	g.promptAgain.Store(true)
+// promptReplication makes raft send more entries to peer, whose pipeline
+// went idle (or closed) while it may lack some (see
+// node.RaftGroup.OnIdle): raft sends a pipelined follower more only when a
+// new entry arrives, so the node appends one, a barrier. One barrier at a
+// time per group, waited for; reports that come meanwhile are looked at
+// when it is done, so a follower far behind is led on batch by batch, and
+// a follower that has everything, or is down, costs nothing.
+func (g *raftGroup) promptReplication(peer int32) {
+	g.promptMu.Lock()
+	if !slices.Contains(g.promptPeers, peer) {
+		g.promptPeers = append(g.promptPeers, peer)
+	}
+	g.promptMu.Unlock()
 	if !g.prompting.CompareAndSwap(false, true) {
 		return
 	}
 	go func() {
 		for {
-			for g.promptAgain.Swap(false) {
-				if g.followerBehind() {
-					g.raft.Barrier(promptTimeout)
+			for {
+				g.promptMu.Lock()
+				peers := g.promptPeers
+				g.promptPeers = nil
+				g.promptMu.Unlock()
+				if len(peers) == 0 {
+					break
+				}
+				if g.lacksEntries(peers) {
+					_ = g.raft.Barrier(promptTimeout).Error()
 				}
 			}
 			g.prompting.Store(false)
 			// A report that came between the last look and the flag's
 			// release would be lost without this.
-			if !g.promptAgain.Load() || !g.prompting.CompareAndSwap(false, true) {
+			g.promptMu.Lock()
+			more := len(g.promptPeers) > 0
+			g.promptMu.Unlock()
+			if !more || !g.prompting.CompareAndSwap(false, true) {
 				return
 			}
 		}
 	}()
 }
 
-// promptTimeout bounds a replication prompt's barrier.
+// promptTimeout bounds how long a replication prompt's barrier may wait
+// to be queued.
 const promptTimeout = 10 * time.Second
 
-// followerBehind reports whether this node leads the group and a voter is
-// known, in this term, to lack entries of its log.
-func (g *raftGroup) followerBehind() bool {
+// lacksEntries reports whether this node leads the group and one of peers
+// is known, in this term, to lack entries of its log.
+func (g *raftGroup) lacksEntries(peers []int32) bool {
 	if g.raft.State() != raft.Leader {
 		return false
 	}
 	term, last := g.raft.CurrentTerm(), g.raft.LastIndex()
-	peers := g.voters
-	if peers == nil { // the metadata group: its servers are its own
-		f := g.raft.GetConfiguration()
-		if f.Error() != nil {
-			return false
-		}
-		for _, s := range f.Configuration().Servers {
-			if id, err := strconv.Atoi(string(s.ID)); err == nil {
-				peers = append(peers, int32(id))
-			}
-		}
-	}
-	for _, v := range peers {
-		if idx, ok := g.mux.Matched(v, term); ok && idx < last {
+	for _, p := range peers {
+		if idx, ok := g.mux.Matched(p, term); ok && idx < last {
 			return true
 		}
 	}

@@ -42,6 +42,8 @@ type pipeline struct {
 	// more while it waited (see armIdle).
 	sent      atomic.Uint64
 	idleArmed atomic.Bool
+	// lastOK says the last answer handed to raft was a success.
+	lastOK atomic.Bool
 }
 
 // pipelineIdleDelay is how long a pipeline must have nothing in flight,
@@ -123,6 +125,9 @@ func (p *pipeline) completed(f *pipeFuture) {
 			// raft's decoder has stopped reading; the pipeline is ending.
 		}
 	}
+	if len(ready) > 0 {
+		p.lastOK.Store(ok)
+	}
 	if idle && ok && !closed {
 		p.armIdle()
 	}
@@ -145,7 +150,15 @@ func (p *pipeline) armIdle() {
 		p.mu.Lock()
 		idle := len(p.queue) == 0 && !p.closed
 		p.mu.Unlock()
-		if idle && p.sent.Load() == sent {
+		switch {
+		case !idle || !p.lastOK.Load():
+			// An append in flight re-arms when it is answered; a failed
+			// one leaves the follower to the stalled path.
+		case p.sent.Load() != sent:
+			// Raft sent more, and its answer came while this timer was
+			// armed (so it could not arm another): look again later.
+			p.armIdle()
+		default:
 			p.g.pipelineIdle(p.peer)
 		}
 	})
@@ -154,13 +167,19 @@ func (p *pipeline) armIdle() {
 // Consumer implements raft.AppendPipeline.
 func (p *pipeline) Consumer() <-chan raft.AppendFuture { return p.doneCh }
 
-// Close implements raft.AppendPipeline.
+// Close implements raft.AppendPipeline. Raft closes a pipeline when it
+// stops leading, when an append fails (the follower is then stalled, see
+// Stalled), and when the follower needs entries its log no longer has: a
+// snapshot, which raft sends only on its next new entry or commit
+// timeout. The group is told as for an idle pipeline, so that the node
+// prompts raft if the follower lacks entries.
 func (p *pipeline) Close() error {
 	p.once.Do(func() {
 		p.mu.Lock()
 		p.closed = true
 		p.mu.Unlock()
 		close(p.closeCh)
+		p.g.pipelineIdle(p.peer)
 	})
 	return nil
 }

@@ -181,6 +181,9 @@ func (g *RaftGroup) OnStaleTerm(fn func()) { g.onStale.Store(&fn) }
 // timeout: fn is where the node prompts it (see armIdle).
 func (g *RaftGroup) OnIdle(fn func(peer int32, matched uint64)) { g.onIdle.Store(&fn) }
 
+// pipelineIdle tells the node about an idle or closed pipeline to peer,
+// unless peer's last append failed: a stalled follower is retried by the
+// node's stalled path, with its back-off.
 func (g *RaftGroup) pipelineIdle(peer int32) {
 	fn := g.onIdle.Load()
 	if fn == nil || g.isClosed() {
@@ -192,8 +195,9 @@ func (g *RaftGroup) pipelineIdle(peer int32) {
 	if p != nil {
 		matched = p.matchIdx
 	}
+	stalled := g.stalled[peer]
 	g.progMu.Unlock()
-	if p == nil {
+	if p == nil || stalled {
 		return
 	}
 	(*fn)(peer, matched)

@@ -416,7 +416,11 @@ func TestMuxIdlePipelineReportsFollowerBehind(t *testing.T) {
 		leader := g.leader(t, -1)
 		if prompt {
 			r := g.rafts[leader]
-			g.trans[leader].OnIdle(func(int32, uint64) { go r.Barrier(5 * time.Second) })
+			g.trans[leader].OnIdle(func(_ int32, matched uint64) {
+				if matched < r.LastIndex() {
+					go r.Barrier(5 * time.Second)
+				}
+			})
 		}
 		var fs []raft.ApplyFuture
 		for _, cmd := range cmds {
