@@ -156,11 +156,31 @@ func (n *Node) sweepLeaderless() {
 // hasLiveLeader reports whether the group's leader, as this node knows it,
 // is another node that answers (or this node).
 func (n *Node) hasLiveLeader(g *raftGroup) bool {
-	if g.raft.State() == raft.Leader {
-		return true
-	}
+	return g.raft.State() == raft.Leader || n.followsLiveLeader(g, -1)
+}
+
+// followsLiveLeader reports whether the group's raft here names another
+// node (not except) as leader that answers, and whose process was not
+// found gone since it was last heard from: a restarted process leads
+// nothing, though it answers again and this node's raft names it until
+// its group timeout (a minute) passes.
+func (n *Node) followsLiveLeader(g *raftGroup, except int32) bool {
 	leader := leaderID(g.raft)
-	return leader >= 0 && leader != n.cfg.NodeID && n.nt.Reachable(leader)
+	if leader < 0 || leader == n.cfg.NodeID || leader == except || !n.nt.Reachable(leader) {
+		return false
+	}
+	if at, ok := n.goneAt.Load(leader); ok && g.raft.LastContact().UnixNano() < at.(int64) {
+		return false
+	}
+	return true
+}
+
+// peerGone runs when peer's process is found gone (its listener refuses
+// connections): as peerUnreachable, and its leaderships are over even
+// once it is back.
+func (n *Node) peerGone(peer int32) {
+	n.goneAt.Store(peer, time.Now().UnixNano())
+	n.peerUnreachable(peer)
 }
 
 func leaderID(r *raft.Raft) int32 {
@@ -347,10 +367,9 @@ func (n *Node) handleAgree(_ context.Context, from int32, req []byte) ([]byte, e
 		if ok, _ := g.leaderTerm(); ok {
 			live = true
 		} else if g.raft.State() == raft.Follower {
-			leader := leaderID(g.raft)
-			// The asker naming itself leader here only means this node has
-			// not heard that it lost the leadership.
-			live = leader >= 0 && leader != from && leader != n.cfg.NodeID && n.nt.Reachable(leader)
+			// The asker named leader here only means this node has not
+			// heard that it lost the leadership.
+			live = n.followsLiveLeader(g, from)
 		}
 		if live {
 			out = append(out, 0)

@@ -55,7 +55,11 @@ type Node struct {
 	byName   map[string]*raftGroup
 
 	elections *electionDriver
-	reports   reportSet
+	// goneAt holds, per peer (int32), when its process was last found gone
+	// (UnixNano): a leadership it held then ended with it, whatever
+	// followers' rafts still remember (see hasLiveLeader).
+	goneAt  sync.Map
+	reports reportSet
 	// cleanStart is whether the node stopped cleanly last time (see
 	// cleanMarker): its partitions' files need not be verified.
 	cleanStart bool
@@ -171,7 +175,7 @@ func (n *Node) start() error {
 		ID:              n.cfg.NodeID,
 		Addr:            n.cfg.NodeAddr,
 		Resolve:         n.resolveNode,
-		OnPeerDown:      n.peerUnreachable,
+		OnPeerDown:      n.peerGone,
 		OnReachability:  n.onReachability,
 		OnReconnect:     n.peerReachable,
 		OnStall:         n.selfStalled,
