@@ -366,15 +366,19 @@ func (g *raftGroup) serveTerm() {
 	}
 }
 
-// stepDown runs when a follower answered this node's heartbeat with a
-// newer term: the node stops serving in its term at once, and commits a
-// barrier, whose replication makes raft see the newer term and step down
-// (hashicorp/raft ignores terms in heartbeat answers).
-func (g *raftGroup) stepDown() {
-	if g.raft.State() != raft.Leader {
+// stepDown runs when a follower answered this node's heartbeat of term
+// with a newer term: if the node still leads in term, it stops serving in
+// it at once, and commits a barrier, whose replication makes raft see the
+// newer term and step down (hashicorp/raft ignores terms in heartbeat
+// answers). An answer to a heartbeat of an earlier leadership, arriving
+// after this node was elected again, deposes nothing: marking the new
+// term deposed would leave the group leaderless for clients for good,
+// since nothing clears the mark while raft keeps leading.
+func (g *raftGroup) stepDown(term uint64) {
+	if g.raft.State() != raft.Leader || g.raft.CurrentTerm() != term {
 		return
 	}
-	g.deposedTerm.Store(g.raft.CurrentTerm())
+	g.deposedTerm.Store(term)
 	if !g.stepping.CompareAndSwap(false, true) {
 		return
 	}

@@ -81,3 +81,21 @@ func TestWritableBeforeServing(t *testing.T) {
 		c.undo()
 	}
 }
+
+// A follower's answer with a newer term deposes the leadership whose
+// heartbeat it answers, and not a later one the node won meanwhile:
+// before, a late answer to the metadata group's previous leadership
+// marked the new one deposed, and the controller stayed unavailable.
+func TestStaleAnswerDeposesOnlyItsTerm(t *testing.T) {
+	r := soloLeader(t)
+	g := &raftGroup{raft: r, done: make(chan struct{})}
+	term := r.CurrentTerm()
+	g.stepDown(term - 1)
+	if g.deposedTerm.Load() == term {
+		t.Fatalf("an answer to term %d deposed term %d", term-1, term)
+	}
+	g.stepDown(term)
+	if g.deposedTerm.Load() != term {
+		t.Fatalf("an answer to term %d did not depose it", term)
+	}
+}

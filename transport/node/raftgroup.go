@@ -46,7 +46,7 @@ type RaftGroup struct {
 	closed  bool
 
 	commit    atomic.Pointer[func() uint64]
-	onStale   atomic.Pointer[func()]
+	onStale   atomic.Pointer[func(term uint64)]
 	onIdle    atomic.Pointer[func(peer int32, matched uint64)]
 	progMu    sync.Mutex
 	progress  map[int32]*followerProgress
@@ -169,10 +169,12 @@ func (g *RaftGroup) SetHeartbeatHandler(cb func(raft.RPC)) {
 func (g *RaftGroup) SetCommitIndex(fn func() uint64) { g.commit.Store(&fn) }
 
 // OnStaleTerm sets fn to run when a follower answers this node with a
-// newer term than the one it leads in. hashicorp/raft ignores the term in
-// heartbeat answers; only a replication round makes it step down, and an
-// idle group may not have one for a long time.
-func (g *RaftGroup) OnStaleTerm(fn func()) { g.onStale.Store(&fn) }
+// newer term than the one the request was sent in, which fn is given.
+// hashicorp/raft ignores the term in heartbeat answers; only a
+// replication round makes it step down, and an idle group may not have
+// one for a long time. The answer can arrive after this node has been
+// elected again in a later term, which it says nothing about.
+func (g *RaftGroup) OnStaleTerm(fn func(term uint64)) { g.onStale.Store(&fn) }
 
 // OnIdle sets fn to run when the pipeline to a follower has had nothing
 // in flight for a moment after a successful append, with the last index
@@ -527,7 +529,7 @@ func (g *RaftGroup) armFlush() {
 func (g *RaftGroup) learn(peer int32, req *raft.AppendEntriesRequest, r *raft.AppendEntriesResponse) {
 	if r.Term > req.Term {
 		if fn := g.onStale.Load(); fn != nil {
-			(*fn)()
+			(*fn)(req.Term)
 		}
 		return
 	}

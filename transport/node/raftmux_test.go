@@ -448,3 +448,16 @@ func TestMuxIdlePipelineReportsFollowerBehind(t *testing.T) {
 		t.Fatalf("node 3 has all %d entries without the prompt; the test shows nothing", len(have))
 	}
 }
+
+// A follower's newer term is reported with the term of the request it
+// answered, so the node deposes that leadership and not a later one this
+// node won while the answer was on its way.
+func TestStaleAnswerNamesTheRequestTerm(t *testing.T) {
+	g := &RaftGroup{}
+	var got uint64
+	g.OnStaleTerm(func(term uint64) { got = term })
+	g.learn(2, &raft.AppendEntriesRequest{Term: 4}, &raft.AppendEntriesResponse{Term: 5})
+	if got != 4 {
+		t.Fatalf("stale answer reported for term %d, want the request's term 4", got)
+	}
+}
