@@ -45,7 +45,7 @@ func (n *Node) handleProduce(ctx context.Context, req *kmsg.ProduceRequest) func
 				rp.ErrorCode = kerr.InvalidRequiredAcks.Code
 				continue
 			}
-			r, batches, err := n.produceTarget(t.Topic, p.Partition, p.Records)
+			r, batches, err := n.produceTarget(wctx, t.Topic, p.Partition, p.Records)
 			if err == nil && req.Acks != 0 && n.inSync(r) < r.minISR {
 				err = kerr.NotEnoughReplicas
 			}
@@ -106,8 +106,11 @@ func (n *Node) hintLeaders(resp *kmsg.ProduceResponse) {
 }
 
 // produceTarget validates one partition's records and finds its leader.
-func (n *Node) produceTarget(topic string, part int32, records []byte) (*replica, [][]byte, error) {
+func (n *Node) produceTarget(ctx context.Context, topic string, part int32, records []byte) (*replica, [][]byte, error) {
 	r, err := n.writableReplica(topic, part)
+	if err == kerr.NotLeaderForPartition && n.awaitElection(ctx, topic, part) {
+		r, err = n.writableReplica(topic, part)
+	}
 	if err != nil {
 		return nil, nil, err
 	}

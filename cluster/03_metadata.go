@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"net"
+	"slices"
 	"strconv"
 	"time"
 
@@ -18,17 +19,25 @@ import (
 // it (v4+). A partition without a leader is reported with
 // LEADER_NOT_AVAILABLE, never with epoch -1.
 //
-// Two waits keep clients from acting on an answer that is about to change:
+// Waits keep clients from acting on an answer that is about to change:
 // until the cluster has a controller (a client started with the cluster),
-// at most metadataControllerHold; and while a partition asked about has no
-// leader but a majority of its replicas answers this node, so one is being
-// elected, at most metadataLeaderHold.
+// at most metadataControllerHold. Then, at most metadataLeaderHold, while
+// a partition asked about has no leader but a majority of its replicas
+// answers this node, so one is being elected; and until every other node
+// named as a leader has answered a ping sent after the request came. A
+// client whose connection to a leader just broke asks at once, often
+// before this node has read the same leader's closed connection, and an
+// answer naming the dead leader costs it a metadata cycle (franz-go's is
+// 5 s).
 func (n *Node) handleMetadata(ctx context.Context, req *kmsg.MetadataRequest) kmsg.Response {
 	n.awaitController(ctx, metadataControllerHold)
 	deadline := time.Now().Add(metadataLeaderHold)
 	for {
 		resp := n.metadataOnce(ctx, req)
-		if !n.electing(resp) || time.Now().After(deadline) {
+		if time.Now().After(deadline) {
+			return resp
+		}
+		if !n.electing(resp) && n.confirmLeaders(ctx, resp, deadline) {
 			return resp
 		}
 		select {
@@ -56,6 +65,36 @@ func (n *Node) electing(resp *kmsg.MetadataResponse) bool {
 		}
 	}
 	return false
+}
+
+// confirmLeaders pings every other node that resp names as a leader and
+// reports whether all of them answered before deadline. Leaders this node
+// already counts as gone are not asked: a cut-off node's guess is one.
+func (n *Node) confirmLeaders(ctx context.Context, resp *kmsg.MetadataResponse, deadline time.Time) bool {
+	var ids []int32
+	for _, t := range resp.Topics {
+		for _, p := range t.Partitions {
+			if p.Leader >= 0 && p.Leader != n.cfg.NodeID && !slices.Contains(ids, p.Leader) && n.leaderLive(p.Leader) {
+				ids = append(ids, p.Leader)
+			}
+		}
+	}
+	if len(ids) == 0 {
+		return true
+	}
+	cctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	errs := make(chan error, len(ids))
+	for _, id := range ids {
+		go func() { errs <- n.nt.Confirm(cctx, id) }()
+	}
+	ok := true
+	for range ids {
+		if err := <-errs; err != nil {
+			ok = false
+		}
+	}
+	return ok
 }
 
 // awaitController waits, at most max or until ctx ends, until the cluster
@@ -244,13 +283,13 @@ func (n *Node) knownLeader(key tp, t *fsm.Topic, a fsm.Assignment) (int32, int32
 		// A follower's raft names its leader until it hears of another,
 		// however long ago that leader stopped answering: it is told only
 		// while it answers this node.
+		term := int32(r.group.raft.CurrentTerm())
 		if id, err := strconv.Atoi(string(lid)); err == nil && int32(id) != n.cfg.NodeID && n.leaderLive(int32(id)) {
-			epoch := int32(r.group.raft.CurrentTerm())
 			isr := a.ISR
-			if a.Leader != int32(id) || a.LeaderEpoch != epoch || len(isr) == 0 {
+			if a.Leader != int32(id) || a.LeaderEpoch != term || len(isr) == 0 {
 				isr = []int32{int32(id)}
 			}
-			return int32(id), epoch, isr
+			return int32(id), term, isr
 		}
 		return -1, -1, []int32{}
 	}

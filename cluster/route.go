@@ -1,8 +1,11 @@
 package cluster
 
 import (
+	"context"
 	"errors"
+	"time"
 
+	"github.com/hashicorp/raft"
 	"github.com/twmb/franz-go/pkg/kerr"
 )
 
@@ -53,6 +56,47 @@ func (n *Node) writableReplica(topic string, partition int32) (*replica, error) 
 		return nil, kerr.NotLeaderForPartition
 	}
 	return r, nil
+}
+
+// awaitElection holds a request for a partition whose leader is being
+// elected among replicas that include this node: no live leader is known
+// here, this replica is not raft's leader, and a majority of the replicas
+// answers. It waits, at most electionHold or until ctx ends, for a
+// leader, and reports whether it waited. The request then goes through
+// here or is refused naming the winner (KIP-951). Refused at once, with
+// no one to name, a client falls back on a metadata refresh, which often
+// comes after its minimum metadata age (5 s in franz-go): a client sent
+// here by a cut-off leader's guess arrives before the election ends.
+func (n *Node) awaitElection(ctx context.Context, topic string, part int32) bool {
+	deadline := time.Now().Add(electionHold)
+	waited := false
+	for n.electingHere(topic, part) && time.Now().Before(deadline) {
+		waited = true
+		select {
+		case <-ctx.Done():
+			return true
+		case <-time.After(25 * time.Millisecond):
+		}
+	}
+	return waited
+}
+
+// electionHold bounds awaitElection: a raft election with every voter
+// answering takes a few hundred milliseconds.
+const electionHold = 2 * time.Second
+
+func (n *Node) electingHere(topic string, part int32) bool {
+	t, ok := n.metaFSM.State().Topics[topic]
+	if !ok || part < 0 || int(part) >= len(t.Partitions) {
+		return false
+	}
+	key := tp{topic, part}
+	r := n.replica(key)
+	if r == nil || r.topicID != t.ID || r.group.raft.State() == raft.Leader {
+		return false
+	}
+	leader, _, _ := n.knownLeader(key, t, t.Partitions[part])
+	return leader < 0 && n.quorumReachable(r.replicas)
 }
 
 // checkLeaderEpoch applies KIP-320 fencing: a client that names a leader

@@ -14,7 +14,7 @@ import (
 const (
 	frameDefine byte = 1 // gid, name: names a group for later calls on this stream
 	frameCall   byte = 2 // id, gid, rpc kind, request
-	framePing   byte = 3 // nothing: the acceptor answers with a pong
+	framePing   byte = 3 // nothing, or one byte asking for the pong at once: the acceptor answers with a pong
 	frameReply  byte = 4 // id, status, response or error text
 	framePong   byte = 5 // nothing
 

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"errors"
 	"slices"
 	"sync"
@@ -141,7 +142,7 @@ func (t *Transport) pinger(peer int32, p *peerLive) {
 		}
 		last = now
 		if c, err := t.mux(peer, muxControl); err == nil {
-			c.ping()
+			c.ping(false)
 		}
 		silent := now.Sub(time.Unix(0, p.heard.Load()))
 		if t.PeerDown(peer) || silent > timeout {
@@ -149,6 +150,51 @@ func (t *Transport) pinger(peer int32, p *peerLive) {
 		}
 	}
 }
+
+// Confirm asks peer for an answer now and waits for it: nil means the
+// peer's process answered after Confirm was called. It fails as soon as
+// the peer is known gone, cut off or its control stream breaks, and when
+// ctx ends. Knowledge that was true a moment ago is not enough where a
+// peer may have just died: the pinger's last pong can be up to a liveness
+// timeout old, and a killed peer's closed connection may not have been
+// read yet.
+func (t *Transport) Confirm(ctx context.Context, peer int32) error {
+	if peer == t.id {
+		return nil
+	}
+	c, err := t.mux(peer, muxControl)
+	if err != nil {
+		return err
+	}
+	n, wait := c.ping(true)
+	if wait == nil {
+		return errMuxClosed
+	}
+	tick := time.NewTicker(confirmPoll)
+	defer tick.Stop()
+	for {
+		select {
+		case <-wait:
+			var ok bool
+			if ok, wait = c.ponged(n); ok {
+				return nil
+			}
+		case <-c.done:
+			return errMuxClosed
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+			// A cut-off peer's stream stays open; the pinger decides.
+			if !t.Reachable(peer) {
+				return errUnreachable
+			}
+		}
+	}
+}
+
+// confirmPoll is how often Confirm looks whether the pinger has given up
+// on the peer.
+const confirmPoll = 50 * time.Millisecond
 
 // awaitReachable waits until peer is reachable, deadline passes or abort
 // closes, and reports whether it is.

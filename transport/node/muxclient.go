@@ -71,6 +71,11 @@ type muxConn struct {
 	gids    map[string]uint64
 	nextGid uint64
 
+	// Pongs answer pings in order, so pong n proves the peer answered
+	// ping n. pongWait is closed and replaced at each pong.
+	pings, pongs uint64
+	pongWait     chan struct{}
+
 	writer *frameWriter
 	done   chan struct{} // closed by fail
 }
@@ -89,7 +94,7 @@ func (t *Transport) mux(peer int32, class string) (*muxConn, error) {
 		return c, nil
 	}
 	c := &muxConn{t: t, peer: peer, class: class, calls: make(map[uint64]*muxCall),
-		gids: make(map[string]uint64), done: make(chan struct{})}
+		gids: make(map[string]uint64), done: make(chan struct{}), pongWait: make(chan struct{})}
 	c.writer = newFrameWriter(&c.mu, &c.frames, t.cfg.Linger, t.metrics)
 	t.muxes[key] = c
 	t.goLocked(c.run)
@@ -137,6 +142,11 @@ func (c *muxConn) read(r *bufio.Reader) error {
 		c.t.heard(c.peer)
 		switch typ {
 		case framePong:
+			c.mu.Lock()
+			c.pongs++
+			close(c.pongWait)
+			c.pongWait = make(chan struct{})
+			c.mu.Unlock()
 		case frameReply:
 			d := &decoder{b: p}
 			id := d.uint()
@@ -338,20 +348,36 @@ func (c *muxConn) call(group string, kind byte, lazy bool, call *muxCall, body f
 	return nil
 }
 
-// ping asks the peer for a pong, which proves the round trip.
-func (c *muxConn) ping() {
+// ping asks the peer for a pong, which proves the round trip. An urgent
+// ping is written at once and asks for its pong at once. It returns the
+// ping's number and the channel the next pong closes.
+func (c *muxConn) ping(urgent bool) (uint64, <-chan struct{}) {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
-		return
+		return 0, nil
 	}
-	at := c.frames.begin(framePing, true)
+	at := c.frames.begin(framePing, !urgent)
+	if urgent {
+		c.frames.buf = append(c.frames.buf, 1)
+	}
 	c.frames.end(at)
+	c.pings++
+	n, wait := c.pings, c.pongWait
 	kick := c.frames.needKick()
 	c.mu.Unlock()
 	if kick {
 		c.writer.kick()
 	}
+	return n, wait
+}
+
+// ponged reports whether ping n has been answered, and else the channel
+// the next pong closes.
+func (c *muxConn) ponged(n uint64) (bool, <-chan struct{}) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.pongs >= n, c.pongWait
 }
 
 // forget drops a call that gave up waiting, so a late reply is ignored.

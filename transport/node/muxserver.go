@@ -92,7 +92,9 @@ func (s *muxServer) read(r *bufio.Reader) error {
 				return err
 			}
 		case framePing:
-			s.reply(framePong, true, func(*encoder) {})
+			// A ping with a body is someone waiting on the answer
+			// (Transport.Confirm); a bare one is the liveness pinger's.
+			s.reply(framePong, len(p) == 0, func(*encoder) {})
 		default:
 			return fmt.Errorf("%w: frame type %d from the dialer", errBadFrame, typ)
 		}
