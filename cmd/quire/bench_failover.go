@@ -105,7 +105,7 @@ func benchFailovers(ctx context.Context, bc *localCluster, adm *client.Admin, o 
 		}
 		times = append(times, d)
 		sctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-		b, err := startLocalBroker(sctx, bc.specs[victim])
+		b, err := bc.restartBroker(sctx, victim)
 		cancel()
 		if err != nil {
 			return fmt.Errorf("restart broker %d: %w", victim+1, err)

@@ -280,7 +280,7 @@ func faultRoundRun(ctx context.Context, bc *localCluster, lab *netnsLab, adm *cl
 	switch fault {
 	case "kill":
 		sctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-		nb, err := startLocalBroker(sctx, bc.specs[victim])
+		nb, err := bc.restartBroker(sctx, victim)
 		cancel()
 		if err != nil {
 			return fr, fmt.Errorf("restart broker %d: %w", victim+1, err)

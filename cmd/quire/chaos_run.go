@@ -147,9 +147,11 @@ func runScenario(ctx context.Context, o chaosRunOpts, cfg chaos.Config, dir stri
 	if err != nil {
 		return nil, err
 	}
-	defer cleanup()
 	cfg.Target = target
 	res, err := chaos.Run(ctx, cfg)
+	// A failed run's broker logs are what explains it; the data directory
+	// they live in is temporary unless --keep-data.
+	cleanup(err != nil || res.Violations() > 0, filepath.Join(dir, "logs"))
 	if err != nil {
 		return nil, err
 	}
@@ -157,10 +159,12 @@ func runScenario(ctx context.Context, o chaosRunOpts, cfg chaos.Config, dir stri
 }
 
 // chaosTarget starts a local cluster for one scenario, or wraps --brokers.
-func chaosTarget(ctx context.Context, o chaosRunOpts, scenario string) (chaos.Target, func(), error) {
+// Its cleanup stops the cluster, first copying the brokers' logs to
+// logsDir if the scenario failed.
+func chaosTarget(ctx context.Context, o chaosRunOpts, scenario string) (chaos.Target, func(failed bool, logsDir string), error) {
 	if o.brokers != "" {
 		t, err := newRemoteTarget(o.brokers, o.admin)
-		return t, func() {}, err
+		return t, func(bool, string) {}, err
 	}
 	dataDir := o.dataDir
 	if dataDir != "" {
@@ -183,7 +187,11 @@ func chaosTarget(ctx context.Context, o chaosRunOpts, scenario string) (chaos.Ta
 	}
 	t := newProcessTarget(lc)
 	t.lab = lab
-	return t, func() {
+	return t, func(failed bool, logsDir string) {
+		lc.stopBrokers()
+		if failed {
+			lc.saveLogs(logsDir)
+		}
 		lc.stop()
 		if lab != nil {
 			lab.teardown()

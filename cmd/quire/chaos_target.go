@@ -77,7 +77,7 @@ func (t *processTarget) Restart(ctx context.Context, ids []int32) error {
 			defer wg.Done()
 			sctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 			defer cancel()
-			b, err := startLocalBroker(sctx, t.lc.specs[id-1])
+			b, err := t.lc.restartBroker(sctx, int(id-1))
 			if err != nil {
 				errs[i] = fmt.Errorf("restart node %d: %w", id, err)
 				return

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -38,7 +39,6 @@ type localBroker struct {
 	DataDir   string
 	cmd       *exec.Cmd
 	exited    chan struct{}
-	cleanup   func()
 }
 
 // startLocalBroker runs `quire broker` from this executable with its output
@@ -78,11 +78,49 @@ func startLocalBroker(ctx context.Context, sp localSpec) (*localBroker, error) {
 		case <-b.exited:
 			return nil, fmt.Errorf("broker %d exited at start; see %s", id, filepath.Join(dataDir, "broker.log"))
 		case <-ctx.Done():
+			saveDebug(adminAddr, filepath.Join(dataDir, "not-ready-debug.txt"))
 			b.Stop()
 			return nil, fmt.Errorf("broker %d not ready: %w; see %s", id, ctx.Err(), filepath.Join(dataDir, "broker.log"))
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// saveDebug writes what a broker's admin API says of its state (readiness,
+// replicas' raft state, goroutines) to path: where a stuck node waits is
+// what its log cannot say.
+func saveDebug(adminAddr, path string) {
+	f, err := os.Create(path)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	cl := http.Client{Timeout: 10 * time.Second}
+	for _, p := range []string{"/health/ready", "/debug/partitions", "/debug/pprof/goroutine?debug=2"} {
+		fmt.Fprintf(f, "==== %s at %s\n", p, time.Now().Format(time.RFC3339Nano))
+		resp, err := cl.Get("http://" + adminAddr + p)
+		if err != nil {
+			fmt.Fprintln(f, err)
+			continue
+		}
+		io.Copy(f, resp.Body)
+		resp.Body.Close()
+	}
+}
+
+// restartBroker starts broker i again. If it does not become ready, the
+// other brokers' state is saved next to their logs too: a node that
+// never hears from a partition's leader is stuck because of the leader.
+func (bc *localCluster) restartBroker(ctx context.Context, i int) (*localBroker, error) {
+	b, err := startLocalBroker(ctx, bc.specs[i])
+	if err != nil {
+		for j, s := range bc.specs {
+			if j != i {
+				saveDebug(s.AdminAddr, filepath.Join(s.DataDir, fmt.Sprintf("peer%d-not-ready-debug.txt", i+1)))
+			}
+		}
+	}
+	return b, err
 }
 
 // ready asks the broker's /health/ready, which turns 200 once it has
@@ -114,9 +152,6 @@ func (b *localBroker) Stop() {
 	case <-time.After(30 * time.Second):
 		_ = b.cmd.Process.Kill()
 		<-b.exited
-	}
-	if b.cleanup != nil {
-		b.cleanup()
 	}
 }
 
@@ -240,13 +275,43 @@ func (bc *localCluster) kafkaAddrs() []string {
 }
 
 func (bc *localCluster) stop() {
+	bc.stopBrokers()
+	if !bc.keep {
+		os.RemoveAll(bc.dir)
+	}
+}
+
+func (bc *localCluster) stopBrokers() {
 	for _, b := range bc.brokers {
 		if b != nil {
 			b.Stop()
 		}
 	}
-	if !bc.keep {
-		os.RemoveAll(bc.dir)
+}
+
+// saveLogs copies each broker's log, and any state saved by saveDebug, to
+// dst/nodeN-*.
+func (bc *localCluster) saveLogs(dst string) {
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		return
+	}
+	for _, s := range bc.specs {
+		files, _ := filepath.Glob(filepath.Join(s.DataDir, "*debug.txt"))
+		for _, name := range append([]string{filepath.Join(s.DataDir, "broker.log")}, files...) {
+			copyFile(name, filepath.Join(dst, fmt.Sprintf("node%d-%s", s.ID, filepath.Base(name))))
+		}
+	}
+}
+
+func copyFile(from, to string) {
+	src, err := os.Open(from)
+	if err != nil {
+		return
+	}
+	defer src.Close()
+	if f, err := os.Create(to); err == nil {
+		io.Copy(f, src)
+		f.Close()
 	}
 }
 
