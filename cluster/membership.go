@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"path/filepath"
 	"sort"
 	"time"
 
@@ -24,6 +25,7 @@ func (n *Node) startGossip() error {
 		BindAddr:      n.cfg.GossipAddr,
 		AdvertiseAddr: adv,
 		Join:          n.cfg.Join,
+		PeersFile:     filepath.Join(n.cfg.DataDir, "gossip-peers"),
 		Fast:          n.cfg.FastGossip,
 		Logger:        n.logger.Named("gossip"),
 		Blocked:       n.gossipBlocked(),

@@ -25,6 +25,12 @@ type Config struct {
 	// them in the background until one answers, so nodes may start in any
 	// order.
 	Join []string
+	// PeersFile, when set, is where this node remembers the gossip
+	// addresses of its peers between runs. A restarted node joins them as
+	// well as Join: a node whose Join names only itself (the first seed)
+	// would otherwise hear of no one until a peer happened to reconnect,
+	// and count every other node dead meanwhile.
+	PeersFile string
 	// Fast selects test timings: a failed node is declared dead in about
 	// two seconds instead of about six, at the price of more traffic and
 	// more false suspicion under load.

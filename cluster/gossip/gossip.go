@@ -43,6 +43,11 @@ type Gossip struct {
 	byHost  map[string]int32 // -1 when several members share the host
 	subs    []func()
 
+	// remembered are the peers an earlier run wrote to cfg.PeersFile;
+	// written is what this run last wrote there (notifyLoop only).
+	remembered []string
+	written    string
+
 	kick    chan struct{} // cap 1: early refresh requested
 	changed chan struct{} // cap 1: subscribers owe a call
 	stop    chan struct{} // closed by Shutdown
@@ -70,15 +75,16 @@ func Start(cfg Config) (*Gossip, error) {
 		logger = hclog.NewNullLogger()
 	}
 	g := &Gossip{
-		cfg:     cfg,
-		log:     logger.Named("gossip"),
-		self:    cfg.Meta.ID,
-		meta:    cfg.Meta,
-		wire:    wire,
-		records: make(map[int32]*record),
-		kick:    make(chan struct{}, 1),
-		changed: make(chan struct{}, 1),
-		stop:    make(chan struct{}),
+		cfg:        cfg,
+		log:        logger.Named("gossip"),
+		self:       cfg.Meta.ID,
+		meta:       cfg.Meta,
+		wire:       wire,
+		records:    make(map[int32]*record),
+		remembered: readPeers(cfg.PeersFile),
+		kick:       make(chan struct{}, 1),
+		changed:    make(chan struct{}, 1),
+		stop:       make(chan struct{}),
 	}
 	if err := g.create(); err != nil {
 		return nil, err
@@ -87,7 +93,7 @@ func Start(cfg Config) (*Gossip, error) {
 	g.goFunc(g.refreshLoop)
 	g.goFunc(g.notifyLoop)
 	g.goFunc(g.joinLoop)
-	g.log.Info("gossip started", "id", g.self, "addr", g.addr, "join", cfg.Join)
+	g.log.Info("gossip started", "id", g.self, "addr", g.addr, "join", cfg.Join, "remembered", g.remembered)
 	return g, nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -366,5 +367,47 @@ func TestDuplicateIDIsReported(t *testing.T) {
 	})
 	if m, _ := n1.Member(2); m.Addr != n2.Addr() {
 		t.Errorf("node 1 lists node 2 at %s, want the first claimant %s", m.Addr, n2.Addr())
+	}
+}
+
+// A restarted node whose Join names no one else (the first seed of a
+// cluster) joins the peers it remembers from its last run at once, rather
+// than counting them dead until one of them happens to reconnect.
+func TestRestartedSeedJoinsRememberedPeers(t *testing.T) {
+	peers := filepath.Join(t.TempDir(), "gossip-peers")
+	seedAddr := reservePort(t)
+	// Production timings: with test ones, the peer's own reconnects (every
+	// second) would hide whether the seed joins by itself.
+	seedCfg := testConfig(1, seedAddr)
+	seedCfg.PeersFile, seedCfg.Fast = peers, false
+	seed := start(t, seedCfg)
+	otherCfg := testConfig(2, "127.0.0.1:0", seedAddr)
+	otherCfg.Fast = false
+	other := start(t, otherCfg)
+	waitConverged(t, []*Gossip{seed, other})
+	eventually(t, "the seed to remember its peer", func() error {
+		if got := readPeers(peers); !slices.Equal(got, []string{other.Addr()}) {
+			return fmt.Errorf("remembered %v, want [%s]", got, other.Addr())
+		}
+		return nil
+	})
+	if err := seed.Shutdown(); err != nil {
+		t.Fatal(err)
+	}
+	// Down long enough to be declared dead: the peer no longer gossips
+	// to it, so only the seed's own join can bring them together soon.
+	eventually(t, "the peer to find the seed dead", func() error {
+		if m, _ := other.Member(1); m.State != StateDead {
+			return fmt.Errorf("seed is %v", m.State)
+		}
+		return nil
+	})
+	restarted := start(t, seedCfg)
+	deadline := time.Now().Add(2 * time.Second)
+	for !restarted.Alive(2) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the restarted seed does not see its remembered peer alive after 2s")
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -2,7 +2,9 @@ package gossip
 
 import (
 	"math/rand/v2"
+	"os"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -69,12 +71,58 @@ func (g *Gossip) reconnectTargets(seeds []string) []string {
 	return targets
 }
 
-// seeds is cfg.Join without this node's own address: answering ourselves
-// would end the join loop before any peer was found.
+// seeds is cfg.Join and the remembered peers, without this node's own
+// address: answering ourselves would end the join loop before any peer
+// was found.
 func (g *Gossip) seeds() []string {
-	return slices.DeleteFunc(slices.Clone(g.cfg.Join), func(a string) bool {
+	all := append(slices.Clone(g.cfg.Join), g.remembered...)
+	slices.Sort(all)
+	return slices.DeleteFunc(slices.Compact(all), func(a string) bool {
 		return a == g.addr || a == g.cfg.BindAddr
 	})
+}
+
+// readPeers loads the peers remembered by an earlier run, if any.
+func readPeers(path string) []string {
+	if path == "" {
+		return nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil
+	}
+	return strings.Fields(string(b))
+}
+
+// rememberPeers writes the gossip addresses of the members this node
+// knows, other than itself and those that left, for the next run. Only a
+// change is written, through a temporary file so a crash leaves the old
+// list or the new one.
+func (g *Gossip) rememberPeers() {
+	if g.cfg.PeersFile == "" {
+		return
+	}
+	var addrs []string
+	for _, m := range g.Members() {
+		if m.Meta.ID != g.self && m.State != StateLeft && m.Addr != "" {
+			addrs = append(addrs, m.Addr)
+		}
+	}
+	slices.Sort(addrs)
+	text := strings.Join(addrs, "\n")
+	if text == g.written {
+		return
+	}
+	tmp := g.cfg.PeersFile + ".tmp"
+	if err := os.WriteFile(tmp, []byte(text+"\n"), 0o644); err != nil {
+		g.log.Warn("could not remember peers", "error", err)
+		return
+	}
+	if err := os.Rename(tmp, g.cfg.PeersFile); err != nil {
+		g.log.Warn("could not remember peers", "error", err)
+		return
+	}
+	g.written = text
 }
 
 // hasLeft reports whether Leave was called.

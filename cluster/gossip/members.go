@@ -237,6 +237,7 @@ func (g *Gossip) notifyLoop() {
 		for _, fn := range subs {
 			fn()
 		}
+		g.rememberPeers()
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // startCluster runs n real quire processes that form one cluster by
@@ -133,12 +134,14 @@ func TestThreeProcessKill9Leader(t *testing.T) {
 	checkPlacementSkipsGone(t, adm, bs, killed, leader)
 	waitCount(before + 2000) // a new leader acknowledges again
 	checkEarlyElection(t, bs, killed)
+	killed.launch()
+	checkRestartedNamesLeader(t, killed, "k9", leader)
+	killed.waitReady()
 	cancel()
 	<-done
 	fctx, fcancel := context.WithTimeout(context.Background(), 30*time.Second)
 	cl.Flush(fctx)
 	fcancel()
-	killed.start()
 	all := acks.records()
 	t.Logf("%d records acknowledged in all", len(all))
 	for _, b := range bs {
@@ -147,6 +150,43 @@ func TestThreeProcessKill9Leader(t *testing.T) {
 	}
 	checkReplicasIdentical(t, bs, "k9")
 	checkAdminEndpoints(t, bs[0])
+}
+
+// checkRestartedNamesLeader asks a restarted broker, under load, for a
+// partition's metadata from the moment its listener accepts, for a few
+// seconds: every answer names a live leader other than the restarted
+// broker (its old leadership is over). Clients ask a restarted broker
+// as soon as it listens; an answer without a leader sends franz-go to
+// its 5 s metadata minimum age.
+func checkRestartedNamesLeader(t *testing.T, b *broker, topic string, old int32) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(b.kafkaAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	req := kmsg.NewPtrMetadataRequest()
+	rt := kmsg.NewMetadataRequestTopic()
+	rt.Topic = kmsg.StringPtr(topic)
+	req.Topics = append(req.Topics, rt)
+	start := time.Now()
+	answers := 0
+	for time.Since(start) < 5*time.Second {
+		asked := time.Now()
+		resp, err := req.RequestWith(testCtx(t, 30*time.Second), cl)
+		if err != nil {
+			time.Sleep(20 * time.Millisecond) // not listening yet
+			continue
+		}
+		answers++
+		p := resp.Topics[0].Partitions[0]
+		if p.ErrorCode != 0 || p.Leader < 0 || p.Leader == old {
+			t.Fatalf("restarted broker %d, %v after its restart, answered leader %d error %d after %v",
+				old, asked.Sub(start), p.Leader, p.ErrorCode, time.Since(asked))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("restarted broker %d named a leader in all %d answers", old, answers)
 }
 
 // checkEarlyElection: the survivors found the killed leader's process gone
