@@ -300,23 +300,31 @@ func (n *Node) knownLeader(key tp, t *fsm.Topic, a fsm.Assignment) (int32, int32
 }
 
 // likelyLeader is, for a node cut off from a majority of the partition's
-// replicas, the replica the others most likely elected: they can elect
+// replicas, a replica the others may have elected: they can elect
 // without this node, and with equal logs they pick in preference order.
 // Naming it sends a client there rather than back to this node, which
 // cannot learn the real leader (librdkafka keeps asking the broker it is
 // connected to). A wrong guess costs one NOT_LEADER_OR_FOLLOWER, which
-// names the real leader (KIP-951), and a Metadata request to a broker
-// that knows. -1 when this node is not cut off.
+// names the real leader (KIP-951), and a Metadata request. A client that
+// does not read KIP-951 (librdkafka 2.0) asks this node again, so
+// successive answers name the other replicas in turn, the most likely
+// first: the longest log, not preference, decides among the survivors,
+// and a guess that stayed wrong would hold such a client until it
+// happened to ask another broker. -1 when this node is not cut off.
 func (n *Node) likelyLeader(r *replica) int32 {
 	if n.quorumReachable(r.replicas) || len(r.replicas)-1 < len(r.replicas)/2+1 {
 		return -1
 	}
+	others := make([]int32, 0, len(r.group.voters))
 	for _, v := range r.group.voters {
 		if v != n.cfg.NodeID {
-			return v
+			others = append(others, v)
 		}
 	}
-	return -1
+	if len(others) == 0 {
+		return -1
+	}
+	return others[int(r.guesses.Add(1)-1)%len(others)]
 }
 
 func splitHostPort(addr string) (string, int32) {

@@ -340,6 +340,15 @@ func TestMinorityPartition(t *testing.T) {
 		p := metadataOf(t, c, old, "split").Topics[0].Partitions[0]
 		return p.ErrorCode == 0 && p.Leader >= 1 && p.Leader != int32(old+1)
 	})
+	// It cannot tell which of them won, so asked again it names the
+	// other: a client that does not read KIP-951 hints keeps asking it.
+	named := map[int32]bool{}
+	for i := 0; i < 4; i++ {
+		named[metadataOf(t, c, old, "split").Topics[0].Partitions[0].Leader] = true
+	}
+	if len(named) != 2 || !named[others[0]] || !named[others[1]] {
+		t.Fatalf("the isolated node named %v in 4 answers, want both %v in turn", named, others)
+	}
 	during := produce(t, majority, "split", 1, 200, 300)
 	if len(during) != 300 {
 		for i := 0; i < 3; i++ {

@@ -48,6 +48,9 @@ type replica struct {
 	// snapping set while one is being taken (see snapshotDue).
 	snapBase atomic.Uint64
 	snapping atomic.Bool
+	// guesses counts the leaders named for the partition while this node
+	// was cut off from its majority (likelyLeader).
+	guesses atomic.Uint32
 	// forget removes the replica from the node's indexes.
 	forget func()
 }
