@@ -172,6 +172,9 @@ func TestMuxInjectedTimeoutNowElects(t *testing.T) {
 		t.Fatalf("leader %d, want the nudged node 2", l)
 	}
 	g.apply(t, -1, "a")
+	// The nudged node must hold the whole log, or the voters refuse it and,
+	// with hour-long timeouts, nobody leads again.
+	g.waitApplied(t, c.ids, []string{"a"})
 	// A nudge moves leadership even from a live leader (the voters' known
 	// leader does not stop it): the node must only nudge when it knows
 	// the leader is gone.
