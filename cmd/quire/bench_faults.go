@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -248,11 +249,16 @@ func faultRoundRun(ctx context.Context, bc *localCluster, lab *netnsLab, adm *cl
 	resumed := false
 	var mu sync.Mutex
 	var wg sync.WaitGroup
+	var slow sync.Once
 	for name, a := range acks {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			d, ok := waitAckAfter(ctx, &a.ackLog, at, 30*time.Second)
+			d, ok := waitAckAfter(ctx, &a.ackLog, at, slowRound)
+			if !ok {
+				slow.Do(func() { saveRoundDebug(bc, victim, fault, at) })
+				d, ok = waitAckAfter(ctx, &a.ackLog, at, 30*time.Second-slowRound)
+			}
 			if !ok {
 				d = 30 * time.Second
 			}
@@ -296,6 +302,25 @@ func faultRoundRun(ctx context.Context, bc *localCluster, lab *netnsLab, adm *cl
 		}
 	}
 	return fr, nil
+}
+
+// slowRound is how long a client may go without an acknowledgement
+// after a fault before the brokers' state is saved: a pause round takes
+// its pause plus an election, anything longer is stuck somewhere.
+const slowRound = 10 * time.Second
+
+// saveRoundDebug saves every reachable broker's state next to its log,
+// named after the round, so a stall that --keep-data preserves can be
+// explained after the run.
+func saveRoundDebug(bc *localCluster, victim int, fault string, at time.Time) {
+	for i, s := range bc.specs {
+		if i == victim && fault != "cut" {
+			continue
+		}
+		name := fmt.Sprintf("slow-%s-%s-debug.txt", fault, at.Format("150405"))
+		saveDebug(s.AdminAddr, filepath.Join(s.DataDir, name))
+	}
+	fmt.Fprintf(os.Stderr, "failover: a client has no ack %s after the %s; brokers' state saved in their data directories\n", slowRound, fault)
 }
 
 // settledLeader waits for a full ISR and then settle, and returns the
