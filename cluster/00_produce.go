@@ -30,6 +30,8 @@ func (n *Node) handleProduce(ctx context.Context, req *kmsg.ProduceRequest) func
 	var waits []pending
 	validAcks := req.Acks == -1 || req.Acks == 0 || req.Acks == 1
 	wctx, cancel := requestTimeout(ctx, req.TimeoutMillis)
+	electing, stopElecting := context.WithTimeout(wctx, electionHold)
+	defer stopElecting()
 	for _, t := range req.Topics {
 		rt := kmsg.NewProduceResponseTopic()
 		rt.Topic = t.Topic
@@ -45,7 +47,7 @@ func (n *Node) handleProduce(ctx context.Context, req *kmsg.ProduceRequest) func
 				rp.ErrorCode = kerr.InvalidRequiredAcks.Code
 				continue
 			}
-			r, batches, err := n.produceTarget(wctx, t.Topic, p.Partition, p.Records)
+			r, batches, err := n.produceTarget(electing, t.Topic, p.Partition, p.Records)
 			if err == nil && req.Acks != 0 && n.inSync(r) < r.minISR {
 				err = kerr.NotEnoughReplicas
 			}
@@ -105,10 +107,11 @@ func (n *Node) hintLeaders(resp *kmsg.ProduceResponse) {
 	resp.Brokers = produceBrokers(n.endpoints(brokers))
 }
 
-// produceTarget validates one partition's records and finds its leader.
-func (n *Node) produceTarget(ctx context.Context, topic string, part int32, records []byte) (*replica, [][]byte, error) {
+// produceTarget validates one partition's records and finds its leader,
+// waiting for an election here until electing ends.
+func (n *Node) produceTarget(electing context.Context, topic string, part int32, records []byte) (*replica, [][]byte, error) {
 	r, err := n.writableReplica(topic, part)
-	if err == kerr.NotLeaderForPartition && n.awaitElection(ctx, topic, part) {
+	if err == kerr.NotLeaderForPartition && n.awaitElection(electing, topic, part) {
 		r, err = n.writableReplica(topic, part)
 	}
 	if err != nil {

@@ -61,16 +61,17 @@ func (n *Node) writableReplica(topic string, partition int32) (*replica, error) 
 // awaitElection holds a request for a partition whose leader is being
 // elected among replicas that include this node: no live leader is known
 // here, this replica is not raft's leader, and a majority of the replicas
-// answers. It waits, at most electionHold or until ctx ends, for a
-// leader, and reports whether it waited. The request then goes through
-// here or is refused naming the winner (KIP-951). Refused at once, with
-// no one to name, a client falls back on a metadata refresh, which often
-// comes after its minimum metadata age (5 s in franz-go): a client sent
-// here by a cut-off leader's guess arrives before the election ends.
+// answers. It waits until ctx ends (the caller bounds it by electionHold
+// for the whole request, since the partitions of one dead leader are
+// elected together) for a leader, and reports whether it waited. The
+// request then goes through here or is refused naming the winner
+// (KIP-951). Refused at once, with no one to name, a client falls back on
+// a metadata refresh, which often comes after its minimum metadata age
+// (5 s in franz-go): a client sent here by a cut-off leader's guess
+// arrives before the election ends.
 func (n *Node) awaitElection(ctx context.Context, topic string, part int32) bool {
-	deadline := time.Now().Add(electionHold)
 	waited := false
-	for n.electingHere(topic, part) && time.Now().Before(deadline) {
+	for n.electingHere(topic, part) {
 		waited = true
 		select {
 		case <-ctx.Done():
@@ -81,8 +82,8 @@ func (n *Node) awaitElection(ctx context.Context, topic string, part int32) bool
 	return waited
 }
 
-// electionHold bounds awaitElection: a raft election with every voter
-// answering takes a few hundred milliseconds.
+// electionHold bounds the time one request waits in awaitElection: a raft
+// election with every voter answering takes a few hundred milliseconds.
 const electionHold = 2 * time.Second
 
 func (n *Node) electingHere(topic string, part int32) bool {
