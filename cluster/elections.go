@@ -43,8 +43,12 @@ const (
 	sweepInterval   = 5 * time.Second
 	agreeTimeout    = time.Second
 	// reaskAfter spaces out asking the voters again about a group they did
-	// not agree on (it had a live leader, or had not started everywhere).
-	reaskAfter = 300 * time.Millisecond
+	// not agree on (it had a live leader, or had not started everywhere):
+	// at the next driver pass. The voters' pingers time a silent leader
+	// out up to a ping interval apart, so the first to notice is often
+	// refused once; a longer wait here is added to every such fail-over
+	// when the one refused is the preferred candidate.
+	reaskAfter = driverInterval / 2
 )
 
 // rpcAgree asks a peer, for a list of groups, whether it sees a live
