@@ -26,7 +26,16 @@ import (
 //     preferred replica) start an election at once: the node hands its raft
 //     a TimeoutNow, as a leader handing over leadership would.
 //   - A voter later in that order waits a second per place before it
-//     tries, in case the first could not win.
+//     tries, in case the first could not win, and stands only while no
+//     other voter is campaigning from a nudge of the last campaignGrace.
+//     Two replicas standing in the same term can split the vote, and a
+//     candidate that lost its vote waits out raft's own election timeout
+//     (the long group timeout) before it tries again; on a busy node,
+//     where an election can take more than the backup delay, concurrent
+//     candidates left thousands of groups leaderless for minutes after a
+//     restart. A candidate older than the grace is no obstacle: a voter
+//     that stands then asks in a later term, and the candidate steps down
+//     and votes.
 //
 // Why this is safe: a TimeoutNow only makes a replica stand for election;
 // Raft's vote decides, so there is still at most one leader per term (the
@@ -49,6 +58,9 @@ const (
 	// refused once; a longer wait here is added to every such fail-over
 	// when the one refused is the preferred candidate.
 	reaskAfter = driverInterval / 2
+	// campaignGrace is how long a replica's own nudged candidacy keeps the
+	// group's other voters from standing.
+	campaignGrace = 5 * time.Second
 )
 
 // rpcAgree asks a peer, for a list of groups, whether it sees a live
@@ -62,11 +74,17 @@ type electionDriver struct {
 	// kicked holds the groups restartStalled has kicked and that were
 	// still stalled at its last pass; only the election goroutine uses it.
 	kicked map[*raftGroup]bool
+	// agreed holds when each suspect's voters first agreed to an election
+	// (under mu): a backup's delay counts from then, not from the
+	// suspicion, which for a new or restarted group starts long before
+	// its voters have all started it, when the first in order could not
+	// yet have stood.
+	agreed map[*raftGroup]time.Time
 }
 
 func newElectionDriver() *electionDriver {
 	return &electionDriver{suspects: make(map[*raftGroup]time.Time), wake: make(chan struct{}, 1),
-		kicked: make(map[*raftGroup]bool)}
+		kicked: make(map[*raftGroup]bool), agreed: make(map[*raftGroup]time.Time)}
 }
 
 // suspect queues groups to get a leader.
@@ -88,7 +106,21 @@ func (d *electionDriver) suspect(gs ...*raftGroup) {
 func (d *electionDriver) drop(g *raftGroup) {
 	d.mu.Lock()
 	delete(d.suspects, g)
+	delete(d.agreed, g)
 	d.mu.Unlock()
+}
+
+// agreedSince records that g's voters agree to an election now, unless
+// they already did, and reports since when.
+func (d *electionDriver) agreedSince(g *raftGroup, now time.Time) time.Time {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	at, ok := d.agreed[g]
+	if !ok {
+		d.agreed[g] = now
+		at = now
+	}
+	return at
 }
 
 func (d *electionDriver) snapshot() map[*raftGroup]time.Time {
@@ -233,10 +265,11 @@ func (n *Node) driveElections() {
 	views := n.askVoters(ask)
 	for _, g := range ask {
 		rank, agreed := n.electionRank(g, views)
-		if !agreed {
+		if !agreed || anotherStands(g, views) {
 			continue
 		}
-		if rank > 0 && now.Sub(suspects[g]) < time.Duration(rank)*backupDelay {
+		since := n.elections.agreedSince(g, now)
+		if rank > 0 && now.Sub(since) < time.Duration(rank)*backupDelay {
 			continue
 		}
 		n.nudge(g)
@@ -286,8 +319,33 @@ func (n *Node) restartStalled() {
 
 // voterView is what one voter answered for one group.
 type voterView struct {
-	agree     bool
-	lastIndex uint64
+	agree bool
+	// campaigning: the voter stands for election from a nudge of the last
+	// campaignGrace; leading: it leads the group and was not deposed.
+	campaigning bool
+	leading     bool
+	lastIndex   uint64
+}
+
+// Answers of handleAgree, one byte per group before its last log index.
+const (
+	agreeNo          = 0
+	agreeYes         = 1
+	agreeCampaigning = 2
+	agreeLeading     = 3
+)
+
+// anotherStands reports whether another voter of g said it leads the
+// group or stands for election now: a voter that answers is reachable,
+// so standing against it would only split the vote or depose a leader
+// whose followers have not heard from it yet.
+func anotherStands(g *raftGroup, views map[int32]map[*raftGroup]voterView) bool {
+	for _, vs := range views {
+		if v := vs[g]; v.campaigning || v.leading {
+			return true
+		}
+	}
+	return false
 }
 
 // askVoters asks every peer that is a voter of some of the groups, in one
@@ -331,25 +389,37 @@ func (n *Node) askVoter(peer int32, gs []*raftGroup) map[*raftGroup]voterView {
 		n.logger.Debug("asking a voter about leaders failed", "peer", peer, "error", err)
 		return nil
 	}
+	return parseAgree(resp, gs)
+}
+
+// parseAgree reads handleAgree's answer about gs; a short answer yields
+// views for the groups it covers.
+func parseAgree(resp []byte, gs []*raftGroup) map[*raftGroup]voterView {
 	views := make(map[*raftGroup]voterView, len(gs))
 	for _, g := range gs {
 		if len(resp) == 0 {
 			return views
 		}
-		agree := resp[0] == 1
+		answer := resp[0]
 		idx, k := binary.Uvarint(resp[1:])
 		if k <= 0 {
 			return views
 		}
 		resp = resp[1+k:]
-		views[g] = voterView{agree: agree, lastIndex: idx}
+		views[g] = voterView{
+			agree:       answer == agreeYes || answer == agreeCampaigning,
+			campaigning: answer == agreeCampaigning,
+			leading:     answer == agreeLeading,
+			lastIndex:   idx,
+		}
 	}
 	return views
 }
 
-// handleAgree answers askVoter: per group, 1 if this node runs it and sees
-// no live leader for it (so it agrees to an election), and its last log
-// index.
+// handleAgree answers askVoter: per group, agreeYes if this node runs it
+// and sees no live leader for it (so it agrees to an election),
+// agreeCampaigning if besides it stands from a recent nudge, agreeLeading
+// if it leads the group, and its last log index.
 func (n *Node) handleAgree(_ context.Context, from int32, req []byte) ([]byte, error) {
 	var out []byte
 	for len(req) > 0 {
@@ -363,22 +433,36 @@ func (n *Node) handleAgree(_ context.Context, from int32, req []byte) ([]byte, e
 		if g == nil {
 			// Not started here yet (a new topic): a vote asked of it now
 			// would wait for it, and fail if it took long.
-			out = append(out, 0)
+			out = append(out, agreeNo)
 			out = binary.AppendUvarint(out, 0)
 			continue
 		}
-		live := false
-		if ok, _ := g.leaderTerm(); ok {
-			live = true
+		live, leading := false, false
+		if g.raft.State() == raft.Leader {
+			// A leader elected from a recent nudge counts before it serves:
+			// on a busy node it can take seconds to commit its barrier, and
+			// a voter that stood meanwhile would depose it. One that has
+			// not served for longer may have no followers to commit with.
+			term := g.raft.CurrentTerm()
+			leading = g.deposedTerm.Load() != term && (g.servingTerm.Load() == term ||
+				time.Since(time.Unix(0, g.nudgedAt.Load())) < campaignGrace)
+			live = leading
 		} else if g.raft.State() == raft.Follower {
 			// The asker named leader here only means this node has not
 			// heard that it lost the leadership.
 			live = n.followsLiveLeader(g, from)
 		}
-		if live {
-			out = append(out, 0)
-		} else {
-			out = append(out, 1)
+		switch {
+		case leading:
+			out = append(out, agreeLeading)
+		case live:
+			out = append(out, agreeNo)
+		case time.Since(time.Unix(0, g.nudgedAt.Load())) < campaignGrace:
+			// Still a follower counts too: the nudge may not have reached
+			// raft yet, and a candidate that lost steps down.
+			out = append(out, agreeCampaigning)
+		default:
+			out = append(out, agreeYes)
 		}
 		out = binary.AppendUvarint(out, g.raft.LastIndex())
 	}
