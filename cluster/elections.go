@@ -25,17 +25,17 @@ import (
 //     included, see none does the most up-to-date of them (ties go to the
 //     preferred replica) start an election at once: the node hands its raft
 //     a TimeoutNow, as a leader handing over leadership would.
-//   - A voter later in that order waits a second per place before it
-//     tries, in case the first could not win, and stands only while no
-//     other voter is campaigning from a nudge of the last campaignGrace.
-//     Two replicas standing in the same term can split the vote, and a
-//     candidate that lost its vote waits out raft's own election timeout
-//     (the long group timeout) before it tries again; on a busy node,
-//     where an election can take more than the backup delay, concurrent
-//     candidates left thousands of groups leaderless for minutes after a
-//     restart. A candidate older than the grace is no obstacle: a voter
-//     that stands then asks in a later term, and the candidate steps down
-//     and votes.
+//   - A voter later in that order waits a second per place, from when the
+//     voters first agreed, before it tries, in case the first could not
+//     win.
+//   - No voter stands while another answers that it leads the group or
+//     was nudged within campaignGrace. Two replicas standing in the same
+//     term can split the vote, and a candidate that lost waits out raft's
+//     own election timeout (the long group timeout); on a busy node, where
+//     an election can take longer than the backup delay, that left
+//     thousands of groups leaderless for minutes after a restart. A
+//     candidate older than the grace is no obstacle: a voter that stands
+//     then asks in a later term, and the candidate steps down and votes.
 //
 // Why this is safe: a TimeoutNow only makes a replica stand for election;
 // Raft's vote decides, so there is still at most one leader per term (the
@@ -444,8 +444,7 @@ func (n *Node) handleAgree(_ context.Context, from int32, req []byte) ([]byte, e
 			// a voter that stood meanwhile would depose it. One that has
 			// not served for longer may have no followers to commit with.
 			term := g.raft.CurrentTerm()
-			leading = g.deposedTerm.Load() != term && (g.servingTerm.Load() == term ||
-				time.Since(time.Unix(0, g.nudgedAt.Load())) < campaignGrace)
+			leading = g.deposedTerm.Load() != term && (g.servingTerm.Load() == term || g.nudgedRecently())
 			live = leading
 		} else if g.raft.State() == raft.Follower {
 			// The asker named leader here only means this node has not
@@ -457,7 +456,7 @@ func (n *Node) handleAgree(_ context.Context, from int32, req []byte) ([]byte, e
 			out = append(out, agreeLeading)
 		case live:
 			out = append(out, agreeNo)
-		case time.Since(time.Unix(0, g.nudgedAt.Load())) < campaignGrace:
+		case g.nudgedRecently():
 			// Still a follower counts too: the nudge may not have reached
 			// raft yet, and a candidate that lost steps down.
 			out = append(out, agreeCampaigning)
@@ -507,6 +506,12 @@ func (n *Node) electionRank(g *raftGroup, views map[int32]map[*raftGroup]voterVi
 		}
 	}
 	return 0, false
+}
+
+// nudgedRecently reports whether this node nudged the group within
+// campaignGrace.
+func (g *raftGroup) nudgedRecently() bool {
+	return time.Since(time.Unix(0, g.nudgedAt.Load())) < campaignGrace
 }
 
 // nudge makes the group's replica here stand for election now.
