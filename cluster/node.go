@@ -237,7 +237,17 @@ func (n *Node) start() error {
 // startMeta starts the metadata group and reports whether it is being
 // rebuilt from the other controllers.
 func (n *Node) startMeta() (bool, error) {
-	n.metaFSM.OnChange(func(*fsm.MetaState) { n.triggerReconcile() })
+	// Leader reports are most metadata entries, and a reconcile pass looks
+	// at every partition: after a node kill or a restart thousands of
+	// reports would each cost every node a pass while it is busiest.
+	// Until the node has caught up, every entry may be the one that
+	// completes it (reconcile notes that).
+	var placed atomic.Uint64
+	n.metaFSM.OnChange(func(s *fsm.MetaState) {
+		if placed.Swap(s.PlacementIndex) != s.PlacementIndex || n.joinIndex.Load() == 0 {
+			n.triggerReconcile()
+		}
+	})
 	dir := filepath.Join(n.cfg.DataDir, "meta")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return false, err

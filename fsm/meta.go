@@ -61,6 +61,12 @@ type MetaState struct {
 	Brokers        map[int32]*Broker `json:"brokers"`
 	NextProducerID int64             `json:"next_producer_id"`
 	Index          uint64            `json:"index"`
+	// PlacementIndex is the index of the last entry that changed topics or
+	// brokers, not only leaders: what each node's set of replicas follows.
+	// Leader reports are most of the entries; a node need not look at its
+	// replicas again for them. It is not persisted: a restored state
+	// counts as changed.
+	PlacementIndex uint64 `json:"-"`
 }
 
 // SortedTopics returns the topics in name order.
@@ -212,7 +218,8 @@ func (m *MetaFSM) Apply(l *raft.Log) interface{} {
 		panic(fmt.Sprintf("metadata: empty entry %d", l.Index))
 	}
 	cur := m.State()
-	next := &MetaState{Topics: cur.Topics, Brokers: cur.Brokers, NextProducerID: cur.NextProducerID, Index: l.Index}
+	next := &MetaState{Topics: cur.Topics, Brokers: cur.Brokers, NextProducerID: cur.NextProducerID, Index: l.Index,
+		PlacementIndex: cur.PlacementIndex}
 	var res MetaResult
 	var err error
 	switch l.Data[0] {
@@ -221,11 +228,13 @@ func (m *MetaFSM) Apply(l *raft.Log) interface{} {
 		if err = json.Unmarshal(l.Data[1:], &c); err == nil {
 			c.Topic.CreatedIndex = l.Index
 			res.Err = next.createTopic(&c.Topic)
+			next.PlacementIndex = l.Index
 		}
 	case metaDeleteTopic:
 		var c DeleteTopicCmd
 		if err = json.Unmarshal(l.Data[1:], &c); err == nil {
 			res.Err = next.deleteTopic(c.Name)
+			next.PlacementIndex = l.Index
 		}
 	case metaAllocPIDs:
 		var c AllocPIDsCmd
@@ -237,6 +246,7 @@ func (m *MetaFSM) Apply(l *raft.Log) interface{} {
 		var c RegisterBrokerCmd
 		if err = json.Unmarshal(l.Data[1:], &c); err == nil {
 			next.registerBroker(&c.Broker)
+			next.PlacementIndex = l.Index
 		}
 	case metaSetLeader:
 		var c SetLeaderCmd
@@ -346,6 +356,7 @@ func (m *MetaFSM) Restore(rc io.ReadCloser) error {
 	if s.Brokers == nil {
 		s.Brokers = map[int32]*Broker{}
 	}
+	s.PlacementIndex = s.Index
 	m.publish(&s)
 	return nil
 }

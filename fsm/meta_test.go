@@ -121,4 +121,13 @@ func TestMetaFSMLeaderRecordsOnlyMoveForward(t *testing.T) {
 	if a.Leader != 2 || a.LeaderEpoch != 3 || len(a.ISR) != 2 {
 		t.Fatalf("leader record %+v", a)
 	}
+	// Leader reports leave the placement alone: nodes skip looking at
+	// their replicas again for them.
+	if got := m.State().PlacementIndex; got != 3 {
+		t.Fatalf("placement index after leader reports %d, want 3 (the last registration)", got)
+	}
+	m.Apply(metaEntry(t, 20, &DeleteTopicCmd{Name: "t"}))
+	if got := m.State().PlacementIndex; got != 20 {
+		t.Fatalf("placement index after a deletion %d, want 20", got)
+	}
 }

@@ -122,6 +122,7 @@ func (t *Transport) setReachable(peer int32, p *peerLive, up bool) {
 // unreachable once nothing has come back for the liveness timeout.
 func (t *Transport) pinger(peer int32, p *peerLive) {
 	interval, timeout := t.cfg.PingInterval, t.cfg.LivenessTimeout
+	stallGap := max(timeout-interval, interval+timeout/2)
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	last := time.Now()
@@ -134,11 +135,24 @@ func (t *Transport) pinger(peer int32, p *peerLive) {
 		case <-tick.C:
 		}
 		now := time.Now()
-		if gap := now.Sub(last); gap > interval+timeout/2 {
-			// This process was stopped or starved: the silence is ours, not
-			// the peer's. Give it a fresh timeout to answer.
+		switch gap := now.Sub(last); {
+		case gap > stallGap:
+			// This process was stopped or starved long enough that its
+			// peers may have timed it out: the silence is ours, not the
+			// peer's. Give it a fresh timeout to answer. Shorter gaps
+			// cannot have cost this node its leaderships: a peer
+			// notices only a second of silence.
 			p.heard.Store(now.UnixNano())
 			t.noteOwnStall(gap)
+		case gap > 2*interval:
+			// Starved for a moment (a burst of elections, GC): the peer's
+			// pongs may sit unread meanwhile. Only the time this process
+			// ran counts against the peer, or a busy node fences its
+			// leaderships over a peer that answered all along.
+			credit := gap - interval
+			if h := p.heard.Load(); now.UnixNano()-h > int64(credit) {
+				p.heard.CompareAndSwap(h, h+int64(credit))
+			}
 		}
 		last = now
 		if c, err := t.mux(peer, muxControl); err == nil {
