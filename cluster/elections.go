@@ -166,6 +166,12 @@ func (n *Node) sweepLeaderless() {
 	var found []*raftGroup
 	for _, r := range n.allReplicas() {
 		g := r.group
+		if g.gate != nil {
+			// A rebuilt replica's gate opens when an append finds it caught
+			// up; in an idle partition the append that would has no
+			// successor for a heartbeat interval.
+			g.gate.voting()
+		}
 		switch g.raft.State() {
 		case raft.Leader:
 			g.leaderlessSince.Store(0)

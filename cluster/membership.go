@@ -83,13 +83,22 @@ func (n *Node) resolveNode(id int32) (string, bool) {
 
 // alive reports whether gossip considers the broker alive and the node
 // transport has not just found its process gone: gossip takes seconds to
-// suspect a crashed node, a refused connection is immediate.
+// suspect a crashed node, a refused connection is immediate. A member
+// gossip only suspects counts while it answers this node's pings: a node
+// that was paused suspects every peer when it wakes, for the second or
+// two until their probe acks come back, and meanwhile named no leader in
+// Metadata or KIP-951 hints, which cost a default franz-go client its 5 s
+// metadata age after the pause.
 func (n *Node) alive(id int32) bool {
 	if id == n.cfg.NodeID {
 		return true
 	}
 	g := n.gossip.Load()
-	return g != nil && g.Alive(id) && !n.nt.PeerDown(id)
+	if g == nil || n.nt.PeerDown(id) {
+		return false
+	}
+	m, ok := g.Member(id)
+	return ok && (m.State == gossip.StateAlive || (m.State == gossip.StateSuspect && n.nt.Reachable(id)))
 }
 
 // liveBrokers lists registered brokers that gossip reports alive, by id.
