@@ -135,24 +135,12 @@ func (t *Transport) pinger(peer int32, p *peerLive) {
 		case <-tick.C:
 		}
 		now := time.Now()
-		switch gap := now.Sub(last); {
-		case gap > stallGap:
-			// This process was stopped or starved long enough that its
-			// peers may have timed it out: the silence is ours, not the
-			// peer's. Give it a fresh timeout to answer. Shorter gaps
-			// cannot have cost this node its leaderships: a peer
-			// notices only a second of silence.
-			p.heard.Store(now.UnixNano())
-			t.noteOwnStall(gap)
-		case gap > 2*interval:
-			// Starved for a moment (a burst of elections, GC): the peer's
-			// pongs may sit unread meanwhile. Only the time this process
-			// ran counts against the peer, or a busy node fences its
-			// leaderships over a peer that answered all along.
-			credit := gap - interval
-			if h := p.heard.Load(); now.UnixNano()-h > int64(credit) {
-				p.heard.CompareAndSwap(h, h+int64(credit))
-			}
+		h := p.heard.Load()
+		if heard, stalled := ownLag(h, now, now.Sub(last), interval, stallGap); stalled {
+			p.heard.Store(heard)
+			t.noteOwnStall(now.Sub(last))
+		} else if heard != h {
+			p.heard.CompareAndSwap(h, heard) // a pong that just came wins
 		}
 		last = now
 		if c, err := t.mux(peer, muxControl); err == nil {
@@ -163,6 +151,27 @@ func (t *Transport) pinger(peer int32, p *peerLive) {
 			t.setReachable(peer, p, false)
 		}
 	}
+}
+
+// ownLag discounts this process's own lag from a peer's silence: given
+// when the peer was last heard and how late the pinger ran (gap), it
+// returns the heard time to count from and whether the lag was a stall.
+// A stall (the process was stopped, or starved past stallGap, long enough
+// that its peers may have timed it out) gives the peer a fresh timeout;
+// shorter gaps cannot have cost this node its leaderships, as a peer
+// notices only a liveness timeout of silence. A shorter lag past two
+// intervals (a burst of elections, GC), during which the peer's pongs may
+// sit unread, is credited: only the time this process ran counts against
+// the peer, or a busy node fences its leaderships over a peer that
+// answered all along.
+func ownLag(heard int64, now time.Time, gap, interval, stallGap time.Duration) (int64, bool) {
+	switch {
+	case gap > stallGap:
+		return now.UnixNano(), true
+	case gap > 2*interval && now.UnixNano()-heard > int64(gap-interval):
+		return heard + int64(gap-interval), false
+	}
+	return heard, false
 }
 
 // Confirm asks peer for an answer now and waits for it: nil means the
