@@ -81,14 +81,16 @@ func (n *Node) resolveNode(id int32) (string, bool) {
 	return "", false
 }
 
-// alive reports whether gossip considers the broker alive and the node
-// transport has not just found its process gone: gossip takes seconds to
-// suspect a crashed node, a refused connection is immediate. A member
-// gossip only suspects counts while it answers this node's pings: a node
-// that was paused suspects every peer when it wakes, for the second or
-// two until their probe acks come back, and meanwhile named no leader in
-// Metadata or KIP-951 hints, which cost a default franz-go client its 5 s
-// metadata age after the pause.
+// alive reports whether a broker is up: gossip says so, or, where gossip
+// lags, the node transport's pings do; and the node transport has not
+// just found its process gone (gossip takes seconds to suspect a crashed
+// node, a refused connection is immediate). Gossip lags both ways. A
+// node that was paused suspects every peer when it wakes, for the second
+// or two until their probe acks come back, and meanwhile named no leader
+// in Metadata or KIP-951 hints, which cost a default franz-go client its
+// 5 s metadata age. A node that restarts is dead or left in its peers'
+// gossip until its refutation reaches them, and meanwhile a CreateTopics
+// at RF=3 failed with INVALID_REPLICATION_FACTOR although it was serving.
 func (n *Node) alive(id int32) bool {
 	if id == n.cfg.NodeID {
 		return true
@@ -97,8 +99,10 @@ func (n *Node) alive(id int32) bool {
 	if g == nil || n.nt.PeerDown(id) {
 		return false
 	}
-	m, ok := g.Member(id)
-	return ok && (m.State == gossip.StateAlive || (m.State == gossip.StateSuspect && n.nt.Reachable(id)))
+	if m, ok := g.Member(id); ok && m.State == gossip.StateAlive {
+		return true
+	}
+	return n.nt.Answers(id)
 }
 
 // liveBrokers lists registered brokers that gossip reports alive, by id.

@@ -30,7 +30,10 @@ type peerLive struct {
 	// hear but cannot reach is too.
 	heard     atomic.Int64 // UnixNano
 	reachable atomic.Bool
-	stop      chan struct{}
+	// answered is set by the first frame heard: until then reachable
+	// is only the benefit of the doubt a new peer gets.
+	answered atomic.Bool
+	stop     chan struct{}
 	// mu guards up, closed and replaced whenever the peer becomes
 	// reachable, which wakes calls waiting for it.
 	mu sync.Mutex
@@ -87,6 +90,17 @@ func (t *Transport) Reachable(peer int32) bool {
 	return p == nil || p.reachable.Load()
 }
 
+// Answers reports whether peer is watched and has answered within the
+// liveness timeout, with its process not found gone since: evidence that
+// it is up, where Reachable is only the absence of evidence against it.
+func (t *Transport) Answers(peer int32) bool {
+	if peer == t.id {
+		return true
+	}
+	p := t.peerLive(peer)
+	return p != nil && p.answered.Load() && p.reachable.Load() && !t.PeerDown(peer)
+}
+
 // heard records a frame from peer on an outbound stream.
 func (t *Transport) heard(peer int32) {
 	p := t.peerLive(peer)
@@ -94,6 +108,7 @@ func (t *Transport) heard(peer int32) {
 		return
 	}
 	p.heard.Store(time.Now().UnixNano())
+	p.answered.Store(true)
 	if !p.reachable.Load() {
 		t.setReachable(peer, p, true)
 	}

@@ -259,6 +259,9 @@ func TestMuxLivenessFollowsFaults(t *testing.T) {
 			mu.Unlock()
 		}
 	})
+	if c.nodes[1].Answers(2) {
+		t.Fatal("an unwatched peer answers")
+	}
 	for _, id := range c.ids {
 		c.nodes[id].WatchPeers(c.others(id))
 	}
@@ -266,15 +269,21 @@ func TestMuxLivenessFollowsFaults(t *testing.T) {
 	if !c.nodes[1].Reachable(2) || !c.nodes[1].Reachable(3) {
 		t.Fatal("healthy peers unreachable")
 	}
+	if !c.nodes[1].Answers(2) || !c.nodes[1].Answers(3) {
+		t.Fatal("healthy peers do not answer")
+	}
 	// One way is enough: node 1's pings to 2 arrive, 2's pongs do not.
 	faults.CutOneWay(2, 1)
 	eventually(t, "node 2 unreachable from 1", func() bool { return !c.nodes[1].Reachable(2) })
+	if c.nodes[1].Answers(2) {
+		t.Fatal("an unreachable peer answers")
+	}
 	eventually(t, "node 1 unreachable from 2", func() bool { return !c.nodes[2].Reachable(1) })
 	if !c.nodes[1].Reachable(3) {
 		t.Fatal("node 3 became unreachable with only 2 cut")
 	}
 	faults.Heal()
-	eventually(t, "node 2 reachable again", func() bool { return c.nodes[1].Reachable(2) })
+	eventually(t, "node 2 reachable again", func() bool { return c.nodes[1].Reachable(2) && c.nodes[1].Answers(2) })
 	eventually(t, "down and up events", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
