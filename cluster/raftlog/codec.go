@@ -31,12 +31,18 @@ import (
 //
 // Each entry carries its own CRC so a read of one entry checks it without
 // reading the whole frame.
+//
+// A round written since rounds were aligned ("QWR2") starts at a multiple
+// of blockSize and is followed by zeros up to the next one, so that it can
+// be written with O_DIRECT; an older round ("QWR1") follows the one before
+// it directly. Both are read.
 const (
-	roundMagic  = 0x51575231 // "QWR1"
-	frameMagic  = 0x51574c31 // "QWL1"
-	frameHeader = 16
-	entryHeader = 8  // length, CRC
-	entryFixed  = 29 // index, term, type, appended-at, extensions length
+	roundMagic        = 0x51575232 // "QWR2": block-aligned, zero padded
+	unalignedRoundMag = 0x51575231 // "QWR1"
+	frameMagic        = 0x51574c31 // "QWL1"
+	frameHeader       = 16
+	entryHeader       = 8  // length, CRC
+	entryFixed        = 29 // index, term, type, appended-at, extensions length
 
 	kindEntries byte = 1
 	kindSet     byte = 2
@@ -68,7 +74,31 @@ func putHeader(h []byte, magic uint32, body []byte) {
 // fills in once the record frames follow it.
 func startRound(dst []byte) []byte { return append(dst, make([]byte, frameHeader)...) }
 
-func sealRound(round []byte) { putHeader(round, roundMagic, round[frameHeader:]) }
+// sealRound fills in the header of the round that starts buf and pads
+// it with zeros to a whole number of blocks. buf has the capacity.
+func sealRound(buf []byte) []byte {
+	putHeader(buf, roundMagic, buf[frameHeader:])
+	n := len(buf)
+	buf = buf[:alignUp(n)]
+	clear(buf[n:])
+	return buf
+}
+
+// blockSize is the unit of a direct write: rounds start, and their
+// padding ends, at multiples of it. 4 KiB covers the logical block size
+// of every disk and file system in use.
+const blockSize = 4096
+
+func alignUp[T int | int64](n T) T { return (n + blockSize - 1) &^ (blockSize - 1) }
+
+// parseRound is parseHeader for either kind of round.
+func parseRound(h []byte) (n, crc uint32, aligned, ok bool) {
+	if n, crc, ok = parseHeader(h, roundMagic); ok {
+		return n, crc, true, true
+	}
+	n, crc, ok = parseHeader(h, unalignedRoundMag)
+	return n, crc, false, ok
+}
 
 // parseHeader returns the body length and CRC of the frame header h with
 // the given magic, or false when h is not one.

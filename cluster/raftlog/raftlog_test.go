@@ -148,8 +148,27 @@ func lastSegment(t *testing.T, dir string) string {
 	return segmentPath(dir, ids[len(ids)-1])
 }
 
+// lastRound returns where the last round of a segment starts and ends
+// (without its padding).
+func lastRound(t *testing.T, data []byte) (start, end int64) {
+	t.Helper()
+	start = -1
+	for p := int64(0); p < int64(len(data)); {
+		e, aligned, ok := wholeRound(data, p)
+		if !ok {
+			t.Fatalf("no round at %d of %d", p, len(data))
+		}
+		start, end, p = p, e, e
+		if aligned {
+			p = min(alignUp(e), int64(len(data)))
+		}
+	}
+	return start, end
+}
+
 func TestTornTailIsCut(t *testing.T) {
-	for _, tear := range []string{"partial frame", "zeroed tail", "zeroed sector", "short header"} {
+	tears := []string{"partial frame", "zeroed tail", "zeroed sector", "short header", "padding cut short"}
+	for _, tear := range tears {
 		t.Run(tear, func(t *testing.T) {
 			dir := t.TempDir()
 			l := open(t, dir, Options{})
@@ -159,17 +178,23 @@ func TestTornTailIsCut(t *testing.T) {
 			l.Close()
 			path := lastSegment(t, dir)
 			data, _ := os.ReadFile(path)
+			start, end := lastRound(t, data)
+			if start%blockSize != 0 || int64(len(data)) != alignUp(end) {
+				t.Fatalf("last round at %d-%d of a %d byte file: not block-aligned and padded", start, end, len(data))
+			}
 			switch tear {
 			case "partial frame":
-				data = data[:len(data)-50] // the last write (11-12) cut short
+				data = data[:end-50] // the last write (11-12) cut short
 			case "zeroed tail":
 				data = append(data, make([]byte, 4096)...)
 			case "zeroed sector":
 				// The file grew but one sector of the write did not land.
-				s := (len(data)/sectorSize - 2) * sectorSize
+				s := (end-1)/sectorSize*sectorSize - sectorSize
 				copy(data[s:s+sectorSize], make([]byte, sectorSize))
 			case "short header":
 				data = append(data, 0x31, 0x4c)
+			case "padding cut short":
+				data = data[:end+10]
 			}
 			os.WriteFile(path, data, 0o644)
 			l = open(t, dir, Options{})
@@ -184,7 +209,70 @@ func TestTornTailIsCut(t *testing.T) {
 				}
 			}
 			store(t, a, 13, 13, 2, 100) // writes continue after the cut
+			l.Close()
+			l = open(t, dir, Options{})
+			defer l.Close()
+			var e raft.Log
+			if err := groupOf(t, l, "a").GetLog(13, &e); err != nil || len(e.Data) != 100 {
+				t.Fatalf("the write after the cut: %v", err)
+			}
 		})
+	}
+}
+
+// TestUnalignedRoundsAreStillRead: a log written before rounds were
+// block-aligned is replayed, and new rounds follow it at the next block.
+func TestUnalignedRoundsAreStillRead(t *testing.T) {
+	dir := t.TempDir()
+	var data []byte
+	for _, logs := range [][]*raft.Log{{entry(1, 1, 100), entry(2, 1, 100)}, {entry(3, 1, 100)}} {
+		body, _ := encodeEntries("a", logs)
+		round := appendFrame(startRound(nil), body)
+		putHeader(round, unalignedRoundMag, round[frameHeader:])
+		data = append(data, round...)
+	}
+	os.WriteFile(segmentPath(dir, 1), data, 0o644)
+	l := open(t, dir, Options{})
+	a := groupOf(t, l, "a")
+	expect(t, a, 1, 3, 100)
+	store(t, a, 4, 5, 1, 100)
+	l.Close()
+	if got, _ := os.ReadFile(segmentPath(dir, 1)); int64(len(got)) <= alignUp(int64(len(data))) {
+		t.Fatalf("segment of %d bytes: the new round is not after the old ones' block", len(got))
+	}
+	l = open(t, dir, Options{})
+	defer l.Close()
+	expect(t, groupOf(t, l, "a"), 1, 5, 100)
+}
+
+// TestBufferedWritesMatchDirect: where the file system refuses O_DIRECT
+// the log writes the same bytes through the page cache.
+func TestBufferedWritesMatchDirect(t *testing.T) {
+	var files [2][]byte
+	for i, buffered := range []bool{false, true} {
+		dir := t.TempDir()
+		l := open(t, dir, Options{})
+		l.buffered = buffered
+		a := groupOf(t, l, "a")
+		store(t, a, 1, 10, 1, 100)
+		store(t, a, 11, 11, 1, 5000)
+		if err := a.Set([]byte("CurrentTerm"), []byte{1}); err != nil {
+			t.Fatal(err)
+		}
+		if !buffered {
+			t.Logf("direct I/O in %s: %v", dir, !l.buffered)
+		}
+		l.Close()
+		files[i], _ = os.ReadFile(lastSegment(t, dir))
+		l = open(t, dir, Options{})
+		var e raft.Log
+		if err := groupOf(t, l, "a").GetLog(11, &e); err != nil || len(e.Data) != 5000 {
+			t.Fatalf("entry 11 read back: %v", err)
+		}
+		l.Close()
+	}
+	if !bytes.Equal(files[0], files[1]) {
+		t.Fatalf("direct wrote %d bytes, buffered %d, or different ones", len(files[0]), len(files[1]))
 	}
 }
 
@@ -339,12 +427,14 @@ func busyRounds(s *Store, rounds int) (next uint64, err error) {
 // segment alive; it is copied forward a part per roll.
 func TestLargeIdleGroupIsMovedInParts(t *testing.T) {
 	dir := t.TempDir()
-	o := Options{SegmentBytes: 16 << 10, MaxSegments: 3}
+	// Every round takes at least a block, so the busy group's last 20
+	// entries (20 rounds with their deletes) span 80 KiB.
+	o := Options{SegmentBytes: 64 << 10, MaxSegments: 3}
 	l := open(t, dir, o)
 	defer l.Close()
 	bulk := groupOf(t, l, "bulk")
-	for i := uint64(1); i <= 10; i++ {
-		store(t, bulk, i, i, 1, 1000) // 10 KB: over a quarter segment
+	for i := uint64(1); i <= 20; i++ {
+		store(t, bulk, i, i, 1, 1000) // 20 KB: over a quarter segment
 	}
 	if _, err := busyRounds(groupOf(t, l, "busy"), 400); err != nil {
 		t.Fatal(err)
@@ -352,7 +442,7 @@ func TestLargeIdleGroupIsMovedInParts(t *testing.T) {
 	if ids, _ := listSegments(dir); len(ids) > o.MaxSegments+2 {
 		t.Fatalf("%d segments on disk: the idle group pins them", len(ids))
 	}
-	expect(t, bulk, 1, 10, 1000)
+	expect(t, bulk, 1, 20, 1000)
 }
 
 // TestRotIsNotCopiedForward: an entry that rots on disk while the log

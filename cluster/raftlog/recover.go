@@ -37,12 +37,30 @@ func (l *Log) replaySegment(seg *segment, last bool) error {
 	}
 	var p int64
 	for p < int64(len(data)) {
-		if end, ok := wholeFrame(data, p, roundMagic); ok {
+		if end, aligned, ok := wholeRound(data, p); ok {
 			if err := l.replayRound(data[p:end], seg, p); err != nil {
 				return fmt.Errorf("round at offset %d: %w", p, err)
 			}
 			p = end
+			if aligned {
+				// The padding went to disk in the same write as the round
+				// (a torn one reads as zeros): anything else is damage.
+				q := min(alignUp(end), int64(len(data)))
+				if !allZero(data[end:q]) {
+					return fmt.Errorf("%w: bytes in the padding after the round ending at offset %d", ErrDamaged, end)
+				}
+				p = q
+			}
 			continue
+		}
+		// Rounds written before rounds were aligned end anywhere; the
+		// first aligned round after them starts at the next block, past
+		// a hole that reads as zeros.
+		if q := alignUp(p); q != p && q < int64(len(data)) && allZero(data[p:q]) {
+			if _, _, aligned, ok := parseRound(data[q:]); ok && aligned {
+				p = q
+				continue
+			}
 		}
 		if _, ok := wholeFrame(data, p, frameMagic); ok {
 			return fmt.Errorf("a record outside any round at offset %d: the log was written by a development build of Quire (062a931) whose format this one does not read; move %s aside", p, l.dir)
@@ -86,6 +104,20 @@ func wholeFrame(data []byte, p int64, magic uint32) (int64, bool) {
 	if !ok {
 		return 0, false
 	}
+	return frameEnd(data, p, n, crc)
+}
+
+// wholeRound is wholeFrame for a round of either kind.
+func wholeRound(data []byte, p int64) (end int64, aligned, ok bool) {
+	n, crc, aligned, ok := parseRound(data[p:])
+	if !ok {
+		return 0, false, false
+	}
+	end, ok = frameEnd(data, p, n, crc)
+	return end, aligned, ok
+}
+
+func frameEnd(data []byte, p int64, n, crc uint32) (int64, bool) {
 	end := p + frameHeader + int64(n)
 	return end, end <= int64(len(data)) && checksum(data[p+frameHeader:end]) == crc
 }
@@ -96,18 +128,19 @@ func wholeFrame(data []byte, p int64, magic uint32) (int64, bool) {
 // round, and the sectors of it that did not reach the disk read as zeros
 // (or are missing): its header is short, or runs past the end of the file,
 // or some sector of it is all zeros. This is how etcd's WAL tells them
-// apart. A whole round that fails its checksum, bytes after the round, or
-// any valid round after p, are damage.
+// apart. A whole round that fails its checksum, bytes after the round
+// other than an aligned round's zero padding, or any valid round after p,
+// are damage.
 func tornAt(data []byte, p int64) bool {
 	for q := p + 1; q+frameHeader <= int64(len(data)); q++ {
-		if _, ok := wholeFrame(data, q, roundMagic); ok {
+		if _, _, ok := wholeRound(data, q); ok {
 			return false
 		}
 	}
 	if int64(len(data))-p < frameHeader {
 		return true // an unfinished round was never acknowledged
 	}
-	n, _, ok := parseHeader(data[p:], roundMagic)
+	n, _, aligned, ok := parseRound(data[p:])
 	if !ok {
 		// A lost header reads as zeros in its own sector(s); a header
 		// that is there but wrong is damage.
@@ -119,10 +152,14 @@ func tornAt(data []byte, p int64) bool {
 		return false
 	}
 	end := p + frameHeader + int64(n)
+	limit := int64(len(data))
+	if aligned && end < limit && limit <= alignUp(end) && allZero(data[end:]) {
+		limit = end // the round's own padding
+	}
 	switch {
-	case end > int64(len(data)):
+	case end > limit:
 		return true
-	case end < int64(len(data)):
+	case end < limit:
 		// A later write began, and writes start only once the one before
 		// is durable: this round was whole, so a defect in it is damage.
 		return false

@@ -2,6 +2,13 @@
 
 package raftlog
 
-import "os"
+import (
+	"errors"
+	"os"
+)
 
 func fdatasync(f *os.File) error { return f.Sync() }
+
+func openDirect(string) (*os.File, error) {
+	return nil, errors.New("direct I/O is only used on Linux")
+}
