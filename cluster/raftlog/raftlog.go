@@ -548,11 +548,15 @@ func (l *Log) pickMoves(seg *segment, budget int64, anyGroup bool) []moveRun {
 func readMoves(runs []moveRun) ([][]byte, error) {
 	var out [][]byte
 	for _, r := range runs {
-		body := bodyStart(kindEntries, r.g.name, 4)
+		size := 4
+		for _, lc := range r.locs {
+			size += int(lc.n)
+		}
+		body := bodyStart(kindEntries, r.g.name, size)
 		body = binary.LittleEndian.AppendUint32(body, uint32(len(r.locs)))
 		for _, lc := range r.locs {
 			start := len(body)
-			body = append(body, make([]byte, lc.n)...)
+			body = body[:start+int(lc.n)]
 			if _, err := lc.seg.f.ReadAt(body[start:], lc.off); err != nil {
 				return nil, err
 			}
