@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -135,7 +136,7 @@ func TestThreeProcessKill9Leader(t *testing.T) {
 	waitCount(before + 2000) // a new leader acknowledges again
 	checkEarlyElection(t, bs, killed)
 	killed.launch()
-	checkRestartedNamesLeader(t, killed, "k9", leader)
+	checkBackNamesLeader(t, killed, "k9", leader)
 	killed.waitReady()
 	cancel()
 	<-done
@@ -152,13 +153,13 @@ func TestThreeProcessKill9Leader(t *testing.T) {
 	checkAdminEndpoints(t, bs[0])
 }
 
-// checkRestartedNamesLeader asks a restarted broker, under load, for a
-// partition's metadata from the moment its listener accepts, for a few
-// seconds: every answer names a live leader other than the restarted
-// broker (its old leadership is over). Clients ask a restarted broker
-// as soon as it listens; an answer without a leader sends franz-go to
-// its 5 s metadata minimum age.
-func checkRestartedNamesLeader(t *testing.T, b *broker, topic string, old int32) {
+// checkBackNamesLeader asks a broker that comes back (restarted, or woken
+// from a pause) for a partition's metadata from the moment its listener
+// accepts, for a few seconds: every answer names a live leader other than
+// that broker (its old leadership is over). Clients ask such a broker as
+// soon as it answers; an answer without a leader sends franz-go to its
+// 5 s metadata minimum age.
+func checkBackNamesLeader(t *testing.T, b *broker, topic string, old int32) {
 	t.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(b.kafkaAddr))
 	if err != nil {
@@ -181,12 +182,71 @@ func checkRestartedNamesLeader(t *testing.T, b *broker, topic string, old int32)
 		answers++
 		p := resp.Topics[0].Partitions[0]
 		if p.ErrorCode != 0 || p.Leader < 0 || p.Leader == old {
-			t.Fatalf("restarted broker %d, %v after its restart, answered leader %d error %d after %v",
+			t.Fatalf("broker %d, %v after it came back, answered leader %d error %d after %v",
 				old, asked.Sub(start), p.Leader, p.ErrorCode, time.Since(asked))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	t.Logf("restarted broker %d named a leader in all %d answers", old, answers)
+	t.Logf("broker %d named a leader in all %d answers after it came back", old, answers)
+}
+
+// TestPausedLeaderWakesNamingTheNewLeader: a leader frozen by SIGSTOP
+// past its peers' liveness timeout is replaced, and when it wakes its
+// Metadata answers name the new leader from the first one. The woken
+// node's gossip suspects every peer for a second or two, as its probes
+// went unanswered while it was stopped; counting suspects as dead, it
+// once named no leader then, which cost a default franz-go client its
+// 5 s metadata age.
+func TestPausedLeaderWakesNamingTheNewLeader(t *testing.T) {
+	bs := startCluster(t, 3)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds(bs)...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	resp, err := adm.CreateTopic(testCtx(t, 30*time.Second), 1, 3, nil, "frozen")
+	if err == nil {
+		err = resp.Err
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	leader := waitLeader(t, adm, "frozen")
+	paused := bs[leader-1]
+	var survivors []string
+	for _, b := range bs {
+		if b != paused {
+			survivors = append(survivors, b.kafkaAddr)
+		}
+	}
+	pausedAt := time.Now()
+	paused.cmd.Process.Signal(syscall.SIGSTOP)
+	t.Cleanup(func() { paused.cmd.Process.Signal(syscall.SIGCONT) })
+	scl, err := kgo.NewClient(kgo.SeedBrokers(survivors...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer scl.Close()
+	sadm := kadm.NewClient(scl)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		md, err := sadm.Metadata(testCtx(t, 10*time.Second), "frozen")
+		if err == nil {
+			if p, ok := md.Topics["frozen"].Partitions[0]; ok && p.Leader > 0 && p.Leader != leader {
+				t.Logf("node %d leads after %v of node %d's pause", p.Leader, time.Since(pausedAt), leader)
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no new leader 30s into node %d's pause", leader)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// Long enough for the frozen node's gossip to miss several probes.
+	time.Sleep(time.Until(pausedAt.Add(5 * time.Second)))
+	paused.cmd.Process.Signal(syscall.SIGCONT)
+	checkBackNamesLeader(t, paused, "frozen", leader)
 }
 
 // checkEarlyElection: the survivors found the killed leader's process gone
