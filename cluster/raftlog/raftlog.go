@@ -66,7 +66,13 @@ type Options struct {
 	CacheBytes int64
 	// MaxBatchBytes bounds one commit round (default 16 MiB).
 	MaxBatchBytes int
-	Logger        hclog.Logger
+	// BusyGrace is how long an oldest segment that is mostly dead waits
+	// for the groups still writing to compact their entries out of it
+	// before those are copied forward too (default 10 s). Copying a busy
+	// group's trailing entries at every roll rewrote up to a quarter of
+	// each segment under load; their snapshots free them within seconds.
+	BusyGrace time.Duration
+	Logger    hclog.Logger
 	// OnCommit, if set, is called after each durable write with the
 	// number of records, the bytes and the time the write and fdatasync
 	// took.
@@ -85,6 +91,9 @@ func (o *Options) defaults() {
 	}
 	if o.MaxBatchBytes <= 0 {
 		o.MaxBatchBytes = 16 << 20
+	}
+	if o.BusyGrace == 0 {
+		o.BusyGrace = 10 * time.Second
 	}
 	if o.Logger == nil {
 		o.Logger = hclog.NewNullLogger()
@@ -126,6 +135,9 @@ type segment struct {
 	liveBytes int64 // mu
 	refs      int   // mu: reads in progress
 	removed   bool  // mu: file deleted; close when refs drops to 0
+	// mostlyDead is when a roll first found this segment oldest, over
+	// MaxSegments and at most a quarter alive (committer only).
+	mostlyDead time.Time
 }
 
 func (s *segment) close() error {
@@ -465,10 +477,17 @@ func (l *Log) roll() (*segment, [][]byte, error) {
 	// Copy forward the entries of groups that wrote nothing since the
 	// oldest segment: a busy group's snapshots will free its entries
 	// there soon, and copying them each roll stalls every commit. Copy
-	// any group's once the oldest segment is mostly dead or segments
-	// pile up regardless.
+	// any group's once the oldest segment has been mostly dead for
+	// BusyGrace (a group that writes rarely compacts rarely), or when
+	// segments pile up regardless.
 	if n := len(l.segs); n > l.opts.MaxSegments {
-		anyGroup := n > 4*l.opts.MaxSegments || oldest.liveBytes <= l.opts.SegmentBytes/4
+		if oldest.liveBytes > l.opts.SegmentBytes/4 {
+			oldest.mostlyDead = time.Time{}
+		} else if oldest.mostlyDead.IsZero() {
+			oldest.mostlyDead = time.Now()
+		}
+		waited := !oldest.mostlyDead.IsZero() && time.Since(oldest.mostlyDead) >= l.opts.BusyGrace
+		anyGroup := n > 4*l.opts.MaxSegments || waited
 		if move = l.pickMoves(oldest, l.opts.SegmentBytes/4, anyGroup); len(move) > 0 {
 			oldest.refs++
 		}

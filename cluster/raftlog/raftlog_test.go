@@ -304,7 +304,9 @@ func TestDamageIsDetected(t *testing.T) {
 
 func TestSegmentsRollAndAreReclaimed(t *testing.T) {
 	dir := t.TempDir()
-	o := Options{SegmentBytes: 16 << 10, MaxSegments: 3}
+	// Every round takes at least a block, so the busy group's last 20
+	// entries (20 rounds with their deletes) span 80 KiB.
+	o := Options{SegmentBytes: 64 << 10, MaxSegments: 3}
 	l := open(t, dir, o)
 	idle, busy := groupOf(t, l, "idle"), groupOf(t, l, "busy")
 	store(t, idle, 1, 3, 1, 50)
@@ -407,7 +409,10 @@ func TestSegmentNamesSort(t *testing.T) {
 // busyRounds writes and compacts as a group taking snapshots does, until
 // it has written rounds batches or a write fails.
 func busyRounds(s *Store, rounds int) (next uint64, err error) {
-	next = 1
+	return busyRoundsFrom(s, 1, rounds)
+}
+
+func busyRoundsFrom(s *Store, next uint64, rounds int) (uint64, error) {
 	for round := 0; round < rounds; round++ {
 		if err := s.StoreLogs([]*raft.Log{entry(next, 1, 500), entry(next+1, 1, 500)}); err != nil {
 			return next, err
@@ -420,6 +425,44 @@ func busyRounds(s *Store, rounds int) (next uint64, err error) {
 		}
 	}
 	return next, nil
+}
+
+// TestSlowGroupWaitsOutBusyGrace: a group that still writes, rarely,
+// keeps a few entries in the oldest segment long after the busy group's
+// compactions left it mostly dead. They are copied forward only once it
+// has been mostly dead for BusyGrace; until then segments accumulate (up
+// to four times MaxSegments), as a busy group's snapshots would free
+// them soon.
+func TestSlowGroupWaitsOutBusyGrace(t *testing.T) {
+	for _, grace := range []time.Duration{time.Nanosecond, time.Hour} {
+		t.Run(grace.String(), func(t *testing.T) {
+			dir := t.TempDir()
+			o := Options{SegmentBytes: 64 << 10, MaxSegments: 3, BusyGrace: grace}
+			l := open(t, dir, o)
+			defer l.Close()
+			slow, busy := groupOf(t, l, "slow"), groupOf(t, l, "busy")
+			next, most := uint64(1), 0
+			for round := 0; round < 20; round++ {
+				store(t, slow, uint64(round+1), uint64(round+1), 1, 10)
+				var err error
+				if next, err = busyRoundsFrom(busy, next, 20); err != nil {
+					t.Fatal(err)
+				}
+				ids, _ := listSegments(dir)
+				most = max(most, len(ids))
+			}
+			t.Logf("at most %d segments", most)
+			switch {
+			case grace == time.Hour && most <= o.MaxSegments+2:
+				t.Fatalf("at most %d segments: the slow group's entries were copied before BusyGrace", most)
+			case grace < time.Second && most > o.MaxSegments+2:
+				t.Fatalf("%d segments on disk: the slow group pins them past BusyGrace", most)
+			case most > 4*o.MaxSegments+2:
+				t.Fatalf("%d segments on disk: they piled up past four times MaxSegments", most)
+			}
+			expect(t, slow, 1, 20, 10)
+		})
+	}
 }
 
 // TestLargeIdleGroupIsMovedInParts: an idle group holding more than the
