@@ -200,8 +200,7 @@ func (s *Store) StoreLogs(logs []*raft.Log) error {
 	if len(logs) == 0 {
 		return nil
 	}
-	body, _ := encodeEntries(s.name, logs)
-	return s.l.submit(&op{body: body, logs: logs})
+	return s.l.submit(&op{name: s.name, logs: logs, n: entriesBodyLen(s.name, logs)})
 }
 
 // DeleteRange implements raft.LogStore.

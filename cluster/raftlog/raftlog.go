@@ -155,11 +155,22 @@ type loc struct {
 	n   uint32
 }
 
-// op is one request to the committer.
+// op is one request to the committer: a record's body, or entries that
+// the committer encodes into the round itself (body nil, n the length
+// of their body).
 type op struct {
 	body []byte
-	logs []*raft.Log // entries to cache once durable
+	name string
+	logs []*raft.Log // entries to write (body nil) and cache once durable
+	n    int
 	done chan error
+}
+
+func (o *op) size() int {
+	if o.body != nil {
+		return len(o.body)
+	}
+	return o.n
 }
 
 // Open opens (or creates) the log in dir and replays it. A torn tail is
@@ -297,7 +308,7 @@ func (l *Log) run() {
 	var batch []*op
 	for o := range l.ops {
 		batch = append(batch[:0], o)
-		size := len(o.body)
+		size := o.size()
 	drain:
 		for size < l.opts.MaxBatchBytes {
 			select {
@@ -306,7 +317,7 @@ func (l *Log) run() {
 					break drain
 				}
 				batch = append(batch, o)
-				size += len(o.body)
+				size += o.size()
 			default:
 				break drain
 			}
@@ -346,17 +357,25 @@ func (l *Log) writeRound(seg *segment, carry [][]byte, batch []*op) error {
 		need += frameHeader + len(b)
 	}
 	for _, o := range batch {
-		need += frameHeader + len(o.body)
+		need += frameHeader + o.size()
 	}
 	buf := startRound(l.roundBuf(need))
 	var bodies []int64
 	for _, b := range carry {
 		bodies = append(bodies, start+int64(len(buf))+frameHeader)
-		buf = appendFrame(buf, b)
+		buf = appendRecord(buf, b)
 	}
 	for _, o := range batch {
 		bodies = append(bodies, start+int64(len(buf))+frameHeader)
-		buf = appendFrame(buf, o.body)
+		if o.body != nil {
+			buf = appendRecord(buf, o.body)
+		} else {
+			buf = appendEntriesRecord(buf, o.name, o.logs, o.n)
+		}
+	}
+	if len(buf) != need {
+		// Outgrowing the room would have moved buf off its alignment.
+		return l.fail(fmt.Errorf("a round of %d bytes was sized %d", len(buf), need))
 	}
 	buf = sealRound(buf)
 	began := time.Now()
@@ -377,7 +396,9 @@ func (l *Log) writeRound(seg *segment, carry [][]byte, batch []*op) error {
 		err = errors.Join(err, l.apply(b, seg, bodies[i], nil))
 	}
 	for i, o := range batch {
-		err = errors.Join(err, l.apply(o.body, seg, bodies[len(carry)+i], o.logs))
+		at := bodies[len(carry)+i]
+		body := buf[at-start : at-start+int64(o.size())]
+		err = errors.Join(err, l.apply(body, seg, at, o.logs))
 	}
 	removed := l.sweep()
 	l.mu.Unlock()

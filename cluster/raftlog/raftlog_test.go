@@ -226,8 +226,10 @@ func TestUnalignedRoundsAreStillRead(t *testing.T) {
 	dir := t.TempDir()
 	var data []byte
 	for _, logs := range [][]*raft.Log{{entry(1, 1, 100), entry(2, 1, 100)}, {entry(3, 1, 100)}} {
-		body, _ := encodeEntries("a", logs)
-		round := appendFrame(startRound(nil), body)
+		body := appendEntriesBody(nil, "a", logs)
+		var h [frameHeader]byte
+		putHeader(h[:], frameMagic, body)
+		round := append(append(startRound(nil), h[:]...), body...)
 		putHeader(round, unalignedRoundMag, round[frameHeader:])
 		data = append(data, round...)
 	}

@@ -38,7 +38,7 @@ func (l *Log) replaySegment(seg *segment, last bool) error {
 	var p int64
 	for p < int64(len(data)) {
 		if end, aligned, ok := wholeRound(data, p); ok {
-			if err := l.replayRound(data[p:end], seg, p); err != nil {
+			if err := l.replayRound(data[p:end], seg, p, aligned); err != nil {
 				return fmt.Errorf("round at offset %d: %w", p, err)
 			}
 			p = end
@@ -82,11 +82,13 @@ func (l *Log) replaySegment(seg *segment, last bool) error {
 }
 
 // replayRound applies the records of one round whose checksum matched;
-// pos is the round's offset in the segment.
-func (l *Log) replayRound(round []byte, seg *segment, pos int64) error {
+// pos is the round's offset in the segment. The records of an unaligned
+// round have checksums of their own.
+func (l *Log) replayRound(round []byte, seg *segment, pos int64, aligned bool) error {
 	for p := int64(frameHeader); p < int64(len(round)); {
-		end, ok := wholeFrame(round, p, frameMagic)
-		if !ok {
+		n, crc, ok := parseHeader(round[p:], frameMagic)
+		end := p + frameHeader + int64(n)
+		if !ok || end > int64(len(round)) || !aligned && checksum(round[p+frameHeader:end]) != crc {
 			return fmt.Errorf("%w: bad record at offset %d", ErrDamaged, pos+p)
 		}
 		if err := l.apply(round[p+frameHeader:end], seg, pos+p+frameHeader, nil); err != nil {
