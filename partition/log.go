@@ -109,6 +109,7 @@ func (l *Log) Append(batch []byte) error {
 		return fmt.Errorf("partition: append at offset %d: %w", h.BaseOffset, err)
 	}
 	s.dirty = true
+	s.writeback(pos + int64(len(batch)))
 	l.mu.Lock()
 	s.observe(h, pos, l.cfg.IndexIntervalBytes)
 	l.next.Store(s.next)

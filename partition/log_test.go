@@ -675,6 +675,34 @@ func TestSyncConcurrentWithAppend(t *testing.T) {
 	<-done
 }
 
+// TestAppendStartsWriteback: every writebackBytes of appends, the
+// segment's new range is handed to the kernel's writeback, so that the
+// fsync at the next sync point does not find a busy partition's whole
+// stretch dirty at once.
+func TestAppendStartsWriteback(t *testing.T) {
+	type call struct{ off, n int64 }
+	var calls []call
+	startWritebackFn = func(_ *os.File, off, n int64) { calls = append(calls, call{off, n}) }
+	defer func() { startWritebackFn = startWriteback }()
+	l := openLog(t, t.TempDir(), DefaultConfig())
+	defer l.Close()
+	for l.active().size < 3*writebackBytes+writebackBytes/2 {
+		if err := l.Append(simpleBatch(l.NextOffset(), 16, 4096, 0)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(calls) != 3 {
+		t.Fatalf("%d writebacks for %d bytes, want 3: %v", len(calls), l.active().size, calls)
+	}
+	var next int64
+	for _, c := range calls {
+		if c.off != next || c.n < writebackBytes || c.n > writebackBytes+70<<10 {
+			t.Fatalf("writebacks %v: not contiguous ranges of about %d bytes", calls, writebackBytes)
+		}
+		next = c.off + c.n
+	}
+}
+
 // A partition holds one descriptor while idle, its active segment's log:
 // its index files are open only from a flush to the sync after it. A node
 // hosts thousands of partitions.

@@ -46,6 +46,7 @@ type segment struct {
 	flushedOff  int      // writer: offset entries already in the index file
 	flushedTime int      // writer: time entries already in the time index file
 	dirty       bool     // writer: log bytes written since the last fsync
+	wbFrom      int64    // writer: where the next writeback request starts
 	idxDirty    bool     // writer: index bytes written since the last fsync
 	scratch     []byte   // writer: encoding buffer for index flushes
 }
@@ -230,6 +231,28 @@ func (s *segment) rewriteIndexes() error {
 		}
 	}
 	return s.flushIndexes()
+}
+
+// writebackBytes is how much a segment accumulates before its writeback
+// is started: the kernel otherwise leaves a busy partition's pages dirty
+// until the fsync at the next snapshot, which then flushes hundreds of
+// megabytes at once and holds up the Raft log's fdatasync, in the path of
+// every acknowledgement, behind it (latency spikes of 1-2 s).
+const writebackBytes = 4 << 20
+
+// startWritebackFn is startWriteback; tests watch it.
+var startWritebackFn = startWriteback
+
+// writeback starts the writeback of what was appended up to end, once
+// writebackBytes have gathered since the last one.
+func (s *segment) writeback(end int64) {
+	if s.wbFrom > end { // truncated since
+		s.wbFrom = 0
+	}
+	if end-s.wbFrom >= writebackBytes {
+		startWritebackFn(s.f, s.wbFrom, end-s.wbFrom)
+		s.wbFrom = end
+	}
 }
 
 // sync makes the segment and its indexes durable.
