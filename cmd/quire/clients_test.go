@@ -64,14 +64,7 @@ func createTopic(t *testing.T, addr, topic string, partitions int32) {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	adm := kadm.NewClient(cl)
-	resp, err := adm.CreateTopics(testCtx(t, 30*time.Second), partitions, 1, nil, topic)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := resp.Error(); err != nil {
-		t.Fatal(err)
-	}
+	createTopicWith(t, kadm.NewClient(cl), 30*time.Second, topic, partitions, 1)
 }
 
 // consumeAll reads every partition from offset 0 up to want records with

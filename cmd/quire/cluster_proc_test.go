@@ -53,6 +53,18 @@ func startCluster(t *testing.T, n int, extra ...string) []*broker {
 	return bs
 }
 
+// createTopicWith creates a topic and fails the test unless the cluster took it.
+func createTopicWith(t *testing.T, adm *kadm.Client, timeout time.Duration, topic string, partitions int32, rf int16) {
+	t.Helper()
+	resp, err := adm.CreateTopic(testCtx(t, timeout), partitions, rf, nil, topic)
+	if err == nil {
+		err = resp.Err
+	}
+	if err != nil {
+		t.Fatalf("create %s: %v", topic, err)
+	}
+}
+
 // keepLogs copies a failed test's broker logs to $QUIRE_TEST_LOGS, so
 // that a failure seen once in CI can be read after the temp dir is gone.
 func keepLogs(t *testing.T, dir string) {
@@ -96,13 +108,7 @@ func TestThreeProcessKill9Leader(t *testing.T) {
 	}
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
-	resp, err := adm.CreateTopic(testCtx(t, 30*time.Second), 1, 3, nil, "k9")
-	if err == nil {
-		err = resp.Err
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	createTopicWith(t, adm, 30*time.Second, "k9", 1, 3)
 	leader := waitLeader(t, adm, "k9")
 
 	var acks ackCollector
@@ -205,13 +211,7 @@ func TestPausedLeaderWakesNamingTheNewLeader(t *testing.T) {
 	}
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
-	resp, err := adm.CreateTopic(testCtx(t, 30*time.Second), 1, 3, nil, "frozen")
-	if err == nil {
-		err = resp.Err
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	createTopicWith(t, adm, 30*time.Second, "frozen", 1, 3)
 	leader := waitLeader(t, adm, "frozen")
 	paused := bs[leader-1]
 	var survivors []string
@@ -292,13 +292,7 @@ func checkPlacementSkipsGone(t *testing.T, adm *kadm.Client, bs []*broker, kille
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
-	resp, err := adm.CreateTopic(testCtx(t, 30*time.Second), 6, 2, nil, "k9-placed")
-	if err == nil {
-		err = resp.Err
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	createTopicWith(t, adm, 30*time.Second, "k9-placed", 6, 2)
 	md, err := adm.Metadata(testCtx(t, 30*time.Second), "k9-placed")
 	if err != nil {
 		t.Fatal(err)

@@ -39,13 +39,7 @@ func TestScaleThousandsOfPartitions(t *testing.T) {
 	adm := kadm.NewClient(cl)
 	adm.SetTimeoutMillis(120000)
 	start := time.Now()
-	resp, err := adm.CreateTopic(testCtx(t, 3*time.Minute), scalePartitions, 3, nil, "many")
-	if err == nil {
-		err = resp.Err
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	createTopicWith(t, adm, 3*time.Minute, "many", scalePartitions, 3)
 	created := time.Since(start)
 	leaders := waitAllLed(t, cl, bs[0], "many", nil, 3*time.Minute)
 	t.Logf("%d partitions: created in %v, all led after %v", scalePartitions, created.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
@@ -158,13 +152,7 @@ func TestWholeClusterStopsPromptly(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	resp, err := kadm.NewClient(cl).CreateTopic(testCtx(t, time.Minute), 60, 3, nil, "stop")
-	if err == nil {
-		err = resp.Err
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	createTopicWith(t, kadm.NewClient(cl), time.Minute, "stop", 60, 3)
 	start := time.Now()
 	for _, b := range bs {
 		b.cmd.Process.Signal(syscall.SIGTERM)
