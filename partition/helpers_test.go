@@ -5,8 +5,6 @@ import (
 	"errors"
 	"os"
 	"testing"
-
-	"github.com/quirelog/quire/partition/batchtest"
 )
 
 // testRecord is one record of a batch built by buildBatch.
@@ -17,11 +15,11 @@ type testRecord struct {
 
 // buildBatch encodes a valid, uncompressed, non-idempotent batch at base.
 func buildBatch(base int64, recs []testRecord) []byte {
-	out := make([]batchtest.Record, len(recs))
+	out := make([]Record, len(recs))
 	for i, r := range recs {
-		out[i] = batchtest.Record{Key: r.key, Value: r.value, Timestamp: r.ts}
+		out[i] = Record{Key: r.key, Value: r.value, Timestamp: r.ts}
 	}
-	return batchtest.Build(base, batchtest.NoProducer, out...)
+	return EncodeBatch(base, -1, -1, -1, out)
 }
 
 // simpleBatch builds a batch of n records with valueSize-byte values whose

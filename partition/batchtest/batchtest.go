@@ -3,13 +3,8 @@
 package batchtest
 
 import (
-	"encoding/binary"
-	"hash/crc32"
-
-	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/quirelog/quire/partition"
 )
-
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // Record is one record of a batch.
 type Record struct {
@@ -45,32 +40,9 @@ func Idempotent(base, ts, producerID int64, epoch int16, seq int32, values ...[]
 
 // Build encodes recs (at least one) as one uncompressed batch at base.
 func Build(base int64, p Producer, recs ...Record) []byte {
-	if len(recs) == 0 {
-		panic("batchtest: a batch needs at least one record")
-	}
-	first, maxTs := recs[0].Timestamp, recs[0].Timestamp
-	var body []byte
+	out := make([]partition.Record, len(recs))
 	for i, r := range recs {
-		maxTs = max(maxTs, r.Timestamp)
-		rec := kmsg.Record{TimestampDelta64: r.Timestamp - first, OffsetDelta: int32(i), Key: r.Key, Value: r.Value}
-		// Length counts the bytes after itself; a zero varint is 1 byte.
-		rec.Length = int32(len(rec.AppendTo(nil)) - 1)
-		body = rec.AppendTo(body)
+		out[i] = partition.Record(r)
 	}
-	rb := kmsg.RecordBatch{
-		FirstOffset:     base,
-		Length:          int32(49 + len(body)),
-		Magic:           2,
-		LastOffsetDelta: int32(len(recs) - 1),
-		FirstTimestamp:  first,
-		MaxTimestamp:    maxTs,
-		ProducerID:      p.ID,
-		ProducerEpoch:   p.Epoch,
-		FirstSequence:   p.Sequence,
-		NumRecords:      int32(len(recs)),
-		Records:         body,
-	}
-	b := rb.AppendTo(nil)
-	binary.BigEndian.PutUint32(b[17:], crc32.Checksum(b[21:], castagnoli))
-	return b
+	return partition.EncodeBatch(base, p.ID, p.Epoch, p.Sequence, out)
 }

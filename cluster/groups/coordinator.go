@@ -1,0 +1,223 @@
+// Package groups is the consumer group coordinator. A group's state lives
+// in one partition of the internal topic __consumer_offsets, chosen by the
+// group id's hash, and the leader of that partition's Raft group is the
+// group's coordinator. Every change (a generation's assignment, a commit,
+// a deletion) is a record written through that Raft group before it is
+// acknowledged, so a new leader rebuilds the same state by reading the
+// partition from its start.
+//
+// The records are Kafka's own (kmsg.GroupMetadataKey/Value and
+// kmsg.OffsetCommitKey/Value), keyed so that the latest record per key is
+// the state: the topic is compacted, which keeps it bounded.
+package groups
+
+import (
+	"context"
+	"errors"
+	"sort"
+	"sync"
+	"time"
+	"unicode/utf16"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/twmb/franz-go/pkg/kerr"
+)
+
+// Topic is the internal topic that holds group state.
+const Topic = "__consumer_offsets"
+
+// Log is one __consumer_offsets partition as its leader sees it.
+type Log interface {
+	// Epoch is the leader epoch (Raft term) this view serves in.
+	Epoch() int32
+	StartOffset() int64
+	HighWatermark() int64
+	// Read returns stored batches from offset, at most about maxBytes.
+	Read(offset int64, maxBytes int) ([]byte, error)
+	// Append commits one batch through the partition's Raft group and
+	// returns its base offset. It fails once leadership of Epoch is lost.
+	Append(ctx context.Context, batch []byte) (int64, error)
+}
+
+// Cluster is what the coordinator needs from the node it runs on.
+type Cluster interface {
+	// Partitions is how many partitions __consumer_offsets has, 0 while
+	// it does not exist.
+	Partitions() int32
+	// Leading returns the partition's log when this node leads it and
+	// serves, else an error carrying the Kafka code to answer
+	// (NOT_COORDINATOR, COORDINATOR_NOT_AVAILABLE).
+	Leading(partition int32) (Log, error)
+	// PartitionCount is a topic's partition count, -1 when it does not
+	// exist.
+	PartitionCount(topic string) int32
+}
+
+// Config tunes the coordinator; the names follow Kafka's settings.
+type Config struct {
+	// MinSessionTimeout and MaxSessionTimeout bound a member's session
+	// timeout (group.min/max.session.timeout.ms).
+	MinSessionTimeout time.Duration
+	MaxSessionTimeout time.Duration
+	// InitialRebalanceDelay is how long the first rebalance of an empty
+	// group waits for more members (group.initial.rebalance.delay.ms).
+	InitialRebalanceDelay time.Duration
+	// MaxGroupSize bounds the members of one group (group.max.size).
+	MaxGroupSize int
+	// MaxMetadataBytes bounds a commit's metadata string
+	// (offset.metadata.max.bytes).
+	MaxMetadataBytes int
+	// Now is the clock; tests may replace it.
+	Now func() time.Time
+}
+
+// DefaultConfig is Kafka's defaults.
+func DefaultConfig() Config {
+	return Config{
+		MinSessionTimeout:     6 * time.Second,
+		MaxSessionTimeout:     30 * time.Minute,
+		InitialRebalanceDelay: 3 * time.Second,
+		MaxGroupSize:          1000,
+		MaxMetadataBytes:      4096,
+		Now:                   time.Now,
+	}
+}
+
+// MaxGroupIDBytes bounds a group id; Kafka has no limit of its own, but a
+// group id is a record key and a metric label.
+const MaxGroupIDBytes = 255
+
+// Coordinator serves the groups of the __consumer_offsets partitions this
+// node leads.
+type Coordinator struct {
+	cfg     Config
+	cluster Cluster
+	logger  hclog.Logger
+
+	mu     sync.Mutex
+	shards map[int32]*shard
+	closed bool
+}
+
+// New returns a coordinator; Close stops its timers.
+func New(cfg Config, cluster Cluster, logger hclog.Logger) *Coordinator {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if logger == nil {
+		logger = hclog.NewNullLogger()
+	}
+	return &Coordinator{cfg: cfg, cluster: cluster, logger: logger, shards: make(map[int32]*shard)}
+}
+
+// Close drops every shard.
+func (c *Coordinator) Close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closed = true
+	for p, s := range c.shards {
+		s.drop()
+		delete(c.shards, p)
+	}
+}
+
+// PartitionFor is the __consumer_offsets partition of a group: Java's
+// String.hashCode, as Kafka computes it, so a group maps where it would in
+// Kafka with the same partition count.
+func PartitionFor(group string, partitions int32) int32 {
+	var h int32
+	for _, u := range utf16.Encode([]rune(group)) {
+		h = 31*h + int32(u)
+	}
+	if h == -1<<31 {
+		h = 0
+	} else if h < 0 {
+		h = -h
+	}
+	return h % partitions
+}
+
+// errClosed answers requests that arrive while the node shuts down.
+var errClosed = kerr.CoordinatorNotAvailable
+
+// shardFor returns the loaded shard of a group's partition, loading it
+// when this node has just become its leader.
+func (c *Coordinator) shardFor(ctx context.Context, group string) (*shard, error) {
+	n := c.cluster.Partitions()
+	if n <= 0 {
+		return nil, kerr.CoordinatorNotAvailable
+	}
+	return c.shard(ctx, PartitionFor(group, n))
+}
+
+func (c *Coordinator) shard(ctx context.Context, p int32) (*shard, error) {
+	log, err := c.cluster.Leading(p)
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil, errClosed
+	}
+	old := c.shards[p]
+	if err != nil {
+		if old != nil {
+			old.drop()
+			delete(c.shards, p)
+		}
+		c.mu.Unlock()
+		return nil, err
+	}
+	if old != nil && old.epoch == log.Epoch() {
+		c.mu.Unlock()
+		return old.ready(ctx)
+	}
+	if old != nil {
+		old.drop()
+	}
+	s := newShard(c, p, log)
+	c.shards[p] = s
+	c.mu.Unlock()
+	go s.load()
+	return s.ready(ctx)
+}
+
+// Sweep drops the shards of partitions this node no longer leads, so their
+// timers stop and their memory is freed. The node calls it on leadership
+// changes and now and then.
+func (c *Coordinator) Sweep() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for p, s := range c.shards {
+		log, err := c.cluster.Leading(p)
+		if err != nil || log.Epoch() != s.epoch {
+			s.drop()
+			delete(c.shards, p)
+		}
+	}
+}
+
+// sortedShards lists the shards by partition, for listing and metrics.
+func (c *Coordinator) sortedShards() []*shard {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]*shard, 0, len(c.shards))
+	for _, s := range c.shards {
+		out = append(out, s)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].part < out[j].part })
+	return out
+}
+
+// errCode maps an error to its Kafka code.
+func errCode(err error) int16 {
+	if err == nil {
+		return 0
+	}
+	var ke *kerr.Error
+	if errors.As(err, &ke) {
+		return ke.Code
+	}
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return kerr.RequestTimedOut.Code
+	}
+	return kerr.UnknownServerError.Code
+}

@@ -1,0 +1,134 @@
+package groups
+
+import (
+	"fmt"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/quirelog/quire/partition"
+)
+
+// The record key versions Kafka uses: 0 and 1 are offset commits, 2 is
+// group metadata.
+const (
+	keyOffsetCommit  = 1
+	keyGroupMetadata = 2
+)
+
+// offsetKey is the record key of a committed offset.
+func offsetKey(group, topic string, part int32) []byte {
+	k := kmsg.NewOffsetCommitKey()
+	k.Version = keyOffsetCommit
+	k.Group, k.Topic, k.Partition = group, topic, part
+	return k.AppendTo(nil)
+}
+
+// offsetValue encodes a commit (version 3, with the leader epoch).
+func offsetValue(o committed) []byte {
+	v := kmsg.NewOffsetCommitValue()
+	v.Version = 3
+	v.Offset, v.LeaderEpoch, v.Metadata, v.CommitTimestamp = o.offset, o.leaderEpoch, o.metadata, o.timestamp
+	return v.AppendTo(nil)
+}
+
+// metadataKey is the record key of a group's metadata.
+func metadataKey(group string) []byte {
+	k := kmsg.NewGroupMetadataKey()
+	k.Version = keyGroupMetadata
+	k.Group = group
+	return k.AppendTo(nil)
+}
+
+// metadataValue encodes a group's generation and members (version 3, with
+// static instance ids).
+func metadataValue(g *group) []byte {
+	v := kmsg.NewGroupMetadataValue()
+	v.Version = 3
+	v.ProtocolType = g.protocolType
+	v.Generation = g.generation
+	if g.protocol != "" {
+		v.Protocol = kmsg.StringPtr(g.protocol)
+	}
+	if g.leader != "" {
+		v.Leader = kmsg.StringPtr(g.leader)
+	}
+	v.CurrentStateTimestamp = g.stateTime
+	for _, m := range g.memberList() {
+		mv := kmsg.NewGroupMetadataValueMember()
+		mv.MemberID, mv.InstanceID = m.id, m.instanceID
+		mv.ClientID, mv.ClientHost = m.clientID, m.clientHost
+		mv.RebalanceTimeoutMillis = int32(m.rebalanceTimeout.Milliseconds())
+		mv.SessionTimeoutMillis = int32(m.sessionTimeout.Milliseconds())
+		mv.Subscription = m.metadataFor(g.protocol)
+		mv.Assignment = m.assignment
+		v.Members = append(v.Members, mv)
+	}
+	return v.AppendTo(nil)
+}
+
+// stateRecord is one decoded record of __consumer_offsets.
+type stateRecord struct {
+	group string
+	// offset commits
+	topic     string
+	partition int32
+	offset    *kmsg.OffsetCommitValue
+	// group metadata
+	isMeta bool
+	meta   *kmsg.GroupMetadataValue
+	// tombstone is a record with no value: the key is deleted.
+	tombstone bool
+}
+
+// decodeRecord decodes one record of __consumer_offsets.
+func decodeRecord(r partition.Record) (stateRecord, error) {
+	var out stateRecord
+	if len(r.Key) < 2 {
+		return out, fmt.Errorf("record key of %d bytes", len(r.Key))
+	}
+	version := int16(r.Key[0])<<8 | int16(r.Key[1])
+	switch version {
+	case 0, 1:
+		k := kmsg.NewOffsetCommitKey()
+		if err := k.ReadFrom(r.Key); err != nil {
+			return out, fmt.Errorf("offset key: %w", err)
+		}
+		out.group, out.topic, out.partition = k.Group, k.Topic, k.Partition
+		if r.Value == nil {
+			out.tombstone = true
+			return out, nil
+		}
+		v := kmsg.NewOffsetCommitValue()
+		if err := v.ReadFrom(r.Value); err != nil {
+			return out, fmt.Errorf("offset value: %w", err)
+		}
+		out.offset = &v
+	case 2:
+		k := kmsg.NewGroupMetadataKey()
+		if err := k.ReadFrom(r.Key); err != nil {
+			return out, fmt.Errorf("group key: %w", err)
+		}
+		out.group, out.isMeta = k.Group, true
+		if r.Value == nil {
+			out.tombstone = true
+			return out, nil
+		}
+		v := kmsg.NewGroupMetadataValue()
+		if err := v.ReadFrom(r.Value); err != nil {
+			return out, fmt.Errorf("group value: %w", err)
+		}
+		out.meta = &v
+	default:
+		return out, fmt.Errorf("record key version %d", version)
+	}
+	return out, nil
+}
+
+// encodeBatch makes one batch of records written at now (milliseconds).
+func encodeBatch(now int64, keys, values [][]byte) []byte {
+	recs := make([]partition.Record, len(keys))
+	for i := range keys {
+		recs[i] = partition.Record{Key: keys[i], Value: values[i], Timestamp: now}
+	}
+	return partition.EncodeBatch(0, -1, -1, -1, recs)
+}
