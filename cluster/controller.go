@@ -4,82 +4,44 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
-	"fmt"
 	"sort"
 	"time"
 
 	"github.com/hashicorp/raft"
 	"github.com/twmb/franz-go/pkg/kerr"
 
+	"github.com/quirelog/quire/cluster/gossip"
+	"github.com/quirelog/quire/cluster/kafkaapi"
 	"github.com/quirelog/quire/fsm"
 )
 
-// topicSpec is a topic creation request after defaults are applied.
-type topicSpec struct {
-	name         string
-	partitions   int32
-	rf           int16
-	configs      map[string]string
-	validateOnly bool
-}
-
-// kafkaError pairs a Kafka error code with a message for the client.
-type kafkaError struct {
-	err *kerr.Error
-	msg string
-}
-
-func (e *kafkaError) Error() string { return e.err.Message + ": " + e.msg }
-func (e *kafkaError) Unwrap() error { return e.err }
-
-func kafkaErrf(err *kerr.Error, format string, args ...interface{}) error {
-	return &kafkaError{err: err, msg: fmt.Sprintf(format, args...)}
-}
-
-// validTopicName applies Kafka's topic naming rules.
-func validTopicName(name string) error {
-	if name == "" || name == "." || name == ".." {
-		return kafkaErrf(kerr.InvalidTopicException, "topic name %q is not allowed", name)
-	}
-	if len(name) > 249 {
-		return kafkaErrf(kerr.InvalidTopicException, "topic name is %d characters, the limit is 249", len(name))
-	}
-	for _, c := range name {
-		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-'
-		if !ok {
-			return kafkaErrf(kerr.InvalidTopicException, "topic name %q has character %q; legal are [a-zA-Z0-9._-]", name, c)
-		}
-	}
-	return nil
-}
-
 // createTopic validates, places and commits a new topic.
-func (n *Node) createTopic(ctx context.Context, spec topicSpec) (*fsm.Topic, error) {
-	if err := validTopicName(spec.name); err != nil {
+func (n *Node) createTopic(ctx context.Context, spec kafkaapi.TopicSpec) (*fsm.Topic, error) {
+	if err := kafkaapi.ValidTopicName(spec.Name); err != nil {
 		return nil, err
 	}
-	if spec.partitions < 1 || spec.partitions > 100000 {
-		return nil, kafkaErrf(kerr.InvalidPartitions, "%d partitions; must be in [1, 100000]", spec.partitions)
+	if spec.Partitions < 1 || spec.Partitions > 100000 {
+		return nil, kafkaapi.Errorf(kerr.InvalidPartitions, "%d partitions; must be in [1, 100000]", spec.Partitions)
 	}
 	brokers := n.liveBrokers()
-	if spec.rf < 1 || int(spec.rf) > len(brokers) {
-		return nil, kafkaErrf(kerr.InvalidReplicationFactor, "replication factor %d is larger than the %d live brokers", spec.rf, len(brokers))
+	if spec.ReplicationFactor < 1 || int(spec.ReplicationFactor) > len(brokers) {
+		return nil, kafkaapi.Errorf(kerr.InvalidReplicationFactor, "replication factor %d is larger than the %d live brokers", spec.ReplicationFactor, len(brokers))
 	}
-	if err := validateTopicConfigs(spec.configs); err != nil {
-		return nil, kafkaErrf(kerr.InvalidConfig, "%v", err)
+	if err := validateTopicConfigs(spec.Configs); err != nil {
+		return nil, kafkaapi.Errorf(kerr.InvalidConfig, "%v", err)
 	}
 	state := n.metaFSM.State()
-	if _, ok := state.Topics[spec.name]; ok {
-		return nil, kafkaErrf(kerr.TopicAlreadyExists, "topic %q already exists", spec.name)
+	if _, ok := state.Topics[spec.Name]; ok {
+		return nil, kafkaapi.Errorf(kerr.TopicAlreadyExists, "topic %q already exists", spec.Name)
 	}
-	t := fsm.Topic{Name: spec.name, Configs: spec.configs, Partitions: place(brokers, state, spec.partitions, spec.rf)}
+	t := fsm.Topic{Name: spec.Name, Configs: spec.Configs, Partitions: place(brokers, state, spec.Partitions, spec.ReplicationFactor)}
 	if err := n.checkPartitionLimit(state, t.Partitions); err != nil {
 		return nil, err
 	}
 	if _, err := rand.Read(t.ID[:]); err != nil {
 		return nil, err
 	}
-	if spec.validateOnly {
+	if spec.ValidateOnly {
 		return &t, nil
 	}
 	res, err := n.proposeMeta(ctx, &fsm.CreateTopicCmd{Topic: t})
@@ -91,6 +53,16 @@ func (n *Node) createTopic(ctx context.Context, spec topicSpec) (*fsm.Topic, err
 	}
 	n.triggerReconcile()
 	return &t, nil
+}
+
+// deleteTopic removes a topic from the metadata; each node then stops its
+// replicas and deletes their files.
+func (n *Node) deleteTopic(ctx context.Context, name string) error {
+	res, err := n.proposeMeta(ctx, &fsm.DeleteTopicCmd{Name: name})
+	if err != nil {
+		return metaErr(err)
+	}
+	return res.Err
 }
 
 // checkPartitionLimit refuses a placement that would put more than
@@ -108,7 +80,7 @@ func (n *Node) checkPartitionLimit(state *fsm.MetaState, add []fsm.Assignment) e
 		for _, b := range a.Replicas {
 			count[b]++
 			if count[b] > n.cfg.MaxPartitionsPerNode {
-				return kafkaErrf(kerr.InvalidPartitions, "broker %d would host more than %d partition replicas (max partitions per node)", b, n.cfg.MaxPartitionsPerNode)
+				return kafkaapi.Errorf(kerr.InvalidPartitions, "broker %d would host more than %d partition replicas (max partitions per node)", b, n.cfg.MaxPartitionsPerNode)
 			}
 		}
 	}
@@ -244,4 +216,75 @@ func (n *Node) waitTopicReady(ctx context.Context, t *fsm.Topic) {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+}
+
+// awaitController waits, at most max or until ctx ends, until the cluster
+// has a controller and this node has caught up with it. Only a node that
+// has not caught up since it started waits: later, while a new controller
+// is elected, its metadata is still good to answer from, and partition
+// leaders come from the partitions' own groups.
+func (n *Node) awaitController(ctx context.Context, max time.Duration) {
+	if n.joinIndex.Load() != 0 {
+		return
+	}
+	deadline := time.Now().Add(max)
+	for n.controllerID() < 0 || n.metaCaughtUp() != nil {
+		if time.Now().After(deadline) {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// awaitCluster waits, until ctx ends, for what a topic's creation needs
+// from a cluster that is still forming: a controller this node has caught
+// up with, and every broker that gossip knows registered with it. A client
+// started together with the cluster then succeeds on its first try, where
+// it would get NOT_CONTROLLER or INVALID_REPLICATION_FACTOR.
+func (n *Node) awaitCluster(ctx context.Context) {
+	n.awaitController(ctx, time.Hour)
+	for {
+		members := 0
+		if g := n.gossip.Load(); g != nil {
+			for _, m := range g.Members() {
+				if m.State == gossip.StateAlive && m.Meta.ClusterID == n.cfg.ClusterID {
+					members++
+				}
+			}
+		}
+		if len(n.liveBrokers()) >= members {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// pidBlockSize is how many producer ids a node reserves per metadata write.
+const pidBlockSize = 1000
+
+// nextProducerID hands out a fresh producer id (InitProducerID) from the
+// block this node reserved, reserving the next block when it is used up.
+func (n *Node) nextProducerID(ctx context.Context) (int64, error) {
+	n.pidMu.Lock()
+	defer n.pidMu.Unlock()
+	if n.pidNext >= n.pidEnd {
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		res, err := n.proposeMeta(cctx, &fsm.AllocPIDsCmd{Count: pidBlockSize})
+		if err != nil {
+			return 0, metaErr(err)
+		}
+		n.pidNext, n.pidEnd = res.FirstProducerID, res.FirstProducerID+pidBlockSize
+	}
+	id := n.pidNext
+	n.pidNext++
+	return id, nil
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kbin"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/quirelog/quire/cluster/kafkaapi"
 	"github.com/quirelog/quire/partition/batchtest"
 	"github.com/quirelog/quire/transport/freeport"
 )
@@ -119,8 +120,8 @@ func fuzzSeeds() [][]byte {
 	var seeds [][]byte
 	f := kmsg.NewRequestFormatter(kmsg.FormatterClientID("fuzz"))
 	for _, req := range []kmsg.Request{prod, fetch, lo, md, kmsg.NewPtrApiVersionsRequest(), ct, dt, ip, ol} {
-		v := apiVersions[req.Key()]
-		for _, version := range []int16{v[0], v[1]} {
+		lo, hi, _ := kafkaapi.Versions(req.Key())
+		for _, version := range []int16{lo, hi} {
 			req.SetVersion(version)
 			frame := f.AppendRequest(nil, req, 7)
 			seeds = append(seeds, frame[4:])
@@ -242,8 +243,7 @@ func checkResponse(t *testing.T, body, resp []byte) {
 	if r == nil {
 		t.Fatalf("response to unknown api key %d", key)
 	}
-	v := apiVersions[key]
-	if version < v[0] || version > v[1] {
+	if lo, hi, _ := kafkaapi.Versions(key); version < lo || version > hi {
 		if key != 18 {
 			t.Fatalf("answered %s v%d, outside the served range", kmsg.NameForKey(key), version)
 		}

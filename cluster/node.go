@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/quirelog/quire/cluster/gossip"
+	"github.com/quirelog/quire/cluster/kafkaapi"
 	"github.com/quirelog/quire/cluster/raftlog"
 	"github.com/quirelog/quire/fsm"
 	"github.com/quirelog/quire/partition"
@@ -163,7 +164,7 @@ func (n *Node) start() error {
 	var err error
 	// The Kafka listener binds first (requests wait for readiness on
 	// their own), so the advertised addresses are known before gossip.
-	n.kafka, err = kafka.Listen(n.cfg.Kafka, n, n.logger, n.reg)
+	n.kafka, err = kafka.Listen(n.cfg.Kafka, kafkaapi.New(kafkaBroker{n}), n.logger, n.reg)
 	if err != nil {
 		return err
 	}

@@ -2,25 +2,11 @@ package cluster
 
 import (
 	"context"
-	"errors"
 	"time"
 
 	"github.com/hashicorp/raft"
 	"github.com/twmb/franz-go/pkg/kerr"
 )
-
-// errCode is the Kafka code of err (0 for nil, UNKNOWN_SERVER_ERROR for
-// errors that are not Kafka errors).
-func errCode(err error) int16 {
-	if err == nil {
-		return 0
-	}
-	var ke *kerr.Error
-	if errors.As(err, &ke) {
-		return ke.Code
-	}
-	return kerr.UnknownServerError.Code
-}
 
 // leaderReplica finds the local leader replica of a partition, or the error
 // a client should see.
@@ -61,14 +47,14 @@ func (n *Node) writableReplica(topic string, partition int32) (*replica, error) 
 // awaitElection holds a request for a partition whose leader is being
 // elected among replicas that include this node: no live leader is known
 // here, this replica is not raft's leader, and a majority of the replicas
-// answers. It waits until ctx ends (the caller bounds it by electionHold
-// for the whole request, since the partitions of one dead leader are
-// elected together) for a leader, and reports whether it waited. The
-// request then goes through here or is refused naming the winner
-// (KIP-951). Refused at once, with no one to name, a client falls back on
-// a metadata refresh, which often comes after its minimum metadata age
-// (5 s in franz-go): a client sent here by a cut-off leader's guess
-// arrives before the election ends.
+// answers. It waits until ctx ends (the caller bounds it by kafkaapi's
+// electionHold for the whole request, since the partitions of one dead
+// leader are elected together) for a leader, and reports whether it
+// waited. The request then goes through here or is refused naming the
+// winner (KIP-951). Refused at once, with no one to name, a client falls
+// back on a metadata refresh, which often comes after its minimum
+// metadata age (5 s in franz-go): a client sent here by a cut-off
+// leader's guess arrives before the election ends.
 func (n *Node) awaitElection(ctx context.Context, topic string, part int32) bool {
 	waited := false
 	for n.electingHere(topic, part) {
@@ -82,10 +68,6 @@ func (n *Node) awaitElection(ctx context.Context, topic string, part int32) bool
 	return waited
 }
 
-// electionHold bounds the time one request waits in awaitElection: a raft
-// election with every voter answering takes a few hundred milliseconds.
-const electionHold = 2 * time.Second
-
 func (n *Node) electingHere(topic string, part int32) bool {
 	t, ok := n.metaFSM.State().Topics[topic]
 	if !ok || part < 0 || int(part) >= len(t.Partitions) {
@@ -98,31 +80,4 @@ func (n *Node) electingHere(topic string, part int32) bool {
 	}
 	leader, _, _ := n.knownLeader(key, t, t.Partitions[part])
 	return leader < 0 && n.quorumReachable(r.replicas)
-}
-
-// checkLeaderEpoch applies KIP-320 fencing: a client that names a leader
-// epoch older than ours is fenced, one newer than ours knows something we
-// do not yet. -1 means the client did not say.
-func checkLeaderEpoch(clientEpoch, ourEpoch int32) error {
-	switch {
-	case clientEpoch < 0 || clientEpoch == ourEpoch:
-		return nil
-	case clientEpoch < ourEpoch:
-		return kerr.FencedLeaderEpoch
-	default:
-		return kerr.UnknownLeaderEpoch
-	}
-}
-
-// errMessage is the message for a response's ErrorMessage field.
-func errMessage(err error) *string {
-	if err == nil {
-		return nil
-	}
-	var ke *kafkaError
-	if errors.As(err, &ke) {
-		return &ke.msg
-	}
-	m := err.Error()
-	return &m
 }

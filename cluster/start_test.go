@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/quirelog/quire/cluster/kafkaapi"
 )
 
 // TestRequestsBeforeStartWait: the Kafka and admin listeners bind before
@@ -16,9 +18,10 @@ import (
 func TestRequestsBeforeStartWait(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	n := &Node{cfg: DefaultConfig(), started: make(chan struct{}), ctx: ctx, cancel: cancel}
+	h := kafkaapi.New(kafkaBroker{n})
 	reqCtx, reqCancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer reqCancel()
-	if resp := n.Serve(reqCtx, nil, kmsg.NewPtrMetadataRequest())(); resp != nil {
+	if resp := h.Serve(reqCtx, nil, kmsg.NewPtrMetadataRequest())(); resp != nil {
 		t.Fatalf("got %v before start, want no response", resp)
 	}
 	if err := n.Ready(); err == nil {
@@ -30,7 +33,7 @@ func TestRequestsBeforeStartWait(t *testing.T) {
 		t.Fatalf("/debug/partitions before start: %d, want 503", rec.Code)
 	}
 	cancel()
-	if resp := n.Serve(context.Background(), nil, kmsg.NewPtrMetadataRequest())(); resp != nil {
+	if resp := h.Serve(context.Background(), nil, kmsg.NewPtrMetadataRequest())(); resp != nil {
 		t.Fatalf("got %v from a closing node, want no response", resp)
 	}
 }

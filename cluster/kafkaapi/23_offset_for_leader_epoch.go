@@ -1,6 +1,8 @@
-package cluster
+package kafkaapi
 
 import (
+	"context"
+
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -8,7 +10,9 @@ import (
 // epoch we know that is <= it and the offset where the following epoch
 // begins (the high watermark for the current epoch). Clients use it to
 // detect log truncation after a leader change. Leader epoch = Raft term.
-func (n *Node) handleOffsetForLeaderEpoch(req *kmsg.OffsetForLeaderEpochRequest) kmsg.Response {
+func init() { register(kmsg.OffsetForLeaderEpoch, 0, 4, plain(serveOffsetForLeaderEpoch)) }
+
+func serveOffsetForLeaderEpoch(_ context.Context, b Broker, req *kmsg.OffsetForLeaderEpochRequest) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.OffsetForLeaderEpochResponse)
 	for _, t := range req.Topics {
 		rt := kmsg.NewOffsetForLeaderEpochResponseTopic()
@@ -17,15 +21,14 @@ func (n *Node) handleOffsetForLeaderEpoch(req *kmsg.OffsetForLeaderEpochRequest)
 			rp := kmsg.NewOffsetForLeaderEpochResponseTopicPartition()
 			rp.Partition = p.Partition
 			rp.LeaderEpoch, rp.EndOffset = -1, -1
-			r, err := n.leaderReplica(t.Topic, p.Partition)
+			lp, err := b.LeaderPartition(t.Topic, p.Partition)
 			if err == nil {
-				_, epoch := r.leader()
-				err = checkLeaderEpoch(p.CurrentLeaderEpoch, epoch)
+				err = checkLeaderEpoch(p.CurrentLeaderEpoch, lp.LeaderEpoch())
 			}
 			if err != nil {
-				rp.ErrorCode = errCode(err)
+				rp.ErrorCode = Code(err)
 			} else {
-				rp.LeaderEpoch, rp.EndOffset = r.fsm.EndOffsetForEpoch(p.LeaderEpoch)
+				rp.LeaderEpoch, rp.EndOffset = lp.EndOffsetForEpoch(p.LeaderEpoch)
 			}
 			rt.Partitions = append(rt.Partitions, rp)
 		}

@@ -1,4 +1,4 @@
-package cluster
+package kafkaapi
 
 import (
 	"context"
@@ -12,7 +12,9 @@ import (
 // DeleteTopics v0-6, by name or (v6) by topic id. The topic leaves the
 // metadata at once; each node then stops its replicas and deletes their
 // files.
-func (n *Node) handleDeleteTopics(ctx context.Context, req *kmsg.DeleteTopicsRequest) kmsg.Response {
+func init() { register(kmsg.DeleteTopics, 0, 6, plain(serveDeleteTopics)) }
+
+func serveDeleteTopics(ctx context.Context, b Broker, req *kmsg.DeleteTopicsRequest) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.DeleteTopicsResponse)
 	cctx, cancel := requestTimeout(ctx, req.TimeoutMillis)
 	defer cancel()
@@ -30,7 +32,7 @@ func (n *Node) handleDeleteTopics(ctx context.Context, req *kmsg.DeleteTopicsReq
 	for _, t := range targets {
 		rt := kmsg.NewDeleteTopicsResponseTopic()
 		rt.Topic, rt.TopicID = t.name, t.id
-		state := n.metaFSM.State()
+		state := b.MetaState()
 		var topic *fsm.Topic
 		if t.name != nil {
 			topic = state.Topics[*t.name]
@@ -45,17 +47,11 @@ func (n *Node) handleDeleteTopics(ctx context.Context, req *kmsg.DeleteTopicsReq
 			}
 		} else {
 			rt.Topic, rt.TopicID = kmsg.StringPtr(topic.Name), topic.ID
-			var res *fsm.MetaResult
-			res, err = n.proposeMeta(cctx, &fsm.DeleteTopicCmd{Name: topic.Name})
-			if err != nil {
-				err = metaErr(err)
-			} else {
-				err = res.Err
-			}
+			err = b.DeleteTopic(cctx, topic.Name)
 		}
-		rt.ErrorCode = errCode(err)
+		rt.ErrorCode = Code(err)
 		if req.Version >= 5 && err != nil {
-			rt.ErrorMessage = errMessage(err)
+			rt.ErrorMessage = Message(err)
 		}
 		resp.Topics = append(resp.Topics, rt)
 	}

@@ -1,6 +1,8 @@
-package cluster
+package kafkaapi
 
 import (
+	"context"
+
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -11,7 +13,9 @@ import (
 //
 // Not yet: v7's max-timestamp lookup (-3); read_committed distinguishes
 // nothing (LSO = high watermark).
-func (n *Node) handleListOffsets(req *kmsg.ListOffsetsRequest) kmsg.Response {
+func init() { register(kmsg.ListOffsets, 1, 6, plain(serveListOffsets)) }
+
+func serveListOffsets(_ context.Context, b Broker, req *kmsg.ListOffsetsRequest) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.ListOffsetsResponse)
 	for _, t := range req.Topics {
 		rt := kmsg.NewListOffsetsResponseTopic()
@@ -20,8 +24,8 @@ func (n *Node) handleListOffsets(req *kmsg.ListOffsetsRequest) kmsg.Response {
 			rp := kmsg.NewListOffsetsResponseTopicPartition()
 			rp.Partition = p.Partition
 			rp.Timestamp, rp.Offset, rp.LeaderEpoch = -1, -1, -1
-			if err := n.listOffset(t.Topic, p, &rp); err != nil {
-				rp.ErrorCode = errCode(err)
+			if err := listOffset(b, t.Topic, p, &rp); err != nil {
+				rp.ErrorCode = Code(err)
 				rp.Timestamp, rp.Offset, rp.LeaderEpoch = -1, -1, -1
 			}
 			rt.Partitions = append(rt.Partitions, rp)
@@ -31,30 +35,30 @@ func (n *Node) handleListOffsets(req *kmsg.ListOffsetsRequest) kmsg.Response {
 	return resp
 }
 
-func (n *Node) listOffset(topic string, p kmsg.ListOffsetsRequestTopicPartition, rp *kmsg.ListOffsetsResponseTopicPartition) error {
-	r, err := n.leaderReplica(topic, p.Partition)
+func listOffset(b Broker, topic string, p kmsg.ListOffsetsRequestTopicPartition, rp *kmsg.ListOffsetsResponseTopicPartition) error {
+	lp, err := b.LeaderPartition(topic, p.Partition)
 	if err != nil {
 		return err
 	}
-	_, epoch := r.leader()
+	epoch := lp.LeaderEpoch()
 	if err := checkLeaderEpoch(p.CurrentLeaderEpoch, epoch); err != nil {
 		return err
 	}
 	rp.LeaderEpoch = epoch
 	switch p.Timestamp {
 	case -2:
-		rp.Offset = r.fsm.StartOffset()
+		rp.Offset = lp.StartOffset()
 	case -1:
-		rp.Offset = r.fsm.HighWatermark()
+		rp.Offset = lp.HighWatermark()
 	default:
 		if p.Timestamp < 0 {
 			return kerr.InvalidRequest
 		}
-		off, ts, found, err := r.fsm.OffsetForTimestamp(p.Timestamp)
+		off, ts, found, err := lp.OffsetForTimestamp(p.Timestamp)
 		if err != nil {
 			return kerr.KafkaStorageError
 		}
-		if found && off < r.fsm.HighWatermark() {
+		if found && off < lp.HighWatermark() {
 			rp.Offset, rp.Timestamp = off, ts
 		}
 	}

@@ -1,4 +1,4 @@
-package cluster
+package kafkaapi
 
 import (
 	"context"
@@ -12,7 +12,7 @@ import (
 	"github.com/quirelog/quire/partition"
 )
 
-// Fetch v4-16.
+// Fetch v4-16 (v13+ address topics by id).
 //
 // Reads stored batches as they are (no re-encoding) up to the high
 // watermark, honouring partition and response byte limits (the first
@@ -22,7 +22,9 @@ import (
 // Not yet: fetch sessions (we always answer session id 0, so clients send
 // full requests), read_committed filtering beyond LSO = high watermark
 // (there are no transactions yet), follower fetching.
-func (n *Node) handleFetch(ctx context.Context, req *kmsg.FetchRequest) kmsg.Response {
+func init() { register(kmsg.Fetch, 4, 16, plain(serveFetch)) }
+
+func serveFetch(ctx context.Context, b Broker, req *kmsg.FetchRequest) kmsg.Response {
 	maxWait := time.Duration(req.MaxWaitMillis) * time.Millisecond
 	if maxWait < 0 {
 		maxWait = 0
@@ -33,9 +35,9 @@ func (n *Node) handleFetch(ctx context.Context, req *kmsg.FetchRequest) kmsg.Res
 	deadline := time.NewTimer(maxWait)
 	defer deadline.Stop()
 	for {
-		resp, total, done, wake := n.fetchOnce(req)
+		resp, total, done, wake := fetchOnce(b, req)
 		if done || total >= int(req.MinBytes) || len(wake) == 0 {
-			n.metrics.fetchedBytes.Add(float64(total))
+			b.FetchedBytes(total)
 			return resp
 		}
 		cases := make([]reflect.SelectCase, 0, len(wake)+2)
@@ -46,8 +48,8 @@ func (n *Node) handleFetch(ctx context.Context, req *kmsg.FetchRequest) kmsg.Res
 			cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(ch)})
 		}
 		if i, _, _ := reflect.Select(cases); i < 2 {
-			resp, total, _, _ = n.fetchOnce(req)
-			n.metrics.fetchedBytes.Add(float64(total))
+			resp, total, _, _ = fetchOnce(b, req)
+			b.FetchedBytes(total)
 			return resp
 		}
 	}
@@ -56,13 +58,13 @@ func (n *Node) handleFetch(ctx context.Context, req *kmsg.FetchRequest) kmsg.Res
 // fetchOnce reads every requested partition once. done is true when the
 // response must be sent now (an error to report); wake holds the channels
 // that signal new data on the partitions read.
-func (n *Node) fetchOnce(req *kmsg.FetchRequest) (resp *kmsg.FetchResponse, total int, done bool, wake []<-chan struct{}) {
+func fetchOnce(b Broker, req *kmsg.FetchRequest) (resp *kmsg.FetchResponse, total int, done bool, wake []<-chan struct{}) {
 	resp = req.ResponseKind().(*kmsg.FetchResponse)
 	remaining := int(req.MaxBytes)
 	if req.Version < 3 || remaining <= 0 {
 		remaining = 1 << 30
 	}
-	state := n.metaFSM.State()
+	state := b.MetaState()
 	for _, t := range req.Topics {
 		rt := kmsg.NewFetchResponseTopic()
 		rt.Topic, rt.TopicID = t.Topic, t.TopicID
@@ -86,7 +88,7 @@ func (n *Node) fetchOnce(req *kmsg.FetchRequest) (resp *kmsg.FetchResponse, tota
 			} else {
 				var ch <-chan struct{}
 				var got int
-				got, ch = n.fetchPartition(name, p, &rp, total, remaining)
+				got, ch = fetchPartition(b, name, p, &rp, total, remaining)
 				total += got
 				remaining -= got
 				if ch != nil {
@@ -107,31 +109,30 @@ func (n *Node) fetchOnce(req *kmsg.FetchRequest) (resp *kmsg.FetchResponse, tota
 				name = topic.Name
 			}
 			for j := range t.Partitions {
-				n.hintFetch(name, &t.Partitions[j], &brokers)
+				hintFetch(b, name, &t.Partitions[j], &brokers)
 			}
 		}
 		if req.Version >= 16 {
-			resp.Brokers = fetchBrokers(n.endpoints(brokers))
+			resp.Brokers = fetchBrokers(endpoints(b, brokers))
 		}
 	}
 	return resp, total, done, wake
 }
 
-func (n *Node) fetchPartition(topic string, p kmsg.FetchRequestTopicPartition, rp *kmsg.FetchResponseTopicPartition, sofar, remaining int) (int, <-chan struct{}) {
-	r, err := n.leaderReplica(topic, p.Partition)
+func fetchPartition(b Broker, topic string, p kmsg.FetchRequestTopicPartition, rp *kmsg.FetchResponseTopicPartition, sofar, remaining int) (int, <-chan struct{}) {
+	lp, err := b.LeaderPartition(topic, p.Partition)
 	if err == nil {
-		_, epoch := r.leader()
-		err = checkLeaderEpoch(p.CurrentLeaderEpoch, epoch)
+		err = checkLeaderEpoch(p.CurrentLeaderEpoch, lp.LeaderEpoch())
 	}
 	if err != nil {
-		rp.ErrorCode = errCode(err)
+		rp.ErrorCode = Code(err)
 		return 0, nil
 	}
 	// Take the notification channel before reading so an append between
 	// the read and the wait is not missed.
-	ch := r.fsm.Changed()
-	hw := r.fsm.HighWatermark()
-	rp.HighWatermark, rp.LastStableOffset, rp.LogStartOffset = hw, hw, r.fsm.StartOffset()
+	ch := lp.Changed()
+	hw := lp.HighWatermark()
+	rp.HighWatermark, rp.LastStableOffset, rp.LogStartOffset = hw, hw, lp.StartOffset()
 	limit := int(p.PartitionMaxBytes)
 	if limit > remaining {
 		limit = remaining
@@ -142,12 +143,12 @@ func (n *Node) fetchPartition(topic string, p kmsg.FetchRequestTopicPartition, r
 	if limit <= 0 {
 		limit = 1
 	}
-	data, err := r.fsm.Read(p.FetchOffset, limit)
+	data, err := lp.Read(p.FetchOffset, limit)
 	if err != nil {
 		if errors.Is(err, partition.ErrOffsetOutOfRange) {
 			rp.ErrorCode = kerr.OffsetOutOfRange.Code
 		} else {
-			n.logger.Error("fetch read failed", "topic", topic, "partition", p.Partition, "offset", p.FetchOffset, "error", err)
+			b.Logger().Error("fetch read failed", "topic", topic, "partition", p.Partition, "offset", p.FetchOffset, "error", err)
 			rp.ErrorCode = kerr.KafkaStorageError.Code
 		}
 		return 0, nil

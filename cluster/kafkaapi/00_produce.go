@@ -1,7 +1,8 @@
-package cluster
+package kafkaapi
 
 import (
 	"context"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -9,7 +10,7 @@ import (
 	"github.com/quirelog/quire/partition"
 )
 
-// Produce v3-11.
+// Produce v3-11 (v3 is the first with record batch v2).
 //
 // acks=-1 answers after the batch is committed by the partition's Raft
 // group (a majority has it fsync'd in its Raft log) and applied. acks=1 is
@@ -19,12 +20,21 @@ import (
 //
 // Not yet: transactional produce (the batches are appended, but no
 // transaction coordinator exists), LogAppendTime topics.
-func (n *Node) handleProduce(ctx context.Context, req *kmsg.ProduceRequest) func() kmsg.Response {
+func init() { register(kmsg.Produce, 3, 11, ordered(serveProduce)) }
+
+// electionHold bounds the time one request waits in Broker.AwaitElection:
+// a raft election with every voter answering takes a few hundred
+// milliseconds.
+const electionHold = 2 * time.Second
+
+// serveProduce queues the batches to their partitions, in request order,
+// and returns the wait for their commits.
+func serveProduce(ctx context.Context, b Broker, req *kmsg.ProduceRequest) func() kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.ProduceResponse)
 	type pending struct {
 		rp    *kmsg.ProduceResponseTopicPartition
-		r     *replica
-		props []*proposal
+		p     WritablePartition
+		props []Proposal
 		bytes int
 	}
 	var waits []pending
@@ -47,18 +57,18 @@ func (n *Node) handleProduce(ctx context.Context, req *kmsg.ProduceRequest) func
 				rp.ErrorCode = kerr.InvalidRequiredAcks.Code
 				continue
 			}
-			r, batches, err := n.produceTarget(electing, t.Topic, p.Partition, p.Records)
-			if err == nil && req.Acks != 0 && n.inSync(r) < r.minISR {
+			wp, batches, err := produceTarget(electing, b, t.Topic, p.Partition, p.Records)
+			if err == nil && req.Acks != 0 && wp.InSync() < wp.MinInSync() {
 				err = kerr.NotEnoughReplicas
 			}
 			if err != nil {
-				rp.ErrorCode = errCode(err)
+				rp.ErrorCode = Code(err)
 				continue
 			}
-			w := pending{rp: rp, r: r}
-			for _, b := range batches {
-				w.props = append(w.props, r.proposer.submit(wctx, b))
-				w.bytes += len(b)
+			w := pending{rp: rp, p: wp}
+			for _, batch := range batches {
+				w.props = append(w.props, wp.Submit(wctx, batch))
+				w.bytes += len(batch)
 			}
 			waits = append(waits, w)
 		}
@@ -69,12 +79,12 @@ func (n *Node) handleProduce(ctx context.Context, req *kmsg.ProduceRequest) func
 		if req.Acks == 0 {
 			return nil
 		}
-		defer n.hintLeaders(resp)
+		defer hintLeaders(b, resp)
 		for _, w := range waits {
 			for i, pr := range w.props {
-				res := pr.wait(wctx)
+				res := pr.Wait(wctx)
 				if res.Err != nil {
-					w.rp.ErrorCode = errCode(res.Err)
+					w.rp.ErrorCode = Code(res.Err)
 					w.rp.BaseOffset = -1
 					break
 				}
@@ -83,9 +93,9 @@ func (n *Node) handleProduce(ctx context.Context, req *kmsg.ProduceRequest) func
 				}
 			}
 			if w.rp.ErrorCode == 0 {
-				n.metrics.producedBytes.Add(float64(w.bytes))
+				b.ProducedBytes(w.bytes)
 			}
-			w.rp.LogStartOffset = w.r.fsm.StartOffset()
+			w.rp.LogStartOffset = w.p.StartOffset()
 		}
 		return resp
 	}
@@ -93,7 +103,7 @@ func (n *Node) handleProduce(ctx context.Context, req *kmsg.ProduceRequest) func
 
 // hintLeaders names the current leader of every partition refused with
 // NOT_LEADER_OR_FOLLOWER (KIP-951, v10+).
-func (n *Node) hintLeaders(resp *kmsg.ProduceResponse) {
+func hintLeaders(b Broker, resp *kmsg.ProduceResponse) {
 	if resp.Version < 10 {
 		return
 	}
@@ -101,18 +111,18 @@ func (n *Node) hintLeaders(resp *kmsg.ProduceResponse) {
 	for i := range resp.Topics {
 		t := &resp.Topics[i]
 		for j := range t.Partitions {
-			n.hintProduce(t.Topic, &t.Partitions[j], &brokers)
+			hintProduce(b, t.Topic, &t.Partitions[j], &brokers)
 		}
 	}
-	resp.Brokers = produceBrokers(n.endpoints(brokers))
+	resp.Brokers = produceBrokers(endpoints(b, brokers))
 }
 
 // produceTarget validates one partition's records and finds its leader,
 // waiting for an election here until electing ends.
-func (n *Node) produceTarget(electing context.Context, topic string, part int32, records []byte) (*replica, [][]byte, error) {
-	r, err := n.writableReplica(topic, part)
-	if err == kerr.NotLeaderForPartition && n.awaitElection(electing, topic, part) {
-		r, err = n.writableReplica(topic, part)
+func produceTarget(electing context.Context, b Broker, topic string, part int32, records []byte) (WritablePartition, [][]byte, error) {
+	p, err := b.ProduceTarget(topic, part)
+	if err == kerr.NotLeaderForPartition && b.AwaitElection(electing, topic, part) {
+		p, err = b.ProduceTarget(topic, part)
 	}
 	if err != nil {
 		return nil, nil, err
@@ -121,11 +131,11 @@ func (n *Node) produceTarget(electing context.Context, topic string, part int32,
 	if err != nil || len(batches) == 0 {
 		return nil, nil, kerr.CorruptMessage
 	}
-	for _, b := range batches {
-		if len(b) > int(r.maxMessageBytes) {
+	for _, batch := range batches {
+		if len(batch) > int(p.MaxMessageBytes()) {
 			return nil, nil, kerr.MessageTooLarge
 		}
-		h, _ := partition.ParseBatchHeader(b)
+		h, _ := partition.ParseBatchHeader(batch)
 		if h.IsControl() {
 			return nil, nil, kerr.InvalidRecord
 		}
@@ -133,5 +143,5 @@ func (n *Node) produceTarget(electing context.Context, topic string, part int32,
 			return nil, nil, kerr.UnsupportedCompressionType
 		}
 	}
-	return r, batches, nil
+	return p, batches, nil
 }
