@@ -160,7 +160,9 @@ func (n kafkaBroker) CreateTopic(ctx context.Context, spec kafkaapi.TopicSpec) (
 func (n kafkaBroker) WaitTopicReady(ctx context.Context, t *fsm.Topic) { n.waitTopicReady(ctx, t) }
 
 // DeleteTopic removes a topic from the metadata.
-func (n kafkaBroker) DeleteTopic(ctx context.Context, name string) error { return n.deleteTopic(ctx, name) }
+func (n kafkaBroker) DeleteTopic(ctx context.Context, name string) error {
+	return n.deleteTopic(ctx, name)
+}
 
 // NextProducerID hands out a fresh producer id.
 func (n kafkaBroker) NextProducerID(ctx context.Context) (int64, error) { return n.nextProducerID(ctx) }
