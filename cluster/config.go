@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/quirelog/quire/cluster/groups"
 	"github.com/quirelog/quire/partition"
 	"github.com/quirelog/quire/transport/kafka"
 	"github.com/quirelog/quire/transport/node"
@@ -82,6 +83,18 @@ type Config struct {
 	// Log holds the segment defaults for new partitions.
 	Log partition.Config
 
+	// OffsetsTopicPartitions is the partition count of __consumer_offsets
+	// when it is created (offsets.topic.num.partitions). Each partition
+	// is a Raft group whose leader coordinates the groups hashed to it.
+	OffsetsTopicPartitions int32
+	// OffsetsTopicReplicationFactor is its replication factor, lowered
+	// to the live brokers when there are fewer
+	// (offsets.topic.replication.factor).
+	OffsetsTopicReplicationFactor int16
+	// Groups tunes the consumer group coordinator (session timeout
+	// bounds, initial rebalance delay, group size).
+	Groups groups.Config
+
 	// GroupCommitBytes bounds the record-batch bytes packed into one Raft
 	// entry. Bytes.
 	GroupCommitBytes int
@@ -133,32 +146,35 @@ const (
 // DefaultConfig returns defaults for a single local node.
 func DefaultConfig() Config {
 	return Config{
-		NodeID:                   1,
-		DataDir:                  "./data",
-		Kafka:                    kafka.DefaultConfig(),
-		AdminAddr:                "127.0.0.1:9644",
-		NodeAddr:                 "127.0.0.1:33145",
-		GossipAddr:               "127.0.0.1:33146",
-		BootstrapExpect:          1,
-		Controller:               true,
-		ReplicaLagTimeMax:        10 * time.Second,
-		LeaderRebalanceInterval:  5 * time.Minute,
-		ClusterID:                "quire",
-		AutoCreateTopics:         true,
-		DefaultPartitions:        1,
-		DefaultReplicationFactor: 1,
-		MaxMessageBytes:          1048588,
-		MaxPartitionsPerNode:     2000,
-		Log:                      partition.DefaultConfig(),
-		GroupCommitBytes:         1 << 20,
-		GroupCommitInFlight:      4,
-		ElectionTimeout:          2 * time.Second,
-		GroupTimeout:             time.Minute,
-		LivenessTimeout:          time.Second,
-		SnapshotThreshold:        512,
-		TrailingLogs:             128,
-		SnapshotInterval:         2 * time.Second,
-		RaftLog:                  RaftLogShared,
+		NodeID:                        1,
+		DataDir:                       "./data",
+		Kafka:                         kafka.DefaultConfig(),
+		AdminAddr:                     "127.0.0.1:9644",
+		NodeAddr:                      "127.0.0.1:33145",
+		GossipAddr:                    "127.0.0.1:33146",
+		BootstrapExpect:               1,
+		Controller:                    true,
+		ReplicaLagTimeMax:             10 * time.Second,
+		LeaderRebalanceInterval:       5 * time.Minute,
+		ClusterID:                     "quire",
+		AutoCreateTopics:              true,
+		DefaultPartitions:             1,
+		DefaultReplicationFactor:      1,
+		MaxMessageBytes:               1048588,
+		MaxPartitionsPerNode:          2000,
+		Log:                           partition.DefaultConfig(),
+		OffsetsTopicPartitions:        16,
+		OffsetsTopicReplicationFactor: 3,
+		Groups:                        groups.DefaultConfig(),
+		GroupCommitBytes:              1 << 20,
+		GroupCommitInFlight:           4,
+		ElectionTimeout:               2 * time.Second,
+		GroupTimeout:                  time.Minute,
+		LivenessTimeout:               time.Second,
+		SnapshotThreshold:             512,
+		TrailingLogs:                  128,
+		SnapshotInterval:              2 * time.Second,
+		RaftLog:                       RaftLogShared,
 	}
 }
 
@@ -197,6 +213,15 @@ func (c Config) Validate() error {
 	}
 	if c.DefaultReplicationFactor < 1 {
 		errs = append(errs, fmt.Errorf("default replication factor %d must be >= 1", c.DefaultReplicationFactor))
+	}
+	if c.OffsetsTopicPartitions < 1 || c.OffsetsTopicPartitions > 1000 {
+		errs = append(errs, fmt.Errorf("offsets topic partitions %d must be in [1, 1000]", c.OffsetsTopicPartitions))
+	}
+	if c.OffsetsTopicReplicationFactor < 1 {
+		errs = append(errs, fmt.Errorf("offsets topic replication factor %d must be >= 1", c.OffsetsTopicReplicationFactor))
+	}
+	if err := c.Groups.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.MaxPartitionsPerNode < 1 {
 		errs = append(errs, fmt.Errorf("max partitions per node %d must be >= 1", c.MaxPartitionsPerNode))

@@ -12,6 +12,7 @@ import (
 
 	"github.com/quirelog/quire/cluster/gossip"
 	"github.com/quirelog/quire/cluster/kafkaapi"
+	"github.com/quirelog/quire/cluster/kafkaerr"
 	"github.com/quirelog/quire/fsm"
 )
 
@@ -21,18 +22,18 @@ func (n *Node) createTopic(ctx context.Context, spec kafkaapi.TopicSpec) (*fsm.T
 		return nil, err
 	}
 	if spec.Partitions < 1 || spec.Partitions > 100000 {
-		return nil, kafkaapi.Errorf(kerr.InvalidPartitions, "%d partitions; must be in [1, 100000]", spec.Partitions)
+		return nil, kafkaerr.Errorf(kerr.InvalidPartitions, "%d partitions; must be in [1, 100000]", spec.Partitions)
 	}
 	brokers := n.liveBrokers()
 	if spec.ReplicationFactor < 1 || int(spec.ReplicationFactor) > len(brokers) {
-		return nil, kafkaapi.Errorf(kerr.InvalidReplicationFactor, "replication factor %d is larger than the %d live brokers", spec.ReplicationFactor, len(brokers))
+		return nil, kafkaerr.Errorf(kerr.InvalidReplicationFactor, "replication factor %d is larger than the %d live brokers", spec.ReplicationFactor, len(brokers))
 	}
 	if err := validateTopicConfigs(spec.Configs); err != nil {
-		return nil, kafkaapi.Errorf(kerr.InvalidConfig, "%v", err)
+		return nil, kafkaerr.Errorf(kerr.InvalidConfig, "%v", err)
 	}
 	state := n.metaFSM.State()
 	if _, ok := state.Topics[spec.Name]; ok {
-		return nil, kafkaapi.Errorf(kerr.TopicAlreadyExists, "topic %q already exists", spec.Name)
+		return nil, kafkaerr.Errorf(kerr.TopicAlreadyExists, "topic %q already exists", spec.Name)
 	}
 	t := fsm.Topic{Name: spec.Name, Configs: spec.Configs, Partitions: place(brokers, state, spec.Partitions, spec.ReplicationFactor)}
 	if err := n.checkPartitionLimit(state, t.Partitions); err != nil {
@@ -80,7 +81,7 @@ func (n *Node) checkPartitionLimit(state *fsm.MetaState, add []fsm.Assignment) e
 		for _, b := range a.Replicas {
 			count[b]++
 			if count[b] > n.cfg.MaxPartitionsPerNode {
-				return kafkaapi.Errorf(kerr.InvalidPartitions, "broker %d would host more than %d partition replicas (max partitions per node)", b, n.cfg.MaxPartitionsPerNode)
+				return kafkaerr.Errorf(kerr.InvalidPartitions, "broker %d would host more than %d partition replicas (max partitions per node)", b, n.cfg.MaxPartitionsPerNode)
 			}
 		}
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/quirelog/quire/cluster/gossip"
+	"github.com/quirelog/quire/cluster/groups"
 	"github.com/quirelog/quire/cluster/kafkaapi"
 	"github.com/quirelog/quire/cluster/raftlog"
 	"github.com/quirelog/quire/fsm"
@@ -83,6 +84,10 @@ type Node struct {
 	observations   chan raft.Observation
 	leaderReportCh chan struct{}
 	dutiesCh       chan struct{}
+
+	// groupCoord is the consumer group coordinator of the
+	// __consumer_offsets partitions this node leads.
+	groupCoord *groups.Coordinator
 
 	// pidMu guards the producer-id block handed out by InitProducerID.
 	pidMu   sync.Mutex
@@ -150,6 +155,7 @@ func Start(cfg Config, logger hclog.Logger) (*Node, error) {
 		return nil, err
 	}
 	n.cleanStart = clean
+	n.groupCoord = groups.New(cfg.Groups, groupsCluster{n}, n.logger.Named("groups"))
 	n.setMemoryLimit(0)
 	// Before any group starts: raft blocks on observations nobody reads.
 	go n.observe()
@@ -228,6 +234,10 @@ func (n *Node) start() error {
 	go n.controllerDuties()
 	go n.reportLeaders()
 	go n.reconcileLoop()
+	// Frees the group state of __consumer_offsets partitions this node
+	// stopped leading.
+	n.wg.Add(1)
+	go n.loop(2*time.Second, nil, n.groupCoord.Sweep)
 	n.triggerReconcile()
 	close(n.started)
 	n.logger.Info("broker started", "kafka", n.kafka.Addr().String(), "advertised", n.advKafka,
@@ -348,6 +358,9 @@ func (n *Node) Close() error {
 		errs = append(errs, n.kafka.Close())
 	}
 	n.wg.Wait()
+	if n.groupCoord != nil {
+		n.groupCoord.Close()
+	}
 	start := time.Now()
 	handed := n.handOffLeadership()
 	handedAt := time.Now()

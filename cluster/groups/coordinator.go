@@ -13,7 +13,7 @@ package groups
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"sort"
 	"sync"
 	"time"
@@ -207,17 +207,19 @@ func (c *Coordinator) sortedShards() []*shard {
 	return out
 }
 
-// errCode maps an error to its Kafka code.
-func errCode(err error) int16 {
-	if err == nil {
-		return 0
+// Validate rejects settings out of range, naming the setting.
+func (c Config) Validate() error {
+	switch {
+	case c.MinSessionTimeout < 100*time.Millisecond:
+		return fmt.Errorf("group min session timeout %s must be >= 100ms", c.MinSessionTimeout)
+	case c.MaxSessionTimeout < c.MinSessionTimeout:
+		return fmt.Errorf("group max session timeout %s must be >= the min, %s", c.MaxSessionTimeout, c.MinSessionTimeout)
+	case c.InitialRebalanceDelay < 0:
+		return fmt.Errorf("group initial rebalance delay %s must be >= 0", c.InitialRebalanceDelay)
+	case c.MaxGroupSize < 1:
+		return fmt.Errorf("group max size %d must be >= 1", c.MaxGroupSize)
+	case c.MaxMetadataBytes < 0:
+		return fmt.Errorf("offset metadata max bytes %d must be >= 0", c.MaxMetadataBytes)
 	}
-	var ke *kerr.Error
-	if errors.As(err, &ke) {
-		return ke.Code
-	}
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
-		return kerr.RequestTimedOut.Code
-	}
-	return kerr.UnknownServerError.Code
+	return nil
 }

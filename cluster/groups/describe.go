@@ -6,6 +6,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/quirelog/quire/cluster/kafkaerr"
 )
 
 // DescribeGroups v0-5. A group this coordinator does not know is
@@ -18,9 +20,9 @@ func (c *Coordinator) DescribeGroups(ctx context.Context, req *kmsg.DescribeGrou
 		dg.State = stateDead.String()
 		dg.AuthorizedOperations = -2147483648
 		if err := validGroupID(id); err != nil {
-			dg.ErrorCode = errCode(err)
+			dg.ErrorCode = kafkaerr.Code(err)
 		} else if s, err := c.shardFor(ctx, id); err != nil {
-			dg.ErrorCode = errCode(err)
+			dg.ErrorCode = kafkaerr.Code(err)
 		} else if g := s.group(id, false); g != nil {
 			g.describe(&dg)
 		}
@@ -91,7 +93,7 @@ func (c *Coordinator) DeleteGroups(ctx context.Context, req *kmsg.DeleteGroupsRe
 	for _, id := range req.Groups {
 		dg := kmsg.NewDeleteGroupsResponseGroup()
 		dg.Group = id
-		dg.ErrorCode = errCode(c.deleteGroup(ctx, id))
+		dg.ErrorCode = kafkaerr.Code(c.deleteGroup(ctx, id))
 		resp.Groups = append(resp.Groups, dg)
 	}
 	return resp

@@ -6,6 +6,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/quirelog/quire/cluster/kafkaerr"
 )
 
 var (
@@ -24,7 +26,7 @@ func (c *Coordinator) JoinGroup(ctx context.Context, client Client, req *kmsg.Jo
 	resp.Generation = -1
 	resp.MemberID = req.MemberID
 	fail := func(err error) *kmsg.JoinGroupResponse {
-		resp.ErrorCode = errCode(err)
+		resp.ErrorCode = kafkaerr.Code(err)
 		return resp
 	}
 	if err := validGroupID(req.Group); err != nil {

@@ -5,6 +5,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/quirelog/quire/cluster/kafkaerr"
 )
 
 // OffsetCommit v0-9. A member commits in its generation; a client outside
@@ -26,11 +28,11 @@ func (c *Coordinator) OffsetCommit(ctx context.Context, req *kmsg.OffsetCommitRe
 		return resp
 	}
 	if err := validGroupID(req.Group); err != nil {
-		return fill(errCode(err))
+		return fill(kafkaerr.Code(err))
 	}
 	s, err := c.shardFor(ctx, req.Group)
 	if err != nil {
-		return fill(errCode(err))
+		return fill(kafkaerr.Code(err))
 	}
 	simple := req.Generation < 0 && req.MemberID == ""
 	g := s.group(req.Group, simple)
@@ -75,7 +77,7 @@ func (c *Coordinator) OffsetCommit(ctx context.Context, req *kmsg.OffsetCommitRe
 		return resp
 	}
 	if err := s.write(ctx, keys, values); err != nil {
-		code := errCode(err)
+		code := kafkaerr.Code(err)
 		for i := range resp.Topics {
 			for j := range resp.Topics[i].Partitions {
 				if resp.Topics[i].Partitions[j].ErrorCode == 0 {
@@ -162,12 +164,12 @@ func (c *Coordinator) fetchGroup(ctx context.Context, rg kmsg.OffsetFetchRequest
 	out := kmsg.NewOffsetFetchResponseGroup()
 	out.Group = rg.Group
 	if err := validGroupID(rg.Group); err != nil {
-		out.ErrorCode = errCode(err)
+		out.ErrorCode = kafkaerr.Code(err)
 		return out
 	}
 	s, err := c.shardFor(ctx, rg.Group)
 	if err != nil {
-		out.ErrorCode = errCode(err)
+		out.ErrorCode = kafkaerr.Code(err)
 		return out
 	}
 	g := s.group(rg.Group, false)
@@ -211,12 +213,12 @@ func (c *Coordinator) fetchGroup(ctx context.Context, rg kmsg.OffsetFetchRequest
 func (c *Coordinator) OffsetDelete(ctx context.Context, req *kmsg.OffsetDeleteRequest) *kmsg.OffsetDeleteResponse {
 	resp := req.ResponseKind().(*kmsg.OffsetDeleteResponse)
 	if err := validGroupID(req.Group); err != nil {
-		resp.ErrorCode = errCode(err)
+		resp.ErrorCode = kafkaerr.Code(err)
 		return resp
 	}
 	s, err := c.shardFor(ctx, req.Group)
 	if err != nil {
-		resp.ErrorCode = errCode(err)
+		resp.ErrorCode = kafkaerr.Code(err)
 		return resp
 	}
 	g := s.group(req.Group, false)
@@ -252,7 +254,7 @@ func (c *Coordinator) OffsetDelete(ctx context.Context, req *kmsg.OffsetDeleteRe
 		return resp
 	}
 	if err := s.write(ctx, keys, values); err != nil {
-		resp.ErrorCode = errCode(err)
+		resp.ErrorCode = kafkaerr.Code(err)
 		resp.Topics = nil
 		return resp
 	}

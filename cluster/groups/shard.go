@@ -9,6 +9,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 
+	"github.com/quirelog/quire/cluster/kafkaerr"
 	"github.com/quirelog/quire/partition"
 )
 
@@ -193,7 +194,7 @@ func (s *shard) write(ctx context.Context, keys, values [][]byte) error {
 	defer cancel()
 	_, err := s.log.Append(wctx, encodeBatch(s.c.cfg.Now().UnixMilli(), keys, values))
 	if err != nil {
-		if errCode(err) == kerr.NotLeaderForPartition.Code || errCode(err) == kerr.NotCoordinator.Code {
+		if kafkaerr.Code(err) == kerr.NotLeaderForPartition.Code || kafkaerr.Code(err) == kerr.NotCoordinator.Code {
 			return kerr.NotCoordinator
 		}
 		return err

@@ -5,6 +5,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/quirelog/quire/cluster/kafkaerr"
 )
 
 // SyncGroup v0-5. The leader's assignment is written through Raft before
@@ -13,7 +15,7 @@ import (
 func (c *Coordinator) SyncGroup(ctx context.Context, req *kmsg.SyncGroupRequest) *kmsg.SyncGroupResponse {
 	resp := req.ResponseKind().(*kmsg.SyncGroupResponse)
 	fail := func(err error) *kmsg.SyncGroupResponse {
-		resp.ErrorCode = errCode(err)
+		resp.ErrorCode = kafkaerr.Code(err)
 		return resp
 	}
 	if err := validGroupID(req.Group); err != nil {
@@ -121,7 +123,7 @@ func (g *group) sync(req *kmsg.SyncGroupRequest, resp *kmsg.SyncGroupResponse) (
 			for _, o := range g.members {
 				o.assignment = nil
 			}
-			g.failSyncs(errCode(err))
+			g.failSyncs(kafkaerr.Code(err))
 			g.prepareRebalance()
 			return
 		}
@@ -142,12 +144,12 @@ func (g *group) sync(req *kmsg.SyncGroupRequest, resp *kmsg.SyncGroupResponse) (
 func (c *Coordinator) Heartbeat(ctx context.Context, req *kmsg.HeartbeatRequest) *kmsg.HeartbeatResponse {
 	resp := req.ResponseKind().(*kmsg.HeartbeatResponse)
 	if err := validGroupID(req.Group); err != nil {
-		resp.ErrorCode = errCode(err)
+		resp.ErrorCode = kafkaerr.Code(err)
 		return resp
 	}
 	s, err := c.shardFor(ctx, req.Group)
 	if err != nil {
-		resp.ErrorCode = errCode(err)
+		resp.ErrorCode = kafkaerr.Code(err)
 		return resp
 	}
 	g := s.group(req.Group, false)
@@ -185,12 +187,12 @@ func (c *Coordinator) Heartbeat(ctx context.Context, req *kmsg.HeartbeatRequest)
 func (c *Coordinator) LeaveGroup(ctx context.Context, req *kmsg.LeaveGroupRequest) *kmsg.LeaveGroupResponse {
 	resp := req.ResponseKind().(*kmsg.LeaveGroupResponse)
 	if err := validGroupID(req.Group); err != nil {
-		resp.ErrorCode = errCode(err)
+		resp.ErrorCode = kafkaerr.Code(err)
 		return resp
 	}
 	s, err := c.shardFor(ctx, req.Group)
 	if err != nil {
-		resp.ErrorCode = errCode(err)
+		resp.ErrorCode = kafkaerr.Code(err)
 		return resp
 	}
 	leaving := req.Members

@@ -7,6 +7,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/quirelog/quire/cluster/kafkaerr"
 	"github.com/quirelog/quire/partition"
 )
 
@@ -62,7 +63,7 @@ func serveProduce(ctx context.Context, b Broker, req *kmsg.ProduceRequest) func(
 				err = kerr.NotEnoughReplicas
 			}
 			if err != nil {
-				rp.ErrorCode = Code(err)
+				rp.ErrorCode = kafkaerr.Code(err)
 				continue
 			}
 			w := pending{rp: rp, p: wp}
@@ -84,7 +85,7 @@ func serveProduce(ctx context.Context, b Broker, req *kmsg.ProduceRequest) func(
 			for i, pr := range w.props {
 				res := pr.Wait(wctx)
 				if res.Err != nil {
-					w.rp.ErrorCode = Code(res.Err)
+					w.rp.ErrorCode = kafkaerr.Code(res.Err)
 					w.rp.BaseOffset = -1
 					break
 				}
@@ -120,6 +121,10 @@ func hintLeaders(b Broker, resp *kmsg.ProduceResponse) {
 // produceTarget validates one partition's records and finds its leader,
 // waiting for an election here until electing ends.
 func produceTarget(electing context.Context, b Broker, topic string, part int32, records []byte) (WritablePartition, [][]byte, error) {
+	if IsInternal(topic) {
+		// Only the coordinators write their state, through Raft.
+		return nil, nil, kerr.InvalidTopicException
+	}
 	p, err := b.ProduceTarget(topic, part)
 	if err == kerr.NotLeaderForPartition && b.AwaitElection(electing, topic, part) {
 		p, err = b.ProduceTarget(topic, part)

@@ -9,6 +9,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/quirelog/quire/cluster/kafkaerr"
 	"github.com/quirelog/quire/partition"
 )
 
@@ -125,7 +126,7 @@ func fetchPartition(b Broker, topic string, p kmsg.FetchRequestTopicPartition, r
 		err = checkLeaderEpoch(p.CurrentLeaderEpoch, lp.LeaderEpoch())
 	}
 	if err != nil {
-		rp.ErrorCode = Code(err)
+		rp.ErrorCode = kafkaerr.Code(err)
 		return 0, nil
 	}
 	// Take the notification channel before reading so an append between

@@ -5,6 +5,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/quirelog/quire/cluster/kafkaerr"
 )
 
 // ListOffsets v1-6: earliest (-2), latest (-1, the high watermark) and by
@@ -25,7 +27,7 @@ func serveListOffsets(_ context.Context, b Broker, req *kmsg.ListOffsetsRequest)
 			rp.Partition = p.Partition
 			rp.Timestamp, rp.Offset, rp.LeaderEpoch = -1, -1, -1
 			if err := listOffset(b, t.Topic, p, &rp); err != nil {
-				rp.ErrorCode = Code(err)
+				rp.ErrorCode = kafkaerr.Code(err)
 				rp.Timestamp, rp.Offset, rp.LeaderEpoch = -1, -1, -1
 			}
 			rt.Partitions = append(rt.Partitions, rp)

@@ -10,6 +10,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/quirelog/quire/cluster/groups"
+	"github.com/quirelog/quire/cluster/kafkaerr"
 	"github.com/quirelog/quire/fsm"
 )
 
@@ -125,7 +127,7 @@ func metadataOnce(ctx context.Context, b Broker, req *kmsg.MetadataRequest) *kms
 			mt := kmsg.NewMetadataResponseTopic()
 			mt.Topic = kmsg.StringPtr(name)
 			mt.TopicID = rt.TopicID
-			mt.ErrorCode = Code(err)
+			mt.ErrorCode = kafkaerr.Code(err)
 			resp.Topics = append(resp.Topics, mt)
 			continue
 		}
@@ -142,6 +144,10 @@ func metadataTopic(ctx context.Context, b Broker, req *kmsg.MetadataRequest, sta
 	if t, ok := state.Topics[name]; ok {
 		return t, nil
 	}
+	if name == groups.Topic {
+		// Created as the coordinator needs it, never as a plain topic.
+		return b.GroupsTopic(ctx)
+	}
 	s := b.Settings()
 	if !s.AutoCreateTopics || (req.Version >= 4 && !req.AllowAutoTopicCreation) {
 		return nil, kerr.UnknownTopicOrPartition
@@ -155,7 +161,7 @@ func metadataTopic(ctx context.Context, b Broker, req *kmsg.MetadataRequest, sta
 	// replication factor of the brokers registered so far.
 	b.AwaitCluster(cctx)
 	t, err := b.CreateTopic(cctx, TopicSpec{Name: name, Partitions: s.DefaultPartitions, ReplicationFactor: b.AutoCreateRF()})
-	if Code(err) == kerr.TopicAlreadyExists.Code {
+	if kafkaerr.Code(err) == kerr.TopicAlreadyExists.Code {
 		if t, ok := b.MetaState().Topics[name]; ok {
 			return t, nil
 		}
@@ -205,6 +211,7 @@ func describeTopic(b Broker, t *fsm.Topic) kmsg.MetadataResponseTopic {
 	mt := kmsg.NewMetadataResponseTopic()
 	mt.Topic = kmsg.StringPtr(t.Name)
 	mt.TopicID = t.ID
+	mt.IsInternal = IsInternal(t.Name)
 	for i, a := range t.Partitions {
 		mp := kmsg.NewMetadataResponseTopicPartition()
 		mp.Partition = int32(i)

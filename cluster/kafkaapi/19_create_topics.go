@@ -5,6 +5,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/quirelog/quire/cluster/kafkaerr"
 )
 
 // CreateTopics v0-7: partition count and replication factor (-1 takes the
@@ -33,8 +35,10 @@ func serveCreateTopics(ctx context.Context, b Broker, req *kmsg.CreateTopicsRequ
 			spec.ReplicationFactor = s.DefaultReplicationFactor
 		}
 		var err error
-		if len(t.ReplicaAssignment) > 0 {
-			err = Errorf(kerr.InvalidRequest, "manual replica assignment is not supported")
+		if IsInternal(t.Topic) {
+			err = kafkaerr.Errorf(kerr.InvalidRequest, "creation of internal topic %s is prohibited; Quire creates it when it is first needed", t.Topic)
+		} else if len(t.ReplicaAssignment) > 0 {
+			err = kafkaerr.Errorf(kerr.InvalidRequest, "manual replica assignment is not supported")
 		} else {
 			spec.Configs, err = createConfigs(t.Configs)
 		}
@@ -49,8 +53,8 @@ func serveCreateTopics(ctx context.Context, b Broker, req *kmsg.CreateTopicsRequ
 				}
 			}
 		}
-		rt.ErrorCode = Code(err)
-		rt.ErrorMessage = Message(err)
+		rt.ErrorCode = kafkaerr.Code(err)
+		rt.ErrorMessage = kafkaerr.Message(err)
 		resp.Topics = append(resp.Topics, rt)
 	}
 	return resp
@@ -63,7 +67,7 @@ func createConfigs(in []kmsg.CreateTopicsRequestTopicConfig) (map[string]string,
 	out := make(map[string]string, len(in))
 	for _, c := range in {
 		if c.Value == nil {
-			return nil, Errorf(kerr.InvalidConfig, "config %q has a null value", c.Name)
+			return nil, kafkaerr.Errorf(kerr.InvalidConfig, "config %q has a null value", c.Name)
 		}
 		out[c.Name] = *c.Value
 	}

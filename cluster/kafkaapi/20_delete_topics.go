@@ -6,6 +6,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/quirelog/quire/cluster/kafkaerr"
 	"github.com/quirelog/quire/fsm"
 )
 
@@ -45,13 +46,14 @@ func serveDeleteTopics(ctx context.Context, b Broker, req *kmsg.DeleteTopicsRequ
 			if t.name == nil {
 				err = kerr.UnknownTopicID
 			}
+		} else if rt.Topic, rt.TopicID = kmsg.StringPtr(topic.Name), topic.ID; IsInternal(topic.Name) {
+			err = kafkaerr.Errorf(kerr.InvalidRequest, "internal topic %s cannot be deleted", topic.Name)
 		} else {
-			rt.Topic, rt.TopicID = kmsg.StringPtr(topic.Name), topic.ID
 			err = b.DeleteTopic(cctx, topic.Name)
 		}
-		rt.ErrorCode = Code(err)
+		rt.ErrorCode = kafkaerr.Code(err)
 		if req.Version >= 5 && err != nil {
-			rt.ErrorMessage = Message(err)
+			rt.ErrorMessage = kafkaerr.Message(err)
 		}
 		resp.Topics = append(resp.Topics, rt)
 	}

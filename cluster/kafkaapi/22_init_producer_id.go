@@ -5,6 +5,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/quirelog/quire/cluster/kafkaerr"
 )
 
 // InitProducerID v0-4 for idempotent producers: a fresh producer id from a
@@ -24,7 +26,7 @@ func serveInitProducerID(ctx context.Context, b Broker, req *kmsg.InitProducerID
 	}
 	id, err := b.NextProducerID(ctx)
 	if err != nil {
-		resp.ErrorCode = Code(err)
+		resp.ErrorCode = kafkaerr.Code(err)
 		return resp
 	}
 	resp.ProducerID, resp.ProducerEpoch = id, 0

@@ -4,6 +4,8 @@ import (
 	"context"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/quirelog/quire/cluster/kafkaerr"
 )
 
 // OffsetForLeaderEpoch v0-4 (KIP-101/320): for the asked epoch, the largest
@@ -26,7 +28,7 @@ func serveOffsetForLeaderEpoch(_ context.Context, b Broker, req *kmsg.OffsetForL
 				err = checkLeaderEpoch(p.CurrentLeaderEpoch, lp.LeaderEpoch())
 			}
 			if err != nil {
-				rp.ErrorCode = Code(err)
+				rp.ErrorCode = kafkaerr.Code(err)
 			} else {
 				rp.LeaderEpoch, rp.EndOffset = lp.EndOffsetForEpoch(p.LeaderEpoch)
 			}

@@ -6,6 +6,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/quirelog/quire/cluster/groups"
 	"github.com/quirelog/quire/fsm"
 )
 
@@ -19,7 +20,18 @@ type Broker interface {
 	Partitions
 	Leaders
 	Topics
+	Coordinators
 	Metrics
+}
+
+// Coordinators are the coordinators that own state beyond a partition's
+// records.
+type Coordinators interface {
+	// Groups is the consumer group coordinator of this node.
+	Groups() *groups.Coordinator
+	// GroupsTopic is __consumer_offsets, created (internal) when it does
+	// not exist yet.
+	GroupsTopic(ctx context.Context) (*fsm.Topic, error)
 }
 
 // Runtime is the running broker itself.

@@ -58,6 +58,18 @@ func plain[R kmsg.Request](h func(ctx context.Context, b Broker, req R) kmsg.Res
 	})
 }
 
+// withConn adapts a handler that also needs to know the connection (the
+// client id and address a group member is shown with).
+func withConn[R kmsg.Request](h func(ctx context.Context, b Broker, c *kafka.ConnInfo, req R) kmsg.Response) serveFunc {
+	return func(ctx context.Context, b Broker, c *kafka.ConnInfo, req kmsg.Request) func() kmsg.Response {
+		r, ok := req.(R)
+		if !ok {
+			return noResponse
+		}
+		return func() kmsg.Response { return h(ctx, b, c, r) }
+	}
+}
+
 func noResponse() kmsg.Response { return nil }
 
 // Versions is the served version range of an API key; ok is false for

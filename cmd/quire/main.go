@@ -15,7 +15,7 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(brokerCmd(), devCmd(), benchCmd(), chaosCmd())
+	root.AddCommand(brokerCmd(), devCmd(), benchCmd(), chaosCmd(), groupCmd())
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "quire:", err)
 		os.Exit(1)

@@ -1,0 +1,101 @@
+package cluster
+
+import (
+	"context"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+
+	"github.com/quirelog/quire/cluster/groups"
+	"github.com/quirelog/quire/cluster/kafkaapi"
+	"github.com/quirelog/quire/fsm"
+)
+
+// groupsCluster gives the group coordinator the __consumer_offsets
+// partitions this node leads.
+type groupsCluster struct{ n *Node }
+
+var _ groups.Cluster = groupsCluster{}
+
+func (g groupsCluster) Partitions() int32 {
+	if t := g.n.metaFSM.State().Topics[groups.Topic]; t != nil {
+		return int32(len(t.Partitions))
+	}
+	return 0
+}
+
+func (g groupsCluster) Leading(p int32) (groups.Log, error) {
+	r, err := g.n.leaderReplica(groups.Topic, p)
+	if err != nil {
+		return nil, kerr.NotCoordinator
+	}
+	ok, epoch := r.leader()
+	if !ok {
+		return nil, kerr.NotCoordinator
+	}
+	return &offsetsLog{r: r, epoch: epoch}, nil
+}
+
+func (g groupsCluster) PartitionCount(topic string) int32 {
+	if t := g.n.metaFSM.State().Topics[topic]; t != nil {
+		return int32(len(t.Partitions))
+	}
+	return -1
+}
+
+// offsetsLog is one __consumer_offsets partition in one leader epoch.
+type offsetsLog struct {
+	r     *replica
+	epoch int32
+}
+
+func (l *offsetsLog) Epoch() int32         { return l.epoch }
+func (l *offsetsLog) StartOffset() int64   { return l.r.fsm.StartOffset() }
+func (l *offsetsLog) HighWatermark() int64 { return l.r.fsm.HighWatermark() }
+func (l *offsetsLog) Read(off int64, max int) ([]byte, error) {
+	return l.r.fsm.Read(off, max)
+}
+
+// Append writes only while the replica still leads in the epoch the
+// coordinator loaded its state in: a write from an older epoch's state
+// could undo what another leader wrote since.
+func (l *offsetsLog) Append(ctx context.Context, batch []byte) (int64, error) {
+	if ok, epoch := l.r.leader(); !ok || epoch != l.epoch {
+		return -1, kerr.NotCoordinator
+	}
+	res := l.r.proposer.submit(ctx, batch).wait(ctx)
+	return res.BaseOffset, res.Err
+}
+
+// GroupsTopic returns __consumer_offsets (see Node.groupsTopic).
+func (n kafkaBroker) GroupsTopic(ctx context.Context) (*fsm.Topic, error) { return n.groupsTopic(ctx) }
+
+// groupsTopic returns __consumer_offsets, creating it when the first
+// group asks: internal, with OffsetsTopicPartitions partitions and the
+// replication factor lowered to the live brokers.
+func (n *Node) groupsTopic(ctx context.Context) (*fsm.Topic, error) {
+	if t := n.metaFSM.State().Topics[groups.Topic]; t != nil {
+		return t, nil
+	}
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	n.awaitCluster(cctx)
+	rf := n.cfg.OffsetsTopicReplicationFactor
+	if live := int16(len(n.liveBrokers())); rf > live && live > 0 {
+		rf = live
+	}
+	t, err := n.createTopic(cctx, kafkaapi.TopicSpec{Name: groups.Topic, Partitions: n.cfg.OffsetsTopicPartitions, ReplicationFactor: rf})
+	if err != nil {
+		if t := n.metaFSM.State().Topics[groups.Topic]; t != nil {
+			return t, nil
+		}
+		n.logger.Warn("creating the consumer offsets topic failed", "error", err)
+		return nil, kerr.CoordinatorNotAvailable
+	}
+	n.logger.Info("created the consumer offsets topic", "partitions", len(t.Partitions), "replication_factor", rf)
+	n.waitTopicReady(cctx, t)
+	return t, nil
+}
+
+// Groups is this node's group coordinator.
+func (n kafkaBroker) Groups() *groups.Coordinator { return n.groupCoord }
