@@ -42,6 +42,7 @@ func startAdmin(n *Node) (*adminServer, error) {
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("/debug/partitions", n.servePartitions)
+	mux.HandleFunc("/v1/groups", n.serveGroups)
 	if n.cfg.FaultInjection {
 		mux.HandleFunc("/debug/faults", n.serveFaults)
 	}

@@ -94,6 +94,9 @@ type Config struct {
 	// Groups tunes the consumer group coordinator (session timeout
 	// bounds, initial rebalance delay, group size).
 	Groups groups.Config
+	// GroupLagPartitionMetrics adds a lag series per group and partition
+	// to the per-group max and sum.
+	GroupLagPartitionMetrics bool
 
 	// GroupCommitBytes bounds the record-batch bytes packed into one Raft
 	// entry. Bytes.

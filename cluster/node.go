@@ -156,6 +156,7 @@ func Start(cfg Config, logger hclog.Logger) (*Node, error) {
 	}
 	n.cleanStart = clean
 	n.groupCoord = groups.New(cfg.Groups, groupsCluster{n}, n.logger.Named("groups"))
+	reg.MustRegister(newGroupLagCollector(n, cfg.GroupLagPartitionMetrics))
 	n.setMemoryLimit(0)
 	// Before any group starts: raft blocks on observations nobody reads.
 	go n.observe()
@@ -213,6 +214,7 @@ func (n *Node) start() error {
 	n.nt.Handle(rpcMetaReadIndex, n.handleMetaReadIndex)
 	n.nt.Handle(rpcGroupFormed, n.handleGroupFormed)
 	n.nt.Handle(rpcAgree, n.handleAgree)
+	n.nt.Handle(rpcEndOffsets, n.handleEndOffsets)
 	if err := n.startGossip(); err != nil {
 		return err
 	}

@@ -181,8 +181,8 @@ func (c *Coordinator) shard(ctx context.Context, p int32) (*shard, error) {
 }
 
 // Sweep drops the shards of partitions this node no longer leads, so their
-// timers stop and their memory is freed. The node calls it on leadership
-// changes and now and then.
+// timers stop and their memory is freed, and loads those it newly leads.
+// The node calls it every few seconds.
 func (c *Coordinator) Sweep() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -191,6 +191,22 @@ func (c *Coordinator) Sweep() {
 		if err != nil || log.Epoch() != s.epoch {
 			s.drop()
 			delete(c.shards, p)
+		}
+	}
+	// Partitions led here but not loaded yet are loaded now, before a
+	// member asks: the coordinator of a fail-over is ready sooner, and
+	// lag is reported for every group.
+	if c.closed {
+		return
+	}
+	for p := int32(0); p < c.cluster.Partitions(); p++ {
+		if _, ok := c.shards[p]; ok {
+			continue
+		}
+		if log, err := c.cluster.Leading(p); err == nil {
+			s := newShard(c, p, log)
+			c.shards[p] = s
+			go s.load()
 		}
 	}
 }

@@ -79,6 +79,7 @@ environment, which beats the file.`,
 	f.DurationVar(&cfg.Groups.MaxSessionTimeout, "group-max-session-timeout", cfg.Groups.MaxSessionTimeout, "longest session timeout a group member may ask for (group.max.session.timeout.ms)")
 	f.DurationVar(&cfg.Groups.InitialRebalanceDelay, "group-initial-rebalance-delay", cfg.Groups.InitialRebalanceDelay, "how long an empty group's first rebalance waits for more members (group.initial.rebalance.delay.ms)")
 	f.IntVar(&cfg.Groups.MaxGroupSize, "group-max-size", cfg.Groups.MaxGroupSize, "most members one group may have (group.max.size)")
+	f.BoolVar(&cfg.GroupLagPartitionMetrics, "group-lag-partition-metrics", false, "export quire_group_partition_lag, one series per group and partition, besides the per-group max and sum")
 	f.Int32Var(&cfg.Kafka.MaxRequestBytes, "max-request-bytes", cfg.Kafka.MaxRequestBytes, "largest Kafka request accepted, bytes (socket.request.max.bytes)")
 	f.IntVar(&cfg.MaxPartitionsPerNode, "max-partitions-per-node", cfg.MaxPartitionsPerNode, "partition replicas one node may host")
 	f.Int64Var(&cfg.Kafka.MaxQueuedBytes, "max-queued-request-bytes", cfg.Kafka.MaxQueuedBytes, "bytes of requests read but not yet answered, all connections (queued.max.request.bytes)")

@@ -20,6 +20,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/quirelog/quire/client"
+	"github.com/quirelog/quire/cluster/groups"
 )
 
 // consumed is one record a group member received.
@@ -274,6 +275,40 @@ func TestConsumerGroupsSteadyStateAndFanOut(t *testing.T) {
 			t.Fatalf("group describe never showed 6 partitions, 3 members and no lag: %v\n%s", err, out)
 		}
 		time.Sleep(time.Second)
+	}
+	checkLagEndpoints(t, bs, "steady", 3)
+}
+
+// checkLagEndpoints finds the group on the admin API of exactly one
+// broker, its coordinator, with no lag there and in its metrics.
+func checkLagEndpoints(t *testing.T, bs []*broker, group string, members int) {
+	t.Helper()
+	found := 0
+	for _, b := range bs {
+		var lags []groups.GroupLag
+		if err := getJSON("http://"+b.adminAddr+"/v1/groups?group="+group, &lags); err != nil {
+			t.Fatalf("broker %d /v1/groups: %v", b.id, err)
+		}
+		if len(lags) == 0 {
+			continue
+		}
+		found++
+		l := lags[0]
+		if l.Members != members || l.TotalLag != 0 || len(l.Partitions) == 0 || l.Partitions[0].LogEnd < 0 {
+			t.Fatalf("broker %d /v1/groups: %+v", b.id, l)
+		}
+		url := "http://" + b.adminAddr + "/metrics"
+		for _, series := range []string{`quire_group_lag_sum{group="` + group + `"}`, `quire_group_lag_max{group="` + group + `"}`} {
+			if v, err := metricValue(url, series); err != nil || v != 0 {
+				t.Fatalf("broker %d %s: %v %v", b.id, series, v, err)
+			}
+		}
+		if v, err := metricValue(url, `quire_group_members{group="`+group+`"}`); err != nil || v != float64(members) {
+			t.Fatalf("broker %d members metric: %v %v", b.id, v, err)
+		}
+	}
+	if found != 1 {
+		t.Fatalf("group %s reported by %d brokers, want its coordinator alone", group, found)
 	}
 }
 
