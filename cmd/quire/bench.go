@@ -89,6 +89,7 @@ codec saved. --same-value brings back the old bench's single reused value.`,
 	f.BoolVar(&o.sameValue, "same-value", false, "reuse one random value for every record, as older benches did (snappy then shrinks 1 KiB batches ~20x)")
 	cmd.AddCommand(benchScaleCmd())
 	cmd.AddCommand(benchFailoverCmd())
+	cmd.AddCommand(benchGroupsCmd())
 	return cmd
 }
 
