@@ -46,6 +46,8 @@ func CheckAll(h []Op) []Result {
 		CheckConsumers(h),
 		CheckUnexpectedValues(h),
 		CheckDivergence(h),
+		CheckGroupCommits(h),
+		CheckGroupDelivery(h),
 	}
 }
 

@@ -48,6 +48,14 @@ func (b *builder) consume(proc int, part int32, off int64, value string, seek bo
 	b.add(Op{Process: proc, Type: OK, Kind: Consume, Partition: part, Offset: off, Value: value, Seek: seek})
 }
 
+func (b *builder) groupConsume(proc int, part int32, off int64, value string) {
+	b.add(Op{Process: proc, Type: OK, Kind: GroupConsume, Partition: part, Offset: off, Value: value})
+}
+
+func (b *builder) groupCommit(part int32, off int64) {
+	b.add(Op{Process: 300, Type: OK, Kind: GroupCommit, Partition: part, Offset: off})
+}
+
 func (b *builder) final(part int32, off int64, value string) {
 	b.add(Op{Process: 99, Type: OK, Kind: FinalRead, Partition: part, Offset: off, Value: value})
 }
@@ -85,6 +93,20 @@ func cleanHistory() []Op {
 	b.consume(10, 1, 3, "b5", false)
 	b.consume(11, 1, 1, "b2", false)
 	b.consume(11, 1, 3, "b5", false)
+
+	// A group: one member reads partition 0 and commits; after a
+	// rebalance another rereads from the commit, and reads partition 1.
+	b.groupConsume(200, 0, 0, "a1")
+	b.groupConsume(200, 0, 1, "a2")
+	b.groupCommit(0, 2)
+	b.groupConsume(201, 0, 1, "a2")
+	b.groupConsume(201, 0, 2, "b1")
+	b.groupConsume(201, 1, 0, "a3")
+	b.groupConsume(201, 1, 1, "b2")
+	b.groupConsume(201, 1, 3, "b5")
+	b.groupConsume(201, 1, 4, "c1")
+	b.groupCommit(0, 3)
+	b.groupCommit(1, 6)
 
 	b.final(0, 0, "a1")
 	b.final(0, 1, "a2")
@@ -191,6 +213,30 @@ var anomalies = []struct {
 		b.final(0, 0, "a1")
 		b.digest(1, 0, 2, "0000aaaa")
 		b.digest(3, 0, 1, "0000cccc")
+	}},
+	{"group commit went back", "group-commit-regress", `group commit on t-0 went back from 2`, func(b *builder) {
+		b.produceOK(1, "a", 1, "a1", 0, 0)
+		b.produceOK(1, "a", 2, "a2", 0, 1)
+		b.groupConsume(200, 0, 0, "a1")
+		b.groupConsume(200, 0, 1, "a2")
+		b.groupCommit(0, 2)
+		b.groupCommit(0, 1)
+		b.final(0, 0, "a1")
+		b.final(0, 1, "a2")
+	}},
+	{"group commit past the end", "group-commit-regress", `is past the end of the final read, 1`, func(b *builder) {
+		b.produceOK(1, "a", 1, "a1", 0, 0)
+		b.groupConsume(200, 0, 0, "a1")
+		b.groupCommit(0, 5)
+		b.final(0, 0, "a1")
+	}},
+	{"group never given a record", "group-missed", `acknowledged value a2 (at t-0@1) was never given to the group`, func(b *builder) {
+		b.produceOK(1, "a", 1, "a1", 0, 0)
+		b.produceOK(1, "a", 2, "a2", 0, 1)
+		b.groupConsume(200, 0, 0, "a1")
+		b.groupCommit(0, 2)
+		b.final(0, 0, "a1")
+		b.final(0, 1, "a2")
 	}},
 	{"phantom value", "unexpected-value", `value "zz" read at t-0@1 (final-read`, func(b *builder) {
 		b.produceOK(1, "a", 1, "a1", 0, 0)

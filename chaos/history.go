@@ -32,6 +32,11 @@ const (
 	Consume   OpKind = "consume"
 	FinalRead OpKind = "final-read"
 	Nemesis   OpKind = "nemesis"
+	// GroupConsume is one record given to a member of the run's consumer
+	// group; GroupCommit is a committed offset of the group as read back
+	// (Offset) for Partition, recorded when it changes.
+	GroupConsume OpKind = "group-consume"
+	GroupCommit  OpKind = "group-commit"
 	// Digest is one replica's state after the run: Node holds it, Offset is
 	// its high watermark and Value the hex CRC-32C of its data below that.
 	Digest OpKind = "digest"
@@ -189,7 +194,7 @@ func validate(op Op) error {
 		return fmt.Errorf("%w: unknown type %q", ErrBadOp, op.Type)
 	}
 	switch op.Kind {
-	case Produce, Consume, FinalRead, Nemesis, Digest:
+	case Produce, Consume, FinalRead, Nemesis, Digest, GroupConsume, GroupCommit:
 	default:
 		return fmt.Errorf("%w: unknown kind %q", ErrBadOp, op.Kind)
 	}

@@ -28,6 +28,9 @@ type Config struct {
 	Idempotent int // idempotent acks=all producers
 	Plain      int // non-idempotent acks=all producers (retries may duplicate)
 	Consumers  int // consumers reading every partition by assignment
+	// GroupMembers consume the topic as one consumer group, committing
+	// every second; 0 runs no group workload.
+	GroupMembers int
 	Rate       int // produces per second per producer
 
 	// Each cycle waits a healthy gap, injects a fault and holds it for a
@@ -86,7 +89,7 @@ func (c Config) Options() [][2]string {
 		{"nodes", fmt.Sprint(len(c.Target.Nodes()))}, {"topic", c.Topic},
 		{"partitions", fmt.Sprint(c.Partitions)}, {"replication", fmt.Sprint(c.Replication)},
 		{"idempotent-producers", fmt.Sprint(c.Idempotent)}, {"plain-producers", fmt.Sprint(c.Plain)},
-		{"consumers", fmt.Sprint(c.Consumers)}, {"rate", fmt.Sprint(c.Rate)},
+		{"consumers", fmt.Sprint(c.Consumers)}, {"group-members", fmt.Sprint(c.GroupMembers)}, {"rate", fmt.Sprint(c.Rate)},
 		{"gap", c.GapMin.String() + "-" + c.GapMax.String()},
 		{"fault", c.FaultMin.String() + "-" + c.FaultMax.String()},
 		{"recovery", c.Recovery.String()},
@@ -121,6 +124,10 @@ type run struct {
 	admin *client.Admin
 	stats stats
 
+	// groupValues are the values given to the group's members.
+	groupMu     sync.Mutex
+	groupValues map[string]bool
+
 	mu     sync.Mutex // guards down, paused, active and notes
 	down   map[int32]bool
 	paused map[int32]bool
@@ -141,7 +148,7 @@ func Run(ctx context.Context, cfg Config) (*Outcome, error) {
 		return nil, err
 	}
 	r := &run{cfg: cfg, rng: rand.New(rand.NewPCG(uint64(cfg.Seed), 0x71c3)), rec: NewRecorder(cfg.History),
-		down: map[int32]bool{}, paused: map[int32]bool{}}
+		down: map[int32]bool{}, paused: map[int32]bool{}, groupValues: map[string]bool{}}
 	if r.admin, err = client.NewAdmin(cfg.Target.Brokers()); err != nil {
 		return nil, err
 	}
@@ -154,6 +161,9 @@ func Run(ctx context.Context, cfg Config) (*Outcome, error) {
 
 	wctx, stopWork := context.WithCancel(ctx)
 	work := r.startWorkload(wctx)
+	gctx, stopGroup := context.WithCancel(ctx)
+	defer stopGroup()
+	group := r.startGroup(gctx)
 	stopProgress := r.reportProgress(ctx)
 	r.faultPhase(ctx, ns)
 	r.healAll(ctx)
@@ -161,6 +171,13 @@ func Run(ctx context.Context, cfg Config) (*Outcome, error) {
 	sleepCtx(ctx, cfg.Recovery)
 	stopWork()
 	work.Wait()
+	r.drainGroup(ctx, 90*time.Second)
+	stopGroup()
+	group.Wait()
+	if r.cfg.GroupMembers > 0 {
+		// The members commit as they leave.
+		r.recordCommits(ctx, map[int32]int64{})
+	}
 	stopProgress()
 	if ctx.Err() != nil {
 		return nil, ctx.Err()

@@ -64,7 +64,7 @@ func TestPartitionScenarioInProcess(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	out, err := chaos.Run(ctx, chaos.Config{Target: target, Scenario: "partition", Duration: 20 * time.Second,
-		Seed: 3, Topic: target.topic, Partitions: target.partitions, Rate: 50,
+		Seed: 3, Topic: target.topic, Partitions: target.partitions, Rate: 50, GroupMembers: 2,
 		GapMin: time.Second, GapMax: 2 * time.Second, FaultMin: 2 * time.Second, FaultMax: 4 * time.Second,
 		Recovery: 4 * time.Second, Progress: testLog{t}})
 	if err != nil {

@@ -234,8 +234,10 @@ type Record struct {
 	Timestamp time.Time
 }
 
-// ConsumerConfig picks what a consumer reads. It reads assigned partitions
-// directly (no consumer group), from the start.
+// ConsumerConfig picks what a consumer reads: assigned partitions
+// directly, from the start, or, with Group set, its share of the topic as
+// a member of that consumer group (from the group's commits, else the
+// start), committing what it was given.
 type ConsumerConfig struct {
 	Brokers        []string
 	Topic          string
@@ -243,6 +245,15 @@ type ConsumerConfig struct {
 	FetchMaxBytes  int32
 	PartitionBytes int32
 	ClientID       string
+
+	// Group makes the consumer a member of this consumer group; it then
+	// commits every CommitInterval (franz-go's default 5s when zero), and
+	// on every revocation.
+	Group          string
+	CommitInterval time.Duration
+	// SessionTimeout is the member's session (franz-go's default 45s
+	// when zero).
+	SessionTimeout time.Duration
 }
 
 // Consumer reads records by assignment.
@@ -260,7 +271,15 @@ func NewConsumer(cfg ConsumerConfig) (*Consumer, error) {
 		kgo.FetchMaxWait(500 * time.Millisecond),
 	}
 	start := kgo.NewOffset().AtStart()
-	if len(cfg.Partitions) == 0 {
+	if cfg.Group != "" {
+		opts = append(opts, kgo.ConsumerGroup(cfg.Group), kgo.ConsumeTopics(cfg.Topic), kgo.ConsumeResetOffset(start))
+		if cfg.CommitInterval > 0 {
+			opts = append(opts, kgo.AutoCommitInterval(cfg.CommitInterval))
+		}
+		if cfg.SessionTimeout > 0 {
+			opts = append(opts, kgo.SessionTimeout(cfg.SessionTimeout))
+		}
+	} else if len(cfg.Partitions) == 0 {
 		opts = append(opts, kgo.ConsumeTopics(cfg.Topic), kgo.ConsumeResetOffset(start))
 	} else {
 		parts := make(map[int32]kgo.Offset, len(cfg.Partitions))

@@ -195,3 +195,21 @@ func (a *Admin) SeekGroup(ctx context.Context, group string, topics []string, to
 	}
 	return out, nil
 }
+
+// CommittedOffsets is a group's committed offset per partition of topic.
+func (a *Admin) CommittedOffsets(ctx context.Context, group, topic string) (map[int32]int64, error) {
+	resp, err := a.adm.FetchOffsets(ctx, group)
+	if err != nil {
+		return nil, err
+	}
+	if err := resp.Error(); err != nil {
+		return nil, err
+	}
+	out := map[int32]int64{}
+	resp.Each(func(o kadm.OffsetResponse) {
+		if o.Topic == topic {
+			out[o.Partition] = o.At
+		}
+	})
+	return out, nil
+}
