@@ -31,7 +31,7 @@ type Config struct {
 	// GroupMembers consume the topic as one consumer group, committing
 	// every second; 0 runs no group workload.
 	GroupMembers int
-	Rate       int // produces per second per producer
+	Rate         int // produces per second per producer
 
 	// Each cycle waits a healthy gap, injects a fault and holds it for a
 	// fault duration, both drawn uniformly from [min, max].
