@@ -150,6 +150,14 @@ func (c *Coordinator) shardFor(ctx context.Context, group string) (*shard, error
 	return c.shard(ctx, PartitionFor(group, n))
 }
 
+// groupShard validates a group id and finds its loaded shard.
+func (c *Coordinator) groupShard(ctx context.Context, group string) (*shard, error) {
+	if err := validGroupID(group); err != nil {
+		return nil, err
+	}
+	return c.shardFor(ctx, group)
+}
+
 func (c *Coordinator) shard(ctx context.Context, p int32) (*shard, error) {
 	log, err := c.cluster.Leading(p)
 	c.mu.Lock()

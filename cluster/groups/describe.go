@@ -19,9 +19,7 @@ func (c *Coordinator) DescribeGroups(ctx context.Context, req *kmsg.DescribeGrou
 		dg.Group = id
 		dg.State = stateDead.String()
 		dg.AuthorizedOperations = -2147483648
-		if err := validGroupID(id); err != nil {
-			dg.ErrorCode = kafkaerr.Code(err)
-		} else if s, err := c.shardFor(ctx, id); err != nil {
+		if s, err := c.groupShard(ctx, id); err != nil {
 			dg.ErrorCode = kafkaerr.Code(err)
 		} else if g := s.group(id, false); g != nil {
 			g.describe(&dg)
@@ -100,10 +98,7 @@ func (c *Coordinator) DeleteGroups(ctx context.Context, req *kmsg.DeleteGroupsRe
 }
 
 func (c *Coordinator) deleteGroup(ctx context.Context, id string) error {
-	if err := validGroupID(id); err != nil {
-		return err
-	}
-	s, err := c.shardFor(ctx, id)
+	s, err := c.groupShard(ctx, id)
 	if err != nil {
 		return err
 	}

@@ -27,10 +27,7 @@ func (c *Coordinator) OffsetCommit(ctx context.Context, req *kmsg.OffsetCommitRe
 		}
 		return resp
 	}
-	if err := validGroupID(req.Group); err != nil {
-		return fill(kafkaerr.Code(err))
-	}
-	s, err := c.shardFor(ctx, req.Group)
+	s, err := c.groupShard(ctx, req.Group)
 	if err != nil {
 		return fill(kafkaerr.Code(err))
 	}
@@ -163,11 +160,7 @@ func (c *Coordinator) OffsetFetch(ctx context.Context, req *kmsg.OffsetFetchRequ
 func (c *Coordinator) fetchGroup(ctx context.Context, rg kmsg.OffsetFetchRequestGroup) kmsg.OffsetFetchResponseGroup {
 	out := kmsg.NewOffsetFetchResponseGroup()
 	out.Group = rg.Group
-	if err := validGroupID(rg.Group); err != nil {
-		out.ErrorCode = kafkaerr.Code(err)
-		return out
-	}
-	s, err := c.shardFor(ctx, rg.Group)
+	s, err := c.groupShard(ctx, rg.Group)
 	if err != nil {
 		out.ErrorCode = kafkaerr.Code(err)
 		return out
@@ -212,11 +205,7 @@ func (c *Coordinator) fetchGroup(ctx context.Context, rg kmsg.OffsetFetchRequest
 // is not subscribed to.
 func (c *Coordinator) OffsetDelete(ctx context.Context, req *kmsg.OffsetDeleteRequest) *kmsg.OffsetDeleteResponse {
 	resp := req.ResponseKind().(*kmsg.OffsetDeleteResponse)
-	if err := validGroupID(req.Group); err != nil {
-		resp.ErrorCode = kafkaerr.Code(err)
-		return resp
-	}
-	s, err := c.shardFor(ctx, req.Group)
+	s, err := c.groupShard(ctx, req.Group)
 	if err != nil {
 		resp.ErrorCode = kafkaerr.Code(err)
 		return resp

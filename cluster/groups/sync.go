@@ -18,10 +18,7 @@ func (c *Coordinator) SyncGroup(ctx context.Context, req *kmsg.SyncGroupRequest)
 		resp.ErrorCode = kafkaerr.Code(err)
 		return resp
 	}
-	if err := validGroupID(req.Group); err != nil {
-		return fail(err)
-	}
-	s, err := c.shardFor(ctx, req.Group)
+	s, err := c.groupShard(ctx, req.Group)
 	if err != nil {
 		return fail(err)
 	}
@@ -143,11 +140,7 @@ func (g *group) sync(req *kmsg.SyncGroupRequest, resp *kmsg.SyncGroupResponse) (
 // needs it to rejoin.
 func (c *Coordinator) Heartbeat(ctx context.Context, req *kmsg.HeartbeatRequest) *kmsg.HeartbeatResponse {
 	resp := req.ResponseKind().(*kmsg.HeartbeatResponse)
-	if err := validGroupID(req.Group); err != nil {
-		resp.ErrorCode = kafkaerr.Code(err)
-		return resp
-	}
-	s, err := c.shardFor(ctx, req.Group)
+	s, err := c.groupShard(ctx, req.Group)
 	if err != nil {
 		resp.ErrorCode = kafkaerr.Code(err)
 		return resp
@@ -186,11 +179,7 @@ func (c *Coordinator) Heartbeat(ctx context.Context, req *kmsg.HeartbeatRequest)
 // LeaveGroup v0-5: members leave by id, or (v3+, batched) by instance id.
 func (c *Coordinator) LeaveGroup(ctx context.Context, req *kmsg.LeaveGroupRequest) *kmsg.LeaveGroupResponse {
 	resp := req.ResponseKind().(*kmsg.LeaveGroupResponse)
-	if err := validGroupID(req.Group); err != nil {
-		resp.ErrorCode = kafkaerr.Code(err)
-		return resp
-	}
-	s, err := c.shardFor(ctx, req.Group)
+	s, err := c.groupShard(ctx, req.Group)
 	if err != nil {
 		resp.ErrorCode = kafkaerr.Code(err)
 		return resp
