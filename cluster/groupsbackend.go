@@ -43,6 +43,15 @@ func (g groupsCluster) PartitionCount(topic string) int32 {
 	return -1
 }
 
+func (g groupsCluster) Topics() []groups.TopicInfo {
+	ts := g.n.metaFSM.State().Topics
+	out := make([]groups.TopicInfo, 0, len(ts))
+	for name, t := range ts {
+		out = append(out, groups.TopicInfo{Name: name, ID: t.ID, Partitions: int32(len(t.Partitions)), Internal: kafkaapi.IsInternal(name)})
+	}
+	return out
+}
+
 // offsetsLog is one __consumer_offsets partition in one leader epoch.
 type offsetsLog struct {
 	r     *replica

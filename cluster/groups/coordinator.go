@@ -51,6 +51,16 @@ type Cluster interface {
 	// PartitionCount is a topic's partition count, -1 when it does not
 	// exist.
 	PartitionCount(topic string) int32
+	// Topics lists every topic, for consumer groups' subscriptions.
+	Topics() []TopicInfo
+}
+
+// TopicInfo is one topic as consumer group assignment sees it.
+type TopicInfo struct {
+	Name       string
+	ID         [16]byte
+	Partitions int32
+	Internal   bool
 }
 
 // Config tunes the coordinator; the names follow Kafka's settings.
@@ -67,6 +77,15 @@ type Config struct {
 	// MaxMetadataBytes bounds a commit's metadata string
 	// (offset.metadata.max.bytes).
 	MaxMetadataBytes int
+	// ConsumerSessionTimeout and ConsumerHeartbeatInterval are the
+	// session timeout and heartbeat interval of consumer (KIP-848) group
+	// members (group.consumer.session.timeout.ms and
+	// group.consumer.heartbeat.interval.ms).
+	ConsumerSessionTimeout    time.Duration
+	ConsumerHeartbeatInterval time.Duration
+	// ConsumerAssignor is the server-side assignor used when members ask
+	// for none (the first of group.consumer.assignors).
+	ConsumerAssignor string
 	// Now is the clock; tests may replace it.
 	Now func() time.Time
 }
@@ -79,7 +98,13 @@ func DefaultConfig() Config {
 		InitialRebalanceDelay: 3 * time.Second,
 		MaxGroupSize:          1000,
 		MaxMetadataBytes:      4096,
-		Now:                   time.Now,
+		// Kafka's interval is 5 s. Heartbeats that change nothing write
+		// nothing, so a shorter one costs only a request, and it is what
+		// bounds how fast partitions move between members.
+		ConsumerSessionTimeout:    45 * time.Second,
+		ConsumerHeartbeatInterval: 500 * time.Millisecond,
+		ConsumerAssignor:          "uniform",
+		Now:                       time.Now,
 	}
 }
 
@@ -242,6 +267,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("group initial rebalance delay %s must be >= 0", c.InitialRebalanceDelay)
 	case c.MaxGroupSize < 1:
 		return fmt.Errorf("group max size %d must be >= 1", c.MaxGroupSize)
+	case c.ConsumerHeartbeatInterval < 10*time.Millisecond || c.ConsumerSessionTimeout <= c.ConsumerHeartbeatInterval:
+		return fmt.Errorf("consumer group heartbeat interval %s must be >= 10ms and below the session timeout %s", c.ConsumerHeartbeatInterval, c.ConsumerSessionTimeout)
+	case assignors[c.ConsumerAssignor] == nil:
+		return fmt.Errorf("consumer group assignor %q is not one of uniform, range", c.ConsumerAssignor)
 	case c.MaxMetadataBytes < 0:
 		return fmt.Errorf("offset metadata max bytes %d must be >= 0", c.MaxMetadataBytes)
 	}

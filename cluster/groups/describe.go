@@ -32,6 +32,10 @@ func (c *Coordinator) DescribeGroups(ctx context.Context, req *kmsg.DescribeGrou
 func (g *group) describe(dg *kmsg.DescribeGroupsResponseGroup) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if g.cg != nil {
+		g.cg.describeClassic(dg)
+		return
+	}
 	dg.State = g.state.String()
 	dg.ProtocolType = g.protocolType
 	if g.state == stateStable {
@@ -59,13 +63,16 @@ func (c *Coordinator) ListGroups(ctx context.Context, req *kmsg.ListGroupsReques
 		}
 		for _, g := range s.sortedGroups() {
 			g.mu.Lock()
-			state, ptype := g.state.String(), g.protocolType
+			state, ptype, gtype := g.stateName(), g.protocolType, g.typeName()
+			if g.cg != nil {
+				ptype = "consumer"
+			}
 			g.mu.Unlock()
-			if !matchesAny(req.StatesFilter, state) || !matchesAny(req.TypesFilter, "classic") {
+			if !matchesAny(req.StatesFilter, state) || !matchesAny(req.TypesFilter, gtype) {
 				continue
 			}
 			lg := kmsg.NewListGroupsResponseGroup()
-			lg.Group, lg.ProtocolType, lg.GroupState, lg.GroupType = g.id, ptype, state, "classic"
+			lg.Group, lg.ProtocolType, lg.GroupState, lg.GroupType = g.id, ptype, state, gtype
 			resp.Groups = append(resp.Groups, lg)
 		}
 	}
@@ -109,11 +116,14 @@ func (c *Coordinator) deleteGroup(ctx context.Context, id string) error {
 	g.writeMu.Lock()
 	defer g.writeMu.Unlock()
 	g.mu.Lock()
-	if g.state != stateEmpty {
+	if g.state != stateEmpty || (g.cg != nil && len(g.cg.members) > 0) {
 		g.mu.Unlock()
 		return kerr.NonEmptyGroup
 	}
 	keys, values := [][]byte{metadataKey(id)}, [][]byte{nil}
+	if g.cg != nil {
+		keys, values = append(keys, cgKey(id)), append(values, nil)
+	}
 	for k := range g.offsets {
 		keys = append(keys, offsetKey(id, k.topic, k.partition))
 		values = append(values, nil)
@@ -129,4 +139,29 @@ func (c *Coordinator) deleteGroup(ctx context.Context, id string) error {
 	}
 	s.forget(g)
 	return nil
+}
+
+// stateName is the group's state as ListGroups and DescribeGroups name
+// it; g.mu is held.
+func (g *group) stateName() string {
+	if g.cg != nil {
+		return g.cg.state()
+	}
+	return g.state.String()
+}
+
+// typeName is the group's type (ListGroups v5+); g.mu is held.
+func (g *group) typeName() string {
+	if g.cg != nil {
+		return "consumer"
+	}
+	return "classic"
+}
+
+// memberCount is how many members the group has; g.mu is held.
+func (g *group) memberCount() int {
+	if g.cg != nil {
+		return len(g.cg.members)
+	}
+	return len(g.members)
 }

@@ -121,6 +121,10 @@ type group struct {
 	rebalance    *time.Timer
 	rebalanceSeq uint64
 	initialUntil time.Time
+	// cg is set while the group is a consumer (KIP-848) group; ctimers
+	// are its members' timers.
+	cg      *consumerGroup
+	ctimers map[string]*ctimer
 	// syncing is set while the leader's assignment is being written.
 	syncing bool
 	// version counts state changes, for a write that must not apply to a
@@ -201,6 +205,12 @@ func (g *group) resume() {
 	for _, m := range g.members {
 		g.touch(m)
 	}
+	if g.cg != nil {
+		for _, m := range g.cg.sortedMembers() {
+			g.touchConsumer(m.ID)
+			g.armRevocation(m)
+		}
+	}
 }
 
 // stop ends every timer; the shard is gone.
@@ -216,6 +226,9 @@ func (g *group) stop() {
 	}
 	for _, m := range g.members {
 		g.stopMember(m)
+	}
+	for id := range g.ctimers {
+		g.stopConsumerTimers(id)
 	}
 }
 

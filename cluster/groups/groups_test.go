@@ -78,6 +78,20 @@ func (o *oneLeader) PartitionCount(t string) int32 {
 	return -1
 }
 
+func (o *oneLeader) Topics() []TopicInfo {
+	var out []TopicInfo
+	for name, n := range o.topics {
+		out = append(out, TopicInfo{Name: name, ID: topicID(name), Partitions: n, Internal: name == Topic})
+	}
+	return out
+}
+
+// topicID is a test topic's id: its name, padded.
+func topicID(name string) (id [16]byte) {
+	copy(id[:], name)
+	return id
+}
+
 func testCoordinator(t *testing.T, log *memLog) (*Coordinator, *oneLeader) {
 	cfg := DefaultConfig()
 	cfg.MinSessionTimeout = 100 * time.Millisecond

@@ -97,6 +97,16 @@ func (g *group) join(client Client, req *kmsg.JoinGroupRequest, resp *kmsg.JoinG
 		resp.ErrorCode = kerr.CoordinatorNotAvailable.Code
 		return nil
 	}
+	if g.cg != nil {
+		if len(g.cg.members) > 0 {
+			// A consumer group with members takes no classic members.
+			resp.ErrorCode = kerr.InconsistentGroupProtocol.Code
+			return nil
+		}
+		// An empty consumer group becomes a classic group again; the
+		// first generation's record, with members, says so in the log.
+		g.cg = nil
+	}
 	if !g.acceptsProtocols(req) {
 		resp.ErrorCode = kerr.InconsistentGroupProtocol.Code
 		return nil
@@ -418,6 +428,12 @@ func (g *group) persistAsync() {
 	go func() {
 		g.writeMu.Lock()
 		defer g.writeMu.Unlock()
+		g.mu.Lock()
+		consumer := g.cg != nil
+		g.mu.Unlock()
+		if consumer {
+			return
+		}
 		if err := g.s.write(context.Background(), [][]byte{key}, [][]byte{value}); err != nil {
 			g.s.c.logger.Warn("group metadata write failed", "group", g.id, "error", err)
 		}

@@ -55,7 +55,10 @@ func (c *Coordinator) Lag(ctx context.Context, ends EndOffsets) []GroupLag {
 		}
 		for _, g := range s.sortedGroups() {
 			g.mu.Lock()
-			sn := snap{lag: GroupLag{Group: g.id, State: g.state.String(), Members: len(g.members), Generation: g.generation}, offsets: map[topicPart]int64{}}
+			sn := snap{lag: GroupLag{Group: g.id, State: g.stateName(), Members: g.memberCount(), Generation: g.generation}, offsets: map[topicPart]int64{}}
+			if g.cg != nil {
+				sn.lag.Generation = g.cg.Epoch
+			}
 			for k, o := range g.offsets {
 				sn.offsets[k] = o.offset
 				need[TopicPartition{k.topic, k.partition}] = true

@@ -99,6 +99,9 @@ func (g *group) checkCommit(req *kmsg.OffsetCommitRequest, simple bool) int16 {
 	if g.stopped {
 		return kerr.NotCoordinator.Code
 	}
+	if g.cg != nil {
+		return g.cg.checkCommit(req, simple)
+	}
 	if simple {
 		if g.state != stateEmpty {
 			return unknownMember
@@ -113,6 +116,27 @@ func (g *group) checkCommit(req *kmsg.OffsetCommitRequest, simple bool) int16 {
 		return rebalancing
 	}
 	g.touch(m)
+	return 0
+}
+
+// checkCommit is a consumer group's rule: a member commits in its current
+// epoch (v9+), anyone else only while the group has no members.
+func (cg *consumerGroup) checkCommit(req *kmsg.OffsetCommitRequest, simple bool) int16 {
+	if simple {
+		if len(cg.members) > 0 {
+			return unknownMember
+		}
+		return 0
+	}
+	m := cg.members[req.MemberID]
+	switch {
+	case m == nil:
+		return unknownMember
+	case req.Version < 9:
+		return kerr.UnsupportedVersion.Code
+	case req.Generation != m.Epoch:
+		return kerr.StaleMemberEpoch.Code
+	}
 	return 0
 }
 
@@ -169,6 +193,11 @@ func (c *Coordinator) fetchGroup(ctx context.Context, rg kmsg.OffsetFetchRequest
 	offsets := map[topicPart]committed{}
 	if g != nil {
 		g.mu.Lock()
+		if code := g.checkFetch(rg); code != 0 {
+			g.mu.Unlock()
+			out.ErrorCode = code
+			return out
+		}
 		for k, v := range g.offsets {
 			offsets[k] = v
 		}
@@ -259,6 +288,17 @@ func (c *Coordinator) OffsetDelete(ctx context.Context, req *kmsg.OffsetDeleteRe
 // their consumer protocol metadata says.
 func (g *group) subscribedTopics() map[string]bool {
 	out := map[string]bool{}
+	if g.cg != nil {
+		for _, m := range g.cg.members {
+			for t := range m.Target {
+				out[t] = true
+			}
+			for _, t := range m.Topics {
+				out[t] = true
+			}
+		}
+		return out
+	}
 	if g.protocolType != "consumer" {
 		return out
 	}
@@ -271,4 +311,20 @@ func (g *group) subscribedTopics() map[string]bool {
 		}
 	}
 	return out
+}
+
+// checkFetch is a consumer group member's rule (v9+): it fetches in its
+// current epoch. Fetches without a member id are anyone's.
+func (g *group) checkFetch(rg kmsg.OffsetFetchRequestGroup) int16 {
+	if g.cg == nil || rg.MemberID == nil {
+		return 0
+	}
+	m := g.cg.members[*rg.MemberID]
+	switch {
+	case m == nil:
+		return unknownMember
+	case rg.MemberEpoch != m.Epoch:
+		return kerr.StaleMemberEpoch.Code
+	}
+	return 0
 }

@@ -1,6 +1,7 @@
 package groups
 
 import (
+	"encoding/json"
 	"fmt"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -14,6 +15,42 @@ const (
 	keyOffsetCommit  = 1
 	keyGroupMetadata = 2
 )
+
+// Key versions of Quire's own records for next-generation (KIP-848)
+// consumer groups: Kafka's record types for them are not in kmsg, and
+// versions far above Kafka's keep a tool that reads the topic from taking
+// them for Kafka's. The value is JSON.
+const (
+	keyConsumerGroup  = 1000
+	keyConsumerMember = 1001
+)
+
+// cgKey is the record key of a consumer group's epochs.
+func cgKey(group string) []byte {
+	return appendKeyString(appendKeyVersion(nil, keyConsumerGroup), group)
+}
+
+// cmKey is the record key of one consumer group member.
+func cmKey(group, member string) []byte {
+	return appendKeyString(appendKeyString(appendKeyVersion(nil, keyConsumerMember), group), member)
+}
+
+func appendKeyVersion(b []byte, v int16) []byte { return append(b, byte(v>>8), byte(v)) }
+
+func appendKeyString(b []byte, s string) []byte {
+	return append(append(b, byte(len(s)>>8), byte(len(s))), s...)
+}
+
+func readKeyString(b []byte) (string, []byte, error) {
+	if len(b) < 2 {
+		return "", nil, fmt.Errorf("short key")
+	}
+	n := int(b[0])<<8 | int(b[1])
+	if len(b) < 2+n {
+		return "", nil, fmt.Errorf("short key")
+	}
+	return string(b[2 : 2+n]), b[2+n:], nil
+}
 
 // offsetKey is the record key of a committed offset.
 func offsetKey(group, topic string, part int32) []byte {
@@ -76,6 +113,11 @@ type stateRecord struct {
 	// group metadata
 	isMeta bool
 	meta   *kmsg.GroupMetadataValue
+	// consumer groups: member is empty for the group's own record
+	isConsumer bool
+	member     string
+	cg         *consumerGroup
+	cm         *cmember
 	// tombstone is a record with no value: the key is deleted.
 	tombstone bool
 }
@@ -118,6 +160,34 @@ func decodeRecord(r partition.Record) (stateRecord, error) {
 			return out, fmt.Errorf("group value: %w", err)
 		}
 		out.meta = &v
+	case keyConsumerGroup, keyConsumerMember:
+		var err error
+		rest := r.Key[2:]
+		if out.group, rest, err = readKeyString(rest); err != nil {
+			return out, err
+		}
+		out.isConsumer = true
+		if version == keyConsumerMember {
+			if out.member, _, err = readKeyString(rest); err != nil {
+				return out, err
+			}
+		}
+		if r.Value == nil {
+			out.tombstone = true
+			return out, nil
+		}
+		if version == keyConsumerGroup {
+			out.cg = newConsumerGroup()
+			err = json.Unmarshal(r.Value, out.cg)
+			out.cg.enc = r.Value
+		} else {
+			out.cm = &cmember{ID: out.member}
+			err = json.Unmarshal(r.Value, out.cm)
+			out.cm.enc = r.Value
+		}
+		if err != nil {
+			return out, fmt.Errorf("consumer group value: %w", err)
+		}
 	default:
 		return out, fmt.Errorf("record key version %d", version)
 	}

@@ -134,9 +134,15 @@ func (s *shard) replay(r stateRecord) {
 		s.groups[r.group] = g
 	}
 	switch {
+	case r.isConsumer:
+		g.replayConsumer(r)
 	case r.isMeta && r.tombstone:
 		delete(s.groups, r.group)
+	case r.isMeta && g.cg != nil && len(r.meta.Members) == 0:
+		// An empty classic generation written as the group turned into
+		// a consumer group: the consumer group came later.
 	case r.isMeta:
+		g.cg = nil
 		// An empty group's generation is written without waiting, so a
 		// later generation's record can precede it in the log.
 		if r.meta.Generation >= g.generation {

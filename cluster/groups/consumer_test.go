@@ -1,0 +1,336 @@
+package groups
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+func TestUniformAssignorIsBalancedAndSticky(t *testing.T) {
+	topics := map[string]int32{"t": 12}
+	sub := map[string]bool{"t": true}
+	members := []assignee{{id: "a", topics: sub}, {id: "b", topics: sub}, {id: "c", topics: sub}}
+	first := assignUniform(members, topics)
+	for _, m := range members {
+		if n := first[m.id].size(); n != 4 {
+			t.Fatalf("%s got %d partitions, want 4: %v", m.id, n, first)
+		}
+	}
+	for i := range members {
+		members[i].prev = first[members[i].id]
+	}
+	members = append(members, assignee{id: "d", topics: sub})
+	second := assignUniform(members, topics)
+	moved := 0
+	for _, m := range members {
+		if n := second[m.id].size(); n != 3 {
+			t.Fatalf("%s got %d partitions, want 3: %v", m.id, n, second)
+		}
+		if m.id != "d" && !second[m.id].subsetOf(first[m.id]) {
+			t.Fatalf("%s was given a partition it did not have: %v -> %v", m.id, first[m.id], second[m.id])
+		}
+		moved += second[m.id].filter(func(t string, p int32) bool { return !first[m.id].has(t, p) }).size()
+	}
+	if moved != 3 {
+		t.Fatalf("%d partitions moved, want 3", moved)
+	}
+	// Every partition has exactly one owner.
+	seen := map[topicPart]string{}
+	for id, a := range second {
+		for tp, ps := range a {
+			for _, p := range ps {
+				if o, dup := seen[topicPart{tp, p}]; dup {
+					t.Fatalf("%s-%d assigned to %s and %s", tp, p, o, id)
+				}
+				seen[topicPart{tp, p}] = id
+			}
+		}
+	}
+	if len(seen) != 12 {
+		t.Fatalf("%d partitions assigned, want 12", len(seen))
+	}
+}
+
+func TestUniformAssignorHeterogeneous(t *testing.T) {
+	topics := map[string]int32{"x": 4, "y": 2}
+	members := []assignee{
+		{id: "a", topics: map[string]bool{"x": true, "y": true}},
+		{id: "b", topics: map[string]bool{"x": true}},
+		{id: "c", topics: map[string]bool{"y": true}},
+	}
+	out := assignUniform(members, topics)
+	if out["c"].size() == 0 || out["b"].size() == 0 || len(out["b"]["y"]) > 0 || len(out["c"]["x"]) > 0 {
+		t.Fatalf("assignment ignores subscriptions: %v", out)
+	}
+	if total := out["a"].size() + out["b"].size() + out["c"].size(); total != 6 {
+		t.Fatalf("%d partitions assigned, want 6: %v", total, out)
+	}
+}
+
+func TestRangeAssignorGivesContiguousRanges(t *testing.T) {
+	sub := map[string]bool{"t": true, "u": true}
+	out := assignRange([]assignee{{id: "a", topics: sub}, {id: "b", topics: sub}}, map[string]int32{"t": 5, "u": 5})
+	if fmt.Sprint(out["a"]["t"]) != "[0 1 2]" || fmt.Sprint(out["b"]["t"]) != "[3 4]" || fmt.Sprint(out["a"]["u"]) != "[0 1 2]" {
+		t.Fatalf("range assignment %v", out)
+	}
+}
+
+type cgMember struct {
+	id    string
+	epoch int32
+	owned assignment
+}
+
+func cgHeartbeat(t *testing.T, c *Coordinator, m *cgMember, full bool) *kmsg.ConsumerGroupHeartbeatResponse {
+	t.Helper()
+	r := kmsg.NewPtrConsumerGroupHeartbeatRequest()
+	r.Version = 1
+	r.Group, r.MemberID, r.MemberEpoch = "cg", m.id, m.epoch
+	if full || m.epoch == 0 {
+		r.RebalanceTimeoutMillis = 5000
+		r.SubscribedTopicNames = []string{"t"}
+		r.Topics = []kmsg.ConsumerGroupHeartbeatRequestTopic{}
+		if m.epoch != 0 {
+			for _, tp := range sortedKeys(m.owned) {
+				r.Topics = append(r.Topics, kmsg.ConsumerGroupHeartbeatRequestTopic{TopicID: topicID(tp), Partitions: m.owned[tp]})
+			}
+		}
+	}
+	resp := c.ConsumerGroupHeartbeat(context.Background(), Client{ID: "c"}, r)
+	if resp.ErrorCode == 0 {
+		m.epoch = resp.MemberEpoch
+		if resp.Assignment != nil {
+			m.owned = assignment{}
+			for _, at := range resp.Assignment.Topics {
+				m.owned[string(trimID(at.TopicID))] = at.Partitions
+			}
+		}
+	}
+	return resp
+}
+
+func trimID(id [16]byte) []byte {
+	for i, b := range id {
+		if b == 0 {
+			return id[:i]
+		}
+	}
+	return id[:]
+}
+
+// TestConsumerGroupReconciles: a second member gets partitions only after
+// the first has released them, and no partition is ever owned twice.
+func TestConsumerGroupReconciles(t *testing.T) {
+	c, _ := testCoordinator(t, &memLog{epoch: 1})
+	a, b := &cgMember{id: "a"}, &cgMember{id: "b"}
+	if r := cgHeartbeat(t, c, a, true); r.ErrorCode != 0 || a.owned.size() != 4 || a.epoch != 1 {
+		t.Fatalf("a joins: code %d epoch %d owned %v", r.ErrorCode, a.epoch, a.owned)
+	}
+	if r := cgHeartbeat(t, c, b, true); r.ErrorCode != 0 || b.owned.size() != 0 || b.epoch != 2 {
+		t.Fatalf("b joins: code %d epoch %d owned %v (a still owns all)", r.ErrorCode, b.epoch, b.owned)
+	}
+	if r := cgHeartbeat(t, c, a, false); r.ErrorCode != 0 || a.owned.size() != 2 || a.epoch != 1 {
+		t.Fatalf("a is told to revoke: code %d epoch %d owned %v", r.ErrorCode, a.epoch, a.owned)
+	}
+	if r := cgHeartbeat(t, c, b, false); r.ErrorCode != 0 || b.owned.size() != 0 {
+		t.Fatalf("b must wait for a: owned %v", b.owned)
+	}
+	if r := cgHeartbeat(t, c, a, true); r.ErrorCode != 0 || a.epoch != 2 {
+		t.Fatalf("a acknowledges: code %d epoch %d", r.ErrorCode, a.epoch)
+	}
+	if r := cgHeartbeat(t, c, b, false); r.ErrorCode != 0 || b.owned.size() != 2 || a.owned.intersects(b.owned) {
+		t.Fatalf("b gets the rest: %v (a has %v)", b.owned, a.owned)
+	}
+
+	// Fencing: a future epoch, an unknown member, a stale commit.
+	stale := &cgMember{id: "a", epoch: 7}
+	if r := cgHeartbeat(t, c, stale, false); r.ErrorCode != kerr.FencedMemberEpoch.Code {
+		t.Fatalf("future epoch: %v", kerr.ErrorForCode(r.ErrorCode))
+	}
+	if r := cgHeartbeat(t, c, &cgMember{id: "zz", epoch: 3}, false); r.ErrorCode != kerr.UnknownMemberID.Code {
+		t.Fatalf("unknown member: %v", kerr.ErrorForCode(r.ErrorCode))
+	}
+	cr := kmsg.NewPtrOffsetCommitRequest()
+	cr.Version, cr.Group, cr.MemberID, cr.Generation = 9, "cg", "a", 1
+	cr.Topics = []kmsg.OffsetCommitRequestTopic{{Topic: "t", Partitions: []kmsg.OffsetCommitRequestTopicPartition{{Partition: 0, Offset: 5}}}}
+	if code := c.OffsetCommit(context.Background(), cr).Topics[0].Partitions[0].ErrorCode; code != kerr.StaleMemberEpoch.Code {
+		t.Fatalf("stale commit: %v", kerr.ErrorForCode(code))
+	}
+	cr.Generation = a.epoch
+	if code := c.OffsetCommit(context.Background(), cr).Topics[0].Partitions[0].ErrorCode; code != 0 {
+		t.Fatalf("commit: %v", kerr.ErrorForCode(code))
+	}
+
+	// A classic member cannot join a consumer group that has members.
+	jr := joinReq("", nil, 10*time.Second)
+	jr.Group = "cg"
+	if code := c.JoinGroup(context.Background(), Client{ID: "c"}, jr).ErrorCode; code != kerr.InconsistentGroupProtocol.Code {
+		t.Fatalf("classic join: %v", kerr.ErrorForCode(code))
+	}
+
+	// b leaves: a gets everything back, once it heartbeats.
+	leave := &cgMember{id: "b", epoch: -1}
+	if r := cgHeartbeat(t, c, leave, false); r.ErrorCode != 0 || r.MemberEpoch != -1 {
+		t.Fatalf("leave: %v epoch %d", kerr.ErrorForCode(r.ErrorCode), r.MemberEpoch)
+	}
+	if r := cgHeartbeat(t, c, a, false); r.ErrorCode != 0 || a.owned.size() != 4 {
+		t.Fatalf("after b left a owns %v", a.owned)
+	}
+}
+
+// TestConsumerGroupSurvivesFailover: the next coordinator rebuilds
+// epochs, assignments and commits from the log.
+func TestConsumerGroupSurvivesFailover(t *testing.T) {
+	log := &memLog{epoch: 1}
+	c, _ := testCoordinator(t, log)
+	a, b := &cgMember{id: "a"}, &cgMember{id: "b"}
+	cgHeartbeat(t, c, a, true)
+	cgHeartbeat(t, c, b, true)
+	cgHeartbeat(t, c, a, false)
+	cgHeartbeat(t, c, a, true)
+	cgHeartbeat(t, c, b, false)
+	before := describeCG(t, c)
+	c.Close()
+
+	next, _ := testCoordinator(t, &memLog{epoch: 2, batches: log.batches, next: log.next})
+	after := describeCG(t, next)
+	if before != after {
+		t.Fatalf("state changed across fail-over:\n%s\n%s", before, after)
+	}
+	if r := cgHeartbeat(t, next, b, false); r.ErrorCode != 0 || r.MemberEpoch != b.epoch {
+		t.Fatalf("b heartbeats the new coordinator: %v epoch %d", kerr.ErrorForCode(r.ErrorCode), r.MemberEpoch)
+	}
+}
+
+func describeCG(t *testing.T, c *Coordinator) string {
+	t.Helper()
+	r := kmsg.NewPtrConsumerGroupDescribeRequest()
+	r.Version, r.Groups = 1, []string{"cg"}
+	g := c.ConsumerGroupDescribe(context.Background(), r).Groups[0]
+	if g.ErrorCode != 0 {
+		t.Fatalf("describe: %v", kerr.ErrorForCode(g.ErrorCode))
+	}
+	out := fmt.Sprintf("%s epoch=%d target=%d assignor=%s", g.State, g.Epoch, g.AssignmentEpoch, g.AssignorName)
+	for _, m := range g.Members {
+		out += fmt.Sprintf(" [%s e%d %v -> %v]", m.MemberID, m.MemberEpoch, m.Assignment.TopicPartitions, m.TargetAssignment.TopicPartitions)
+	}
+	return out
+}
+
+// TestConsumerGroupSessionAndStaticMembers: a member that stops
+// heartbeating is removed; a static member that leaves with -2 comes back
+// under a new id with its partitions and epoch.
+func TestConsumerGroupSessionAndStaticMembers(t *testing.T) {
+	log := &memLog{epoch: 1}
+	cfg := DefaultConfig()
+	cfg.ConsumerSessionTimeout = 300 * time.Millisecond
+	cfg.ConsumerHeartbeatInterval = 50 * time.Millisecond
+	cl := &oneLeader{log: log, topics: map[string]int32{"t": 4}}
+	c := New(cfg, cl, nil)
+	t.Cleanup(c.Close)
+
+	static := func(id string, epoch int32) *kmsg.ConsumerGroupHeartbeatResponse {
+		r := kmsg.NewPtrConsumerGroupHeartbeatRequest()
+		r.Version, r.Group, r.MemberID, r.MemberEpoch = 1, "cg", id, epoch
+		r.InstanceID = kmsg.StringPtr("i1")
+		r.RebalanceTimeoutMillis = 5000
+		r.SubscribedTopicNames = []string{"t"}
+		r.Topics = []kmsg.ConsumerGroupHeartbeatRequestTopic{}
+		return c.ConsumerGroupHeartbeat(context.Background(), Client{ID: "c"}, r)
+	}
+	first := static("s1", 0)
+	if first.ErrorCode != 0 || len(first.Assignment.Topics) != 1 {
+		t.Fatalf("static join: %v", kerr.ErrorForCode(first.ErrorCode))
+	}
+	if r := static("s2", 0); r.ErrorCode != kerr.UnreleasedInstanceID.Code {
+		t.Fatalf("second holder of the instance id: %v", kerr.ErrorForCode(r.ErrorCode))
+	}
+	if r := static("s1", -2); r.ErrorCode != 0 || r.MemberEpoch != -2 {
+		t.Fatalf("static leave: %v", kerr.ErrorForCode(r.ErrorCode))
+	}
+	back := static("s2", 0)
+	if back.ErrorCode != 0 || back.MemberEpoch != first.MemberEpoch || len(back.Assignment.Topics[0].Partitions) != 4 {
+		t.Fatalf("static rejoin: %v epoch %d (was %d) %v", kerr.ErrorForCode(back.ErrorCode), back.MemberEpoch, first.MemberEpoch, back.Assignment)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for describeCG(t, c) != "Empty epoch=2 target=2 assignor=uniform" {
+		if time.Now().After(deadline) {
+			t.Fatalf("member not expired: %s", describeCG(t, c))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestConsumerGroupRegexAndBadInput: a regex subscription follows the
+// topics that exist; bad requests get their codes.
+func TestConsumerGroupRegexAndBadInput(t *testing.T) {
+	c, cl := testCoordinator(t, &memLog{epoch: 1})
+	cl.topics["orders-eu"], cl.topics["orders-us"], cl.topics["other"] = 2, 3, 1
+	r := kmsg.NewPtrConsumerGroupHeartbeatRequest()
+	r.Version, r.Group, r.MemberID = 1, "cg", "m"
+	r.RebalanceTimeoutMillis = 5000
+	r.SubscribedTopicRegex = kmsg.StringPtr("orders-.*")
+	resp := c.ConsumerGroupHeartbeat(context.Background(), Client{}, r)
+	if resp.ErrorCode != 0 || len(resp.Assignment.Topics) != 2 {
+		t.Fatalf("regex join: %v %v", kerr.ErrorForCode(resp.ErrorCode), resp.Assignment)
+	}
+	for _, bad := range []struct {
+		name string
+		mod  func(r *kmsg.ConsumerGroupHeartbeatRequest)
+		code int16
+	}{
+		{"empty member id", func(r *kmsg.ConsumerGroupHeartbeatRequest) { r.MemberID = "" }, kerr.InvalidRequest.Code},
+		{"bad regex", func(r *kmsg.ConsumerGroupHeartbeatRequest) { r.SubscribedTopicRegex = kmsg.StringPtr("(") }, kerr.InvalidRegularExpression.Code},
+		{"unknown assignor", func(r *kmsg.ConsumerGroupHeartbeatRequest) { r.ServerAssignor = kmsg.StringPtr("magic") }, kerr.UnsupportedAssignor.Code},
+		{"join without subscription", func(r *kmsg.ConsumerGroupHeartbeatRequest) { r.SubscribedTopicRegex = nil }, kerr.InvalidRequest.Code},
+		{"empty group", func(r *kmsg.ConsumerGroupHeartbeatRequest) { r.Group = "" }, kerr.InvalidGroupID.Code},
+		{"epoch -3", func(r *kmsg.ConsumerGroupHeartbeatRequest) { r.MemberEpoch = -3 }, kerr.InvalidRequest.Code},
+	} {
+		req := kmsg.NewPtrConsumerGroupHeartbeatRequest()
+		req.Version, req.Group, req.MemberID = 1, "cg", "n"
+		req.RebalanceTimeoutMillis = 5000
+		req.SubscribedTopicRegex = kmsg.StringPtr("orders-.*")
+		bad.mod(req)
+		if code := c.ConsumerGroupHeartbeat(context.Background(), Client{}, req).ErrorCode; code != bad.code {
+			t.Errorf("%s: %v, want %v", bad.name, kerr.ErrorForCode(code), kerr.ErrorForCode(bad.code))
+		}
+	}
+	// The group is intact: m is still its only member.
+	if d := describeCG(t, c); d[:6] != "Stable" {
+		t.Fatalf("group disturbed: %s", d)
+	}
+}
+
+// TestEmptyClassicGroupBecomesConsumerGroup: commits made outside any
+// group survive the group turning into a consumer group.
+func TestEmptyClassicGroupBecomesConsumerGroup(t *testing.T) {
+	c, _ := testCoordinator(t, &memLog{epoch: 1})
+	cr := kmsg.NewPtrOffsetCommitRequest()
+	cr.Version, cr.Group, cr.Generation = 9, "cg", -1
+	cr.Topics = []kmsg.OffsetCommitRequestTopic{{Topic: "t", Partitions: []kmsg.OffsetCommitRequestTopicPartition{{Partition: 1, Offset: 42}}}}
+	if code := c.OffsetCommit(context.Background(), cr).Topics[0].Partitions[0].ErrorCode; code != 0 {
+		t.Fatalf("simple commit: %v", kerr.ErrorForCode(code))
+	}
+	m := &cgMember{id: "a"}
+	if r := cgHeartbeat(t, c, m, true); r.ErrorCode != 0 {
+		t.Fatalf("join: %v", kerr.ErrorForCode(r.ErrorCode))
+	}
+	fr := kmsg.NewPtrOffsetFetchRequest()
+	fr.Version = 9
+	g := kmsg.NewOffsetFetchRequestGroup()
+	g.Group, g.MemberID, g.MemberEpoch = "cg", kmsg.StringPtr("a"), m.epoch
+	g.Topics = []kmsg.OffsetFetchRequestGroupTopic{{Topic: "t", Partitions: []int32{1}}}
+	fr.Groups = []kmsg.OffsetFetchRequestGroup{g}
+	resp := c.OffsetFetch(context.Background(), fr)
+	if resp.Groups[0].ErrorCode != 0 || resp.Groups[0].Topics[0].Partitions[0].Offset != 42 {
+		t.Fatalf("fetch: %+v", resp.Groups[0])
+	}
+	fr.Groups[0].MemberEpoch = m.epoch + 5
+	if code := c.OffsetFetch(context.Background(), fr).Groups[0].ErrorCode; code != kerr.StaleMemberEpoch.Code {
+		t.Fatalf("stale fetch: %v", kerr.ErrorForCode(code))
+	}
+}

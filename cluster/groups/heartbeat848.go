@@ -1,0 +1,452 @@
+package groups
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/quirelog/quire/cluster/kafkaerr"
+)
+
+// ConsumerGroupHeartbeat v0-1 (KIP-848). A member joins with epoch 0,
+// heartbeats with its epoch and the partitions it owns, and leaves with
+// -1 (or -2, a static member that will be back). v1 members choose their
+// own id; v0 members are given one.
+func (c *Coordinator) ConsumerGroupHeartbeat(ctx context.Context, client Client, req *kmsg.ConsumerGroupHeartbeatRequest) *kmsg.ConsumerGroupHeartbeatResponse {
+	resp := req.ResponseKind().(*kmsg.ConsumerGroupHeartbeatResponse)
+	fail := func(err error, msg string) *kmsg.ConsumerGroupHeartbeatResponse {
+		resp.ErrorCode = kafkaerr.Code(err)
+		resp.ErrorMessage = kafkaerr.Message(err)
+		if msg != "" {
+			resp.ErrorMessage = &msg
+		}
+		return resp
+	}
+	if err, msg := checkHeartbeat(req); err != nil {
+		return fail(err, msg)
+	}
+	if req.MemberID == "" {
+		req.MemberID = newMemberUUID()
+	}
+	s, err := c.groupShard(ctx, req.Group)
+	if err != nil {
+		return fail(err, "")
+	}
+	g := s.group(req.Group, req.MemberEpoch == 0)
+	if g == nil {
+		return fail(kerr.UnknownMemberID, "the group does not exist")
+	}
+	g.writeMu.Lock()
+	defer g.writeMu.Unlock()
+	return g.consumerHeartbeat(ctx, client, req, resp, fail)
+}
+
+// checkHeartbeat is the request's own consistency, as Kafka checks it.
+func checkHeartbeat(req *kmsg.ConsumerGroupHeartbeatRequest) (error, string) {
+	switch {
+	case validGroupID(req.Group) != nil:
+		return kerr.InvalidGroupID, "the group id is empty or too long"
+	case req.MemberID == "" && req.Version >= 1:
+		return kerr.InvalidRequest, "MemberId can't be empty."
+	case req.MemberEpoch < -2:
+		return kerr.InvalidRequest, "MemberEpoch is invalid."
+	case req.InstanceID != nil && *req.InstanceID == "":
+		return kerr.InvalidRequest, "InstanceId can't be empty."
+	case req.ServerAssignor != nil && assignors[*req.ServerAssignor] == nil:
+		return kerr.UnsupportedAssignor, "ServerAssignor " + *req.ServerAssignor + " is not supported. Supported assignors: range, uniform."
+	}
+	if req.MemberEpoch == 0 {
+		switch {
+		case req.RebalanceTimeoutMillis == -1:
+			return kerr.InvalidRequest, "RebalanceTimeoutMs must be provided in first request."
+		case req.SubscribedTopicNames == nil && req.SubscribedTopicRegex == nil:
+			return kerr.InvalidRequest, "SubscribedTopicNames or SubscribedTopicRegex must be set in first request."
+		case len(req.Topics) > 0:
+			return kerr.InvalidRequest, "TopicPartitions must be empty when (re-)joining."
+		}
+	}
+	if req.SubscribedTopicRegex != nil && *req.SubscribedTopicRegex != "" {
+		if _, err := compileRegex(*req.SubscribedTopicRegex); err != nil {
+			return kerr.InvalidRegularExpression, "SubscribedTopicRegex is not a valid regular expression: " + err.Error()
+		}
+	}
+	return nil, ""
+}
+
+// newMemberUUID is a member id as v1 clients make them: 16 random bytes,
+// base64 for URLs.
+func newMemberUUID() string {
+	var b [16]byte
+	rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// consumerHeartbeat runs one heartbeat under the group's write lock.
+func (g *group) consumerHeartbeat(ctx context.Context, client Client, req *kmsg.ConsumerGroupHeartbeatRequest, resp *kmsg.ConsumerGroupHeartbeatResponse, fail func(error, string) *kmsg.ConsumerGroupHeartbeatResponse) *kmsg.ConsumerGroupHeartbeatResponse {
+	c := g.s.c
+	g.mu.Lock()
+	switch {
+	case g.stopped:
+		g.mu.Unlock()
+		return fail(kerr.NotCoordinator, "")
+	case g.state == stateDead:
+		g.mu.Unlock()
+		return fail(kerr.CoordinatorNotAvailable, "the group is being deleted")
+	case g.cg == nil && (len(g.members) > 0 || len(g.pending) > 0):
+		g.mu.Unlock()
+		return fail(kerr.GroupIDNotFound, "group "+g.id+" is a classic group with members; it becomes a consumer group once empty")
+	}
+	old := g.cg
+	if old == nil {
+		// An empty classic group (it may hold commits) becomes a
+		// consumer group; marking it now keeps classic joins out.
+		g.cg = newConsumerGroup()
+	}
+	g.mu.Unlock()
+	next := g.cg.clone()
+	v := newTopicView(c.cluster.Topics())
+
+	id := req.MemberID
+	m := next.members[id]
+	switch {
+	case req.MemberEpoch < 0:
+		if m == nil {
+			return g.abandon(old, fail(kerr.UnknownMemberID, ""))
+		}
+		if req.MemberEpoch == -2 && m.InstanceID != nil {
+			next.mut(id).Left = true
+		} else {
+			delete(next.members, id)
+			next.bump = true
+		}
+	case req.MemberEpoch == 0 && m == nil:
+		if req.InstanceID != nil {
+			if prev := next.static(*req.InstanceID); prev != nil {
+				if !prev.Left {
+					return g.abandon(old, fail(kerr.UnreleasedInstanceID, "static member "+*req.InstanceID+" is still in the group"))
+				}
+				// The instance comes back under a new id and takes its
+				// partitions and epoch without a rebalance.
+				m = prev.clone()
+				m.ID, m.Left, m.enc = id, false, nil
+				delete(next.members, prev.ID)
+				next.add(m)
+				break
+			}
+		}
+		if len(next.members) >= c.cfg.MaxGroupSize {
+			return g.abandon(old, fail(kerr.GroupMaxSizeReached, ""))
+		}
+		m = &cmember{ID: id}
+		next.add(m)
+		next.bump = true
+	case m == nil:
+		return g.abandon(old, fail(kerr.UnknownMemberID, ""))
+	case req.MemberEpoch > 0:
+		if m.Left || req.MemberEpoch > m.Epoch {
+			return g.abandon(old, fail(kerr.FencedMemberEpoch, ""))
+		}
+		if req.MemberEpoch < m.Epoch {
+			// Only the previous epoch, from a member that lost our last
+			// answer and owns nothing it was not given, is accepted.
+			owned := ownedFrom(req.Topics, v)
+			if req.MemberEpoch != m.PrevEpoch || owned == nil || !owned.subsetOf(m.Assigned) {
+				return g.abandon(old, fail(kerr.FencedMemberEpoch, ""))
+			}
+		}
+	}
+	var before assignment
+	if req.MemberEpoch >= 0 {
+		before = m.Assigned
+		if next.updateMember(id, req, client) {
+			next.bump = true
+		}
+	}
+	next.refresh(v, c.cfg.ConsumerAssignor)
+	if req.MemberEpoch >= 0 {
+		next.reconcile(id, ownedFrom(req.Topics, v))
+	}
+	if err := g.installConsumer(ctx, old, next); err != nil {
+		return fail(err, "")
+	}
+	resp.MemberID = &id
+	if req.MemberEpoch < 0 {
+		resp.MemberEpoch = req.MemberEpoch
+		return resp
+	}
+	m = next.members[id]
+	g.mu.Lock()
+	g.touchConsumer(id)
+	g.mu.Unlock()
+	resp.MemberEpoch = m.Epoch
+	resp.HeartbeatIntervalMillis = int32(c.cfg.ConsumerHeartbeatInterval.Milliseconds())
+	if m.State != memberStable || m.Epoch != next.TargetEpoch {
+		// A member that is reconciling comes back sooner: partitions
+		// move one heartbeat at a time.
+		resp.HeartbeatIntervalMillis = max(int32(c.cfg.ConsumerHeartbeatInterval.Milliseconds()/5), 10)
+	}
+	full := req.MemberEpoch == 0 || (req.RebalanceTimeoutMillis != -1 && (req.SubscribedTopicNames != nil || req.SubscribedTopicRegex != nil) && req.Topics != nil)
+	if full || !m.Assigned.equal(before) {
+		resp.Assignment = wireAssignment(m.Assigned, v)
+	}
+	return resp
+}
+
+// abandon answers an error for a heartbeat that changed nothing, undoing
+// the mark that turned an empty classic group into a consumer group.
+func (g *group) abandon(old *consumerGroup, resp *kmsg.ConsumerGroupHeartbeatResponse) *kmsg.ConsumerGroupHeartbeatResponse {
+	if old == nil {
+		g.mu.Lock()
+		if g.cg != nil && len(g.cg.members) == 0 {
+			g.cg = nil
+		}
+		g.mu.Unlock()
+	}
+	return resp
+}
+
+// updateMember takes the fields a heartbeat carries (null means
+// unchanged) and reports whether the assignment depends on what changed.
+func (cg *consumerGroup) updateMember(id string, req *kmsg.ConsumerGroupHeartbeatRequest, client Client) bool {
+	m := cg.members[id]
+	changed := false
+	upd := func() *cmember { m = cg.mut(id); return m }
+	if m.ClientID != client.ID || m.ClientHost != client.Host {
+		upd()
+		m.ClientID, m.ClientHost = client.ID, client.Host
+	}
+	if m.Left && req.MemberEpoch == 0 {
+		upd().Left = false
+	}
+	if req.InstanceID != nil && (m.InstanceID == nil || *m.InstanceID != *req.InstanceID) {
+		upd().InstanceID = req.InstanceID
+	}
+	if req.RackID != nil && (m.RackID == nil || *m.RackID != *req.RackID) {
+		upd().RackID = req.RackID
+	}
+	if req.RebalanceTimeoutMillis != -1 && req.RebalanceTimeoutMillis != m.RebalanceTimeoutMs {
+		upd().RebalanceTimeoutMs = req.RebalanceTimeoutMillis
+	}
+	if req.SubscribedTopicNames != nil {
+		names := append([]string(nil), req.SubscribedTopicNames...)
+		sort.Strings(names)
+		names = slices.Compact(names)
+		if !slices.Equal(names, m.Topics) {
+			upd().Topics = names
+			changed = true
+		}
+	}
+	if req.SubscribedTopicRegex != nil && *req.SubscribedTopicRegex != m.Regex {
+		upd().Regex = *req.SubscribedTopicRegex
+		changed = true
+	}
+	if req.ServerAssignor != nil && *req.ServerAssignor != m.Assignor {
+		upd().Assignor = *req.ServerAssignor
+		changed = true
+	}
+	return changed
+}
+
+// installConsumer writes what changed from old to next and, once it is
+// committed, makes next the group's state.
+func (g *group) installConsumer(ctx context.Context, old, next *consumerGroup) error {
+	keys, values := next.changes(g.id, old)
+	if len(keys) > 0 {
+		if err := g.s.write(ctx, keys, values); err != nil {
+			g.abandon(old, nil)
+			return err
+		}
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.stopped {
+		return kerr.NotCoordinator
+	}
+	if old != nil {
+		for id := range old.members {
+			if _, ok := next.members[id]; !ok {
+				g.stopConsumerTimers(id)
+			}
+		}
+	}
+	g.cg = next
+	for id := range next.touched {
+		if m := next.members[id]; m != nil {
+			g.armRevocation(m)
+		}
+	}
+	next.touched = nil
+	return nil
+}
+
+// ctimer is a consumer member's session timer and, while it must release
+// partitions, its rebalance timer; seq tells stale firings apart.
+type ctimer struct {
+	session, revoke *time.Timer
+	seq             uint64
+}
+
+func (g *group) timersOf(id string) *ctimer {
+	if g.ctimers == nil {
+		g.ctimers = map[string]*ctimer{}
+	}
+	t := g.ctimers[id]
+	if t == nil {
+		t = &ctimer{}
+		g.ctimers[id] = t
+	}
+	return t
+}
+
+// touchConsumer restarts a member's session timer; g.mu is held.
+func (g *group) touchConsumer(id string) {
+	if g.stopped {
+		return
+	}
+	t := g.timersOf(id)
+	if t.session != nil {
+		t.session.Stop()
+	}
+	t.seq++
+	seq := t.seq
+	t.session = time.AfterFunc(g.s.c.cfg.ConsumerSessionTimeout, func() { g.fence(id, seq, "session timed out") })
+}
+
+// armRevocation gives a member that must release partitions its
+// rebalance timeout to do so; g.mu is held.
+func (g *group) armRevocation(m *cmember) {
+	if g.stopped {
+		return
+	}
+	t := g.timersOf(m.ID)
+	if m.State != memberUnrevoked {
+		if t.revoke != nil {
+			t.revoke.Stop()
+			t.revoke = nil
+		}
+		return
+	}
+	if t.revoke != nil {
+		return
+	}
+	seq := t.seq
+	id := m.ID
+	t.revoke = time.AfterFunc(time.Duration(m.RebalanceTimeoutMs)*time.Millisecond, func() {
+		g.fence(id, seq, "did not release its partitions within its rebalance timeout")
+	})
+}
+
+func (g *group) stopConsumerTimers(id string) {
+	if t := g.ctimers[id]; t != nil {
+		if t.session != nil {
+			t.session.Stop()
+		}
+		if t.revoke != nil {
+			t.revoke.Stop()
+		}
+		t.seq++
+		delete(g.ctimers, id)
+	}
+}
+
+// fence removes a member that stopped heartbeating or kept partitions it
+// was told to release; its partitions go to the others.
+func (g *group) fence(id string, seq uint64, why string) {
+	g.writeMu.Lock()
+	defer g.writeMu.Unlock()
+	g.mu.Lock()
+	t := g.ctimers[id]
+	if g.stopped || g.cg == nil || t == nil || t.seq != seq || g.cg.members[id] == nil {
+		g.mu.Unlock()
+		return
+	}
+	old := g.cg
+	g.mu.Unlock()
+	c := g.s.c
+	c.logger.Info("consumer group member removed", "group", g.id, "member", id, "reason", why)
+	next := old.clone()
+	delete(next.members, id)
+	next.bump = true
+	next.refresh(newTopicView(c.cluster.Topics()), c.cfg.ConsumerAssignor)
+	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
+	defer cancel()
+	if err := g.installConsumer(ctx, old, next); err != nil {
+		c.logger.Warn("consumer group member removal not written; retrying", "group", g.id, "member", id, "error", err)
+		g.mu.Lock()
+		if !g.stopped {
+			time.AfterFunc(time.Second, func() { g.fence(id, seq, why) })
+		}
+		g.mu.Unlock()
+	}
+}
+
+// replayConsumer applies one stored consumer group record (load).
+func (g *group) replayConsumer(r stateRecord) {
+	switch {
+	case r.member == "" && r.tombstone:
+		g.cg = nil
+	case r.member == "":
+		if g.cg != nil {
+			r.cg.members = g.cg.members
+		}
+		g.cg = r.cg
+	case g.cg == nil && r.tombstone:
+	case r.tombstone:
+		delete(g.cg.members, r.member)
+	default:
+		if g.cg == nil {
+			g.cg = newConsumerGroup()
+		}
+		g.cg.members[r.member] = r.cm
+	}
+}
+
+// ownedFrom is the partitions a heartbeat says the member owns, by topic
+// name; nil when it did not say. Topics that no longer exist are left out.
+func ownedFrom(ts []kmsg.ConsumerGroupHeartbeatRequestTopic, v *topicView) assignment {
+	if ts == nil {
+		return nil
+	}
+	out := assignment{}
+	for _, t := range ts {
+		if name, ok := v.byID[t.TopicID]; ok {
+			out[name] = append(out[name], t.Partitions...)
+		}
+	}
+	for t, ps := range out {
+		out[t] = slices.Compact(sortedInt32(ps))
+	}
+	return out
+}
+
+func wireAssignment(a assignment, v *topicView) *kmsg.ConsumerGroupHeartbeatResponseAssignment {
+	out := kmsg.NewConsumerGroupHeartbeatResponseAssignment()
+	out.Topics = []kmsg.ConsumerGroupHeartbeatResponseAssignmentTopic{}
+	for _, t := range sortedKeys(a) {
+		info, ok := v.byName[t]
+		if !ok {
+			continue
+		}
+		at := kmsg.NewConsumerGroupHeartbeatResponseAssignmentTopic()
+		at.TopicID, at.Partitions = info.ID, append([]int32(nil), a[t]...)
+		out.Topics = append(out.Topics, at)
+	}
+	return &out
+}
+
+func (a assignment) subsetOf(b assignment) bool {
+	for t, ps := range a {
+		for _, p := range ps {
+			if !b.has(t, p) {
+				return false
+			}
+		}
+	}
+	return true
+}
