@@ -46,7 +46,7 @@ func (r *run) startGroup(ctx context.Context) *sync.WaitGroup {
 // groupConsume is one member: it records every record it is given.
 func (r *run) groupConsume(ctx context.Context, proc int) error {
 	c, err := client.NewConsumer(client.ConsumerConfig{Brokers: r.cfg.Target.Brokers(), Topic: r.cfg.Topic,
-		Group: r.groupName(), CommitInterval: time.Second, SessionTimeout: 10 * time.Second,
+		Group: r.groupName(), CommitInterval: time.Second, SessionTimeout: 10 * time.Second, NextGen: r.cfg.GroupProtocol == "consumer",
 		ClientID: fmt.Sprintf("quire-chaos-member-%d", proc)})
 	if err != nil {
 		return err

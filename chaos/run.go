@@ -31,6 +31,9 @@ type Config struct {
 	// GroupMembers consume the topic as one consumer group, committing
 	// every second; 0 runs no group workload.
 	GroupMembers int
+	// GroupProtocol is "classic" (the default) or "consumer", the
+	// next-generation protocol (KIP-848).
+	GroupProtocol string
 	Rate         int // produces per second per producer
 
 	// Each cycle waits a healthy gap, injects a fault and holds it for a
@@ -73,6 +76,9 @@ func (c Config) WithDefaults() Config {
 	if c.Rate == 0 {
 		c.Rate = 100
 	}
+	if c.GroupProtocol == "" {
+		c.GroupProtocol = "classic"
+	}
 	if c.Topic == "" {
 		c.Topic = fmt.Sprintf("chaos-%s-%d", c.Scenario, c.Seed)
 	}
@@ -89,7 +95,7 @@ func (c Config) Options() [][2]string {
 		{"nodes", fmt.Sprint(len(c.Target.Nodes()))}, {"topic", c.Topic},
 		{"partitions", fmt.Sprint(c.Partitions)}, {"replication", fmt.Sprint(c.Replication)},
 		{"idempotent-producers", fmt.Sprint(c.Idempotent)}, {"plain-producers", fmt.Sprint(c.Plain)},
-		{"consumers", fmt.Sprint(c.Consumers)}, {"group-members", fmt.Sprint(c.GroupMembers)}, {"rate", fmt.Sprint(c.Rate)},
+		{"consumers", fmt.Sprint(c.Consumers)}, {"group-members", fmt.Sprint(c.GroupMembers)}, {"group-protocol", c.GroupProtocol}, {"rate", fmt.Sprint(c.Rate)},
 		{"gap", c.GapMin.String() + "-" + c.GapMax.String()},
 		{"fault", c.FaultMin.String() + "-" + c.FaultMax.String()},
 		{"recovery", c.Recovery.String()},

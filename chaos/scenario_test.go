@@ -54,7 +54,8 @@ func (p inProcess) Replicas(_ context.Context, id int32) ([]chaos.ReplicaDigest,
 // TestPartitionScenarioInProcess runs the partition scenario (isolated
 // leaders, splits, bridges, one-way cuts, flapping) on an in-process
 // cluster under the race detector: every checker must check something
-// and find nothing.
+// and find nothing. Its group members speak the next-generation protocol
+// (the process-level chaos test covers the classic one).
 func TestPartitionScenarioInProcess(t *testing.T) {
 	if testing.Short() {
 		t.Skip("chaos scenario")
@@ -64,7 +65,7 @@ func TestPartitionScenarioInProcess(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	out, err := chaos.Run(ctx, chaos.Config{Target: target, Scenario: "partition", Duration: 20 * time.Second,
-		Seed: 3, Topic: target.topic, Partitions: target.partitions, Rate: 50, GroupMembers: 2,
+		Seed: 3, Topic: target.topic, Partitions: target.partitions, Rate: 50, GroupMembers: 2, GroupProtocol: "consumer",
 		GapMin: time.Second, GapMax: 2 * time.Second, FaultMin: 2 * time.Second, FaultMax: 4 * time.Second,
 		Recovery: 4 * time.Second, Progress: testLog{t}})
 	if err != nil {

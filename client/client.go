@@ -252,8 +252,11 @@ type ConsumerConfig struct {
 	Group          string
 	CommitInterval time.Duration
 	// SessionTimeout is the member's session (franz-go's default 45s
-	// when zero).
+	// when zero); the next-generation protocol takes the broker's.
 	SessionTimeout time.Duration
+	// NextGen makes the member speak the next-generation protocol
+	// (KIP-848), where the brokers assign partitions.
+	NextGen bool
 }
 
 // Consumer reads records by assignment.
@@ -278,6 +281,9 @@ func NewConsumer(cfg ConsumerConfig) (*Consumer, error) {
 		}
 		if cfg.SessionTimeout > 0 {
 			opts = append(opts, kgo.SessionTimeout(cfg.SessionTimeout))
+		}
+		if cfg.NextGen {
+			opts = append(opts, kgo.ServerSideBalancer())
 		}
 	} else if len(cfg.Partitions) == 0 {
 		opts = append(opts, kgo.ConsumeTopics(cfg.Topic), kgo.ConsumeResetOffset(start))

@@ -14,6 +14,8 @@ type GroupSummary struct {
 	Coordinator  int32  `json:"coordinator"`
 	State        string `json:"state"`
 	ProtocolType string `json:"protocol_type"`
+	// Type is "classic" or "consumer" (the next-generation protocol).
+	Type string `json:"type"`
 }
 
 // ListGroups lists every group of the cluster, sorted by id.
@@ -24,7 +26,7 @@ func (a *Admin) ListGroups(ctx context.Context) ([]GroupSummary, error) {
 	}
 	var out []GroupSummary
 	for _, g := range listed.Sorted() {
-		out = append(out, GroupSummary{Group: g.Group, Coordinator: g.Coordinator, State: g.State, ProtocolType: g.ProtocolType})
+		out = append(out, GroupSummary{Group: g.Group, Coordinator: g.Coordinator, State: g.State, ProtocolType: g.ProtocolType, Type: g.GroupType})
 	}
 	return out, nil
 }
@@ -52,13 +54,18 @@ type GroupMember struct {
 
 // GroupDetail is a group with its members and its lag per partition.
 type GroupDetail struct {
-	Group       string         `json:"group"`
-	Coordinator int32          `json:"coordinator"`
-	State       string         `json:"state"`
-	Protocol    string         `json:"protocol"`
-	Members     []GroupMember  `json:"members"`
-	Partitions  []PartitionLag `json:"partitions"`
-	TotalLag    int64          `json:"total_lag"`
+	Group       string `json:"group"`
+	Coordinator int32  `json:"coordinator"`
+	State       string `json:"state"`
+	// Type is "classic" or "consumer" (the next-generation protocol); a
+	// consumer group's protocol is its server-side assignor and its
+	// generation its group epoch.
+	Type       string         `json:"type"`
+	Protocol   string         `json:"protocol"`
+	Generation int32          `json:"generation,omitempty"`
+	Members    []GroupMember  `json:"members"`
+	Partitions []PartitionLag `json:"partitions"`
+	TotalLag   int64          `json:"total_lag"`
 }
 
 // DescribeGroup returns a group's members, commits and lag.
@@ -75,7 +82,10 @@ func (a *Admin) DescribeGroup(ctx context.Context, group string) (GroupDetail, e
 	if dg.Err != nil {
 		return out, fmt.Errorf("group %q: %w", group, dg.Err)
 	}
-	out.Coordinator, out.State, out.Protocol = dg.Coordinator.NodeID, dg.State, dg.Protocol
+	out.Coordinator, out.State, out.Protocol, out.Type = dg.Coordinator.NodeID, dg.State, dg.Protocol, "classic"
+	if cg, err := a.adm.DescribeConsumerGroups(ctx, group); err == nil && cg[group].Err == nil {
+		out.Type, out.Generation = "consumer", cg[group].Epoch
+	}
 	for _, m := range dg.Members {
 		out.Members = append(out.Members, GroupMember{MemberID: m.MemberID, InstanceID: m.InstanceID, ClientID: m.ClientID, Host: m.ClientHost})
 	}

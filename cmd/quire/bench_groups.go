@@ -31,15 +31,20 @@ type groupBenchOpts struct {
 	commitTime  time.Duration
 	consumeRecs int
 	valueSize   int
+
+	largeMembers int
+	largeParts   int32
+	largeRounds  int
+	only         string
 }
 
 func benchGroupsCmd() *cobra.Command {
 	o := groupBenchOpts{nodes: 3, rounds: 5, partitions: 12, commitConc: 64, commitParts: 1, commitTime: 10 * time.Second,
-		consumeRecs: 200000, valueSize: 1024}
+		consumeRecs: 200000, valueSize: 1024, largeMembers: 100, largeParts: 200, largeRounds: 3}
 	cmd := &cobra.Command{
 		Use:   "groups",
 		Short: "Measure consumer group rebalances, offset commits and group consumption",
-		Long: `Three measurements, on a fresh local cluster of --nodes brokers (or --brokers),
+		Long: `Four measurements, on a fresh local cluster of --nodes brokers (or --brokers),
 with franz-go clients at their defaults unless said:
 
   join      a stable group of 3 members consumes a topic of --partitions
@@ -47,6 +52,11 @@ with franz-go clients at their defaults unless said:
             joins. Timed from the 4th client's start until the group is stable
             with 4 assigned members and the 4th has consumed a record. The 4th
             then leaves and the group settles at 3 again; --rounds rounds.
+            Once with the classic protocol, once with the next-generation one
+            (KIP-848: kgo.ServerSideBalancer, the uniform assignor).
+  large     a next-generation group of --large-members members on
+            --large-partitions partitions; one more member joins, timed the
+            same way; --large-rounds rounds.
   commits   --commit-concurrency goroutines, each its own group and client,
             commit --commit-partitions partitions' offsets per OffsetCommit
             request in a loop (acknowledged once committed through Raft) for
@@ -77,6 +87,10 @@ that reproduces them.`,
 	f.DurationVar(&o.commitTime, "commit-time", o.commitTime, "how long to commit")
 	f.IntVar(&o.consumeRecs, "consume-records", o.consumeRecs, "records to consume per pass")
 	f.IntVar(&o.valueSize, "value-size", o.valueSize, "bytes per record value in the consume passes")
+	f.IntVar(&o.largeMembers, "large-members", o.largeMembers, "members of the large next-generation group")
+	f.Int32Var(&o.largeParts, "large-partitions", o.largeParts, "partitions of the large next-generation group's topic")
+	f.IntVar(&o.largeRounds, "large-rounds", o.largeRounds, "joins to time in the large group")
+	f.StringVar(&o.only, "only", "", "run only these measurements: comma-separated of join, large, commits, consume")
 	return cmd
 }
 
@@ -100,14 +114,29 @@ func runBenchGroups(ctx context.Context, o groupBenchOpts, out, progress io.Writ
 	fmt.Fprintf(out, "command: `%s` (build %s)\n\n", commandLine(), buildRevision())
 	fmt.Fprintf(out, "Machine: %d CPUs, %s/%s. Brokers: %d, replication factor %d, franz-go clients with default settings (cooperative-sticky, 3 s heartbeats, autocommit).\n\n",
 		runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, len(brokers), rf)
-	if err := benchGroupJoin(ctx, brokers, adm, rf, o, out, progress); err != nil {
-		return fmt.Errorf("join: %w", err)
+	steps := []struct {
+		name string
+		run  func() error
+	}{
+		{"join", func() error {
+			for _, jb := range []joinBench{classicJoin, nextGenJoin} {
+				if err := benchGroupJoin(ctx, brokers, adm, rf, o, jb, out, progress); err != nil {
+					return fmt.Errorf("%s: %w", jb.name, err)
+				}
+			}
+			return nil
+		}},
+		{"large", func() error { return benchNextGenScale(ctx, brokers, adm, rf, o, out, progress) }},
+		{"commits", func() error { return benchCommits(ctx, brokers, adm, rf, o, out, progress) }},
+		{"consume", func() error { return benchGroupConsume(ctx, brokers, adm, rf, o, out, progress) }},
 	}
-	if err := benchCommits(ctx, brokers, adm, rf, o, out, progress); err != nil {
-		return fmt.Errorf("commits: %w", err)
-	}
-	if err := benchGroupConsume(ctx, brokers, adm, rf, o, out, progress); err != nil {
-		return fmt.Errorf("consume: %w", err)
+	for _, step := range steps {
+		if o.only != "" && !slices.Contains(strings.Split(o.only, ","), step.name) {
+			continue
+		}
+		if err := step.run(); err != nil {
+			return fmt.Errorf("%s: %w", step.name, err)
+		}
 	}
 	return nil
 }
@@ -172,24 +201,51 @@ func groupSettled(ctx context.Context, adm *kadm.Client, group string, n int) bo
 	return true
 }
 
-func benchGroupJoin(ctx context.Context, brokers []string, adm *client.Admin, rf int16, o groupBenchOpts, out, progress io.Writer) error {
+// nextGenSettled reports whether a next-generation (KIP-848) group is
+// stable with n members, each assigned at least one partition.
+func nextGenSettled(ctx context.Context, adm *kadm.Client, group string, n int) bool {
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	d, err := adm.DescribeConsumerGroups(cctx, group)
+	if err != nil {
+		return false
+	}
+	g := d[group]
+	if g.Err != nil || g.State != "Stable" || len(g.Members) != n {
+		return false
+	}
+	for _, m := range g.Members {
+		if len(m.Assignment) == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// joinBench is one protocol's join measurement: how its members are made
+// and how the group is seen to settle.
+type joinBench struct {
+	name    string
+	opts    []kgo.Opt
+	settled func(ctx context.Context, adm *kadm.Client, group string, n int) bool
+}
+
+var (
+	classicJoin = joinBench{name: "Classic protocol", settled: groupSettled}
+	nextGenJoin = joinBench{name: "Next-generation protocol (KIP-848, franz-go `ServerSideBalancer`)",
+		opts: []kgo.Opt{kgo.ServerSideBalancer()}, settled: nextGenSettled}
+)
+
+func benchGroupJoin(ctx context.Context, brokers []string, adm *client.Admin, rf int16, o groupBenchOpts, jb joinBench, out, progress io.Writer) error {
 	topic := fmt.Sprintf("bench-join-%d", time.Now().UnixNano())
 	if err := adm.CreateTopic(ctx, topic, o.partitions, rf, nil); err != nil {
 		return err
 	}
-	prod, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.DefaultProduceTopic(topic), kgo.RecordPartitioner(kgo.RoundRobinPartitioner()))
+	stopProducing, err := trickle(ctx, brokers, topic)
 	if err != nil {
 		return err
 	}
-	defer prod.Close()
-	pctx, stopProducing := context.WithCancel(ctx)
 	defer stopProducing()
-	go func() {
-		for pctx.Err() == nil {
-			prod.Produce(pctx, kgo.StringRecord("x"), nil)
-			time.Sleep(500 * time.Microsecond)
-		}
-	}()
 	dcl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
 	if err != nil {
 		return err
@@ -204,7 +260,7 @@ func benchGroupJoin(ctx context.Context, brokers []string, adm *client.Admin, rf
 		}
 	}()
 	for i := 0; i < 3; i++ {
-		m, err := startBenchMember(brokers, group, topic)
+		m, err := startBenchMember(brokers, group, topic, jb.opts...)
 		if err != nil {
 			return err
 		}
@@ -212,7 +268,7 @@ func benchGroupJoin(ctx context.Context, brokers []string, adm *client.Admin, rf
 	}
 	wait := func(n int) error {
 		deadline := time.Now().Add(2 * time.Minute)
-		for !groupSettled(ctx, kadmin, group, n) {
+		for !jb.settled(ctx, kadmin, group, n) {
 			if time.Now().After(deadline) || ctx.Err() != nil {
 				return fmt.Errorf("group never settled with %d members", n)
 			}
@@ -226,7 +282,7 @@ func benchGroupJoin(ctx context.Context, brokers []string, adm *client.Admin, rf
 	var stable, consuming []time.Duration
 	for round := 0; round < o.rounds; round++ {
 		start := time.Now()
-		m, err := startBenchMember(brokers, group, topic)
+		m, err := startBenchMember(brokers, group, topic, jb.opts...)
 		if err != nil {
 			return err
 		}
@@ -236,7 +292,7 @@ func benchGroupJoin(ctx context.Context, brokers []string, adm *client.Admin, rf
 			if consumedAt == 0 && m.got.Load() > 0 {
 				consumedAt = time.Since(start)
 			}
-			if stableAt == 0 && groupSettled(ctx, kadmin, group, 4) {
+			if stableAt == 0 && jb.settled(ctx, kadmin, group, 4) {
 				stableAt = time.Since(start)
 			}
 			time.Sleep(10 * time.Millisecond)
@@ -246,7 +302,7 @@ func benchGroupJoin(ctx context.Context, brokers []string, adm *client.Admin, rf
 			return fmt.Errorf("round %d: the 4th member did not settle and consume within 2 minutes", round+1)
 		}
 		stable, consuming = append(stable, stableAt), append(consuming, max(stableAt, consumedAt))
-		fmt.Fprintf(progress, "bench: join %d/%d: stable with 4 after %s, 4th consuming after %s\n", round+1, o.rounds, ms(stableAt), ms(consumedAt))
+		fmt.Fprintf(progress, "bench: %s join %d/%d: stable with 4 after %s, 4th consuming after %s\n", jb.name, round+1, o.rounds, ms(stableAt), ms(consumedAt))
 		m.close()
 		if err := wait(3); err != nil {
 			return err
@@ -254,7 +310,7 @@ func benchGroupJoin(ctx context.Context, brokers []string, adm *client.Admin, rf
 	}
 	slices.Sort(stable)
 	slices.Sort(consuming)
-	fmt.Fprintf(out, "### Classic protocol: a 4th member joins a stable group of 3 on %d partitions\n\n", o.partitions)
+	fmt.Fprintf(out, "### %s: a 4th member joins a stable group of 3 on %d partitions\n\n", jb.name, o.partitions)
 	fmt.Fprintf(out, "| rounds | stable with 4, median | max | all 4 consuming, median | max |\n|---|---|---|---|---|\n")
 	fmt.Fprintf(out, "| %d | %s | %s | %s | %s |\n\n", len(stable), ms(nearestRank(stable, 0.5)), ms(stable[len(stable)-1]),
 		ms(nearestRank(consuming, 0.5)), ms(consuming[len(consuming)-1]))
@@ -440,4 +496,111 @@ func consumeAllOnce(ctx context.Context, brokers []string, topic string, group b
 		got += int64(fs.NumRecords())
 	}
 	return first, time.Since(start), nil
+}
+
+// trickle produces about 2,000 small records/s to every partition of
+// topic in turn, so that a member newly given a partition soon has a
+// record to read, until the returned func is called.
+func trickle(ctx context.Context, brokers []string, topic string) (func(), error) {
+	prod, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.DefaultProduceTopic(topic), kgo.RecordPartitioner(kgo.RoundRobinPartitioner()))
+	if err != nil {
+		return nil, err
+	}
+	pctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; pctx.Err() == nil; i++ {
+			prod.Produce(pctx, kgo.StringRecord(fmt.Sprintf("record-%d", i)), nil)
+			time.Sleep(500 * time.Microsecond)
+		}
+	}()
+	return func() {
+		cancel()
+		<-done
+		prod.Close()
+	}, nil
+}
+
+// benchNextGenScale times a large next-generation group converging after
+// one more member joins: --large-members members on --large-partitions
+// partitions, timed from the new client's start until the group is stable
+// with every member assigned and the new member has consumed a record.
+func benchNextGenScale(ctx context.Context, brokers []string, adm *client.Admin, rf int16, o groupBenchOpts, out, progress io.Writer) error {
+	topic := fmt.Sprintf("bench-large-%d", time.Now().UnixNano())
+	if err := adm.CreateTopic(ctx, topic, o.largeParts, rf, nil); err != nil {
+		return err
+	}
+	stopProducing, err := trickle(ctx, brokers, topic)
+	if err != nil {
+		return err
+	}
+	defer stopProducing()
+	dcl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		return err
+	}
+	defer dcl.Close()
+	kadmin := kadm.NewClient(dcl)
+	group := topic + "-group"
+	var members []*benchMember
+	defer func() {
+		for _, m := range members {
+			m.close()
+		}
+	}()
+	for i := 0; i < o.largeMembers; i++ {
+		m, err := startBenchMember(brokers, group, topic, nextGenJoin.opts...)
+		if err != nil {
+			return err
+		}
+		members = append(members, m)
+	}
+	wait := func(n int) error {
+		deadline := time.Now().Add(5 * time.Minute)
+		for !nextGenSettled(ctx, kadmin, group, n) {
+			if time.Now().After(deadline) || ctx.Err() != nil {
+				return fmt.Errorf("group never settled with %d members", n)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		return nil
+	}
+	fmt.Fprintf(progress, "bench: large group: %d members joining on %d partitions\n", o.largeMembers, o.largeParts)
+	if err := wait(o.largeMembers); err != nil {
+		return err
+	}
+	var took []time.Duration
+	for round := 0; round < o.largeRounds; round++ {
+		start := time.Now()
+		m, err := startBenchMember(brokers, group, topic, nextGenJoin.opts...)
+		if err != nil {
+			return err
+		}
+		var stableAt, consumedAt time.Duration
+		deadline := start.Add(2 * time.Minute)
+		for (stableAt == 0 || consumedAt == 0) && time.Now().Before(deadline) && ctx.Err() == nil {
+			if consumedAt == 0 && m.got.Load() > 0 {
+				consumedAt = time.Since(start)
+			}
+			if stableAt == 0 && nextGenSettled(ctx, kadmin, group, o.largeMembers+1) {
+				stableAt = time.Since(start)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		m.close()
+		if stableAt == 0 || consumedAt == 0 {
+			return fmt.Errorf("round %d: the group did not converge within 2 minutes", round+1)
+		}
+		took = append(took, max(stableAt, consumedAt))
+		fmt.Fprintf(progress, "bench: large group join %d/%d: converged after %s (new member consuming after %s)\n", round+1, o.largeRounds, ms(stableAt), ms(consumedAt))
+		if err := wait(o.largeMembers); err != nil {
+			return err
+		}
+	}
+	slices.Sort(took)
+	fmt.Fprintf(out, "### Next-generation protocol: one member joins a stable group of %d on %d partitions\n\n", o.largeMembers, o.largeParts)
+	fmt.Fprintf(out, "Timed until the group is Stable (every member at the target epoch, holding its whole target) and the new member has consumed a record.\n\n")
+	fmt.Fprintf(out, "| rounds | converged, median | max |\n|---|---|---|\n| %d | %s | %s |\n\n", len(took), ms(nearestRank(took, 0.5)), ms(took[len(took)-1]))
+	return nil
 }

@@ -77,6 +77,7 @@ summary.md per scenario. Exits 1 when any checker finds a violation.`,
 	f.IntVar(&o.cfg.Plain, "plain-producers", 1, "non-idempotent producers")
 	f.IntVar(&o.cfg.Consumers, "consumers", 1, "consumers reading by assignment")
 	f.IntVar(&o.cfg.GroupMembers, "group-members", 2, "members of one consumer group reading the topic and committing every second (0: no group workload)")
+	f.StringVar(&o.cfg.GroupProtocol, "group-protocol", "classic", "protocol of the group workload's members: classic, or consumer (next-generation, KIP-848)")
 	f.DurationVar(&o.cfg.FaultMin, "fault-min", 4*time.Second, "shortest fault")
 	f.DurationVar(&o.cfg.FaultMax, "fault-max", 12*time.Second, "longest fault")
 	f.DurationVar(&o.cfg.GapMin, "gap-min", 3*time.Second, "shortest healthy gap between faults")
@@ -95,6 +96,9 @@ type scenarioSummary struct {
 }
 
 func runChaos(ctx context.Context, o chaosRunOpts, out, progress io.Writer) error {
+	if p := o.cfg.GroupProtocol; p != "classic" && p != "consumer" {
+		return fmt.Errorf("--group-protocol %q: want classic or consumer", p)
+	}
 	names := chaos.Scenarios()
 	if o.scenario != "all" {
 		names = strings.Split(o.scenario, ",")

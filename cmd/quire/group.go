@@ -81,9 +81,9 @@ func groupListCmd(o *groupOptions) *cobra.Command {
 				return o.printJSON(cmd.OutOrStdout(), groups)
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "GROUP\tCOORDINATOR\tSTATE\tPROTOCOL-TYPE")
+			fmt.Fprintln(tw, "GROUP\tCOORDINATOR\tSTATE\tTYPE\tPROTOCOL-TYPE")
 			for _, g := range groups {
-				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", g.Group, g.Coordinator, g.State, g.ProtocolType)
+				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", g.Group, g.Coordinator, g.State, g.Type, g.ProtocolType)
 			}
 			return tw.Flush()
 		}),
@@ -116,8 +116,11 @@ func groupDescribeCmd(o *groupOptions) *cobra.Command {
 }
 
 func printGroup(w io.Writer, d client.GroupDetail) {
-	fmt.Fprintf(w, "GROUP        %s\nCOORDINATOR  %d\nSTATE        %s\nPROTOCOL     %s\nMEMBERS      %d\nTOTAL-LAG    %d\n\n",
-		d.Group, d.Coordinator, d.State, d.Protocol, len(d.Members), d.TotalLag)
+	fmt.Fprintf(w, "GROUP        %s\nCOORDINATOR  %d\nSTATE        %s\nTYPE         %s\nPROTOCOL     %s\n", d.Group, d.Coordinator, d.State, d.Type, d.Protocol)
+	if d.Type == "consumer" {
+		fmt.Fprintf(w, "EPOCH        %d\n", d.Generation)
+	}
+	fmt.Fprintf(w, "MEMBERS      %d\nTOTAL-LAG    %d\n\n", len(d.Members), d.TotalLag)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "TOPIC\tPARTITION\tCURRENT-OFFSET\tLOG-END-OFFSET\tLAG\tMEMBER-ID\tCLIENT-ID\tHOST")
 	for _, p := range d.Partitions {

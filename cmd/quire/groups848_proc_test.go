@@ -160,6 +160,13 @@ func TestNextGenGroupRebalances(t *testing.T) {
 	if g.AssignorName != "uniform" {
 		t.Fatalf("assignor %q, want uniform", g.AssignorName)
 	}
+	out, err := groupCLI(t, bs, "describe", "ng", "--format", "json")
+	if err != nil || !strings.Contains(out, `"type": "consumer"`) || strings.Count(out, `"member_id"`) != 3 {
+		t.Fatalf("quire group describe: %v\n%s", err, out)
+	}
+	if out, err := groupCLI(t, bs, "list"); err != nil || !strings.Contains(out, "consumer") {
+		t.Fatalf("quire group list: %v\n%s", err, out)
+	}
 	var all []string
 	produce := func(prefix string, n int) {
 		all = append(all, produceValues(t, bs, "next", prefix, n)...)
