@@ -34,7 +34,7 @@ type Config struct {
 	// GroupProtocol is "classic" (the default) or "consumer", the
 	// next-generation protocol (KIP-848).
 	GroupProtocol string
-	Rate         int // produces per second per producer
+	Rate          int // produces per second per producer
 
 	// Each cycle waits a healthy gap, injects a fault and holds it for a
 	// fault duration, both drawn uniformly from [min, max].

@@ -237,18 +237,36 @@ var (
 )
 
 func benchGroupJoin(ctx context.Context, brokers []string, adm *client.Admin, rf int16, o groupBenchOpts, jb joinBench, out, progress io.Writer) error {
-	topic := fmt.Sprintf("bench-join-%d", time.Now().UnixNano())
-	if err := adm.CreateTopic(ctx, topic, o.partitions, rf, nil); err != nil {
+	stable, consuming, err := joinRounds(ctx, brokers, adm, rf, jb, 3, o.partitions, o.rounds, progress)
+	if err != nil {
 		return err
+	}
+	fmt.Fprintf(out, "### %s: a 4th member joins a stable group of 3 on %d partitions\n\n", jb.name, o.partitions)
+	fmt.Fprintf(out, "| rounds | stable with 4, median | max | all 4 consuming, median | max |\n|---|---|---|---|---|\n")
+	fmt.Fprintf(out, "| %d | %s | %s | %s | %s |\n\n", len(stable), ms(nearestRank(stable, 0.5)), ms(stable[len(stable)-1]),
+		ms(nearestRank(consuming, 0.5)), ms(consuming[len(consuming)-1]))
+	return nil
+}
+
+// joinRounds forms a group of size members on a new topic of partitions
+// partitions that trickle writes to, then, rounds times, starts one more
+// member and times it from the client's start until the group is settled
+// with every member assigned (stable) and until, besides, the new member
+// has consumed a record (consuming); the new member then leaves and the
+// group settles again. Both lists come back sorted.
+func joinRounds(ctx context.Context, brokers []string, adm *client.Admin, rf int16, jb joinBench, size int, partitions int32, rounds int, progress io.Writer) (stable, consuming []time.Duration, err error) {
+	topic := fmt.Sprintf("bench-join-%d", time.Now().UnixNano())
+	if err := adm.CreateTopic(ctx, topic, partitions, rf, nil); err != nil {
+		return nil, nil, err
 	}
 	stopProducing, err := trickle(ctx, brokers, topic)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	defer stopProducing()
 	dcl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	defer dcl.Close()
 	kadmin := kadm.NewClient(dcl)
@@ -259,15 +277,15 @@ func benchGroupJoin(ctx context.Context, brokers []string, adm *client.Admin, rf
 			m.close()
 		}
 	}()
-	for i := 0; i < 3; i++ {
+	for i := 0; i < size; i++ {
 		m, err := startBenchMember(brokers, group, topic, jb.opts...)
 		if err != nil {
-			return err
+			return nil, nil, err
 		}
 		members = append(members, m)
 	}
 	wait := func(n int) error {
-		deadline := time.Now().Add(2 * time.Minute)
+		deadline := time.Now().Add(5 * time.Minute)
 		for !jb.settled(ctx, kadmin, group, n) {
 			if time.Now().After(deadline) || ctx.Err() != nil {
 				return fmt.Errorf("group never settled with %d members", n)
@@ -276,15 +294,15 @@ func benchGroupJoin(ctx context.Context, brokers []string, adm *client.Admin, rf
 		}
 		return nil
 	}
-	if err := wait(3); err != nil {
-		return err
+	fmt.Fprintf(progress, "bench: %s: %d members joining on %d partitions\n", jb.name, size, partitions)
+	if err := wait(size); err != nil {
+		return nil, nil, err
 	}
-	var stable, consuming []time.Duration
-	for round := 0; round < o.rounds; round++ {
+	for round := 0; round < rounds; round++ {
 		start := time.Now()
 		m, err := startBenchMember(brokers, group, topic, jb.opts...)
 		if err != nil {
-			return err
+			return nil, nil, err
 		}
 		var stableAt, consumedAt time.Duration
 		deadline := start.Add(2 * time.Minute)
@@ -292,29 +310,24 @@ func benchGroupJoin(ctx context.Context, brokers []string, adm *client.Admin, rf
 			if consumedAt == 0 && m.got.Load() > 0 {
 				consumedAt = time.Since(start)
 			}
-			if stableAt == 0 && jb.settled(ctx, kadmin, group, 4) {
+			if stableAt == 0 && jb.settled(ctx, kadmin, group, size+1) {
 				stableAt = time.Since(start)
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
+		m.close()
 		if stableAt == 0 || consumedAt == 0 {
-			m.close()
-			return fmt.Errorf("round %d: the 4th member did not settle and consume within 2 minutes", round+1)
+			return nil, nil, fmt.Errorf("round %d: the new member did not settle and consume within 2 minutes", round+1)
 		}
 		stable, consuming = append(stable, stableAt), append(consuming, max(stableAt, consumedAt))
-		fmt.Fprintf(progress, "bench: %s join %d/%d: stable with 4 after %s, 4th consuming after %s\n", jb.name, round+1, o.rounds, ms(stableAt), ms(consumedAt))
-		m.close()
-		if err := wait(3); err != nil {
-			return err
+		fmt.Fprintf(progress, "bench: %s, member %d joins %d/%d: stable after %s, new member consuming after %s\n", jb.name, size+1, round+1, rounds, ms(stableAt), ms(consumedAt))
+		if err := wait(size); err != nil {
+			return nil, nil, err
 		}
 	}
 	slices.Sort(stable)
 	slices.Sort(consuming)
-	fmt.Fprintf(out, "### %s: a 4th member joins a stable group of 3 on %d partitions\n\n", jb.name, o.partitions)
-	fmt.Fprintf(out, "| rounds | stable with 4, median | max | all 4 consuming, median | max |\n|---|---|---|---|---|\n")
-	fmt.Fprintf(out, "| %d | %s | %s | %s | %s |\n\n", len(stable), ms(nearestRank(stable, 0.5)), ms(stable[len(stable)-1]),
-		ms(nearestRank(consuming, 0.5)), ms(consuming[len(consuming)-1]))
-	return nil
+	return stable, consuming, nil
 }
 
 func benchCommits(ctx context.Context, brokers []string, adm *client.Admin, rf int16, o groupBenchOpts, out, progress io.Writer) error {
@@ -524,81 +537,12 @@ func trickle(ctx context.Context, brokers []string, topic string) (func(), error
 
 // benchNextGenScale times a large next-generation group converging after
 // one more member joins: --large-members members on --large-partitions
-// partitions, timed from the new client's start until the group is stable
-// with every member assigned and the new member has consumed a record.
+// partitions.
 func benchNextGenScale(ctx context.Context, brokers []string, adm *client.Admin, rf int16, o groupBenchOpts, out, progress io.Writer) error {
-	topic := fmt.Sprintf("bench-large-%d", time.Now().UnixNano())
-	if err := adm.CreateTopic(ctx, topic, o.largeParts, rf, nil); err != nil {
-		return err
-	}
-	stopProducing, err := trickle(ctx, brokers, topic)
+	_, took, err := joinRounds(ctx, brokers, adm, rf, nextGenJoin, o.largeMembers, o.largeParts, o.largeRounds, progress)
 	if err != nil {
 		return err
 	}
-	defer stopProducing()
-	dcl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
-	if err != nil {
-		return err
-	}
-	defer dcl.Close()
-	kadmin := kadm.NewClient(dcl)
-	group := topic + "-group"
-	var members []*benchMember
-	defer func() {
-		for _, m := range members {
-			m.close()
-		}
-	}()
-	for i := 0; i < o.largeMembers; i++ {
-		m, err := startBenchMember(brokers, group, topic, nextGenJoin.opts...)
-		if err != nil {
-			return err
-		}
-		members = append(members, m)
-	}
-	wait := func(n int) error {
-		deadline := time.Now().Add(5 * time.Minute)
-		for !nextGenSettled(ctx, kadmin, group, n) {
-			if time.Now().After(deadline) || ctx.Err() != nil {
-				return fmt.Errorf("group never settled with %d members", n)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-		return nil
-	}
-	fmt.Fprintf(progress, "bench: large group: %d members joining on %d partitions\n", o.largeMembers, o.largeParts)
-	if err := wait(o.largeMembers); err != nil {
-		return err
-	}
-	var took []time.Duration
-	for round := 0; round < o.largeRounds; round++ {
-		start := time.Now()
-		m, err := startBenchMember(brokers, group, topic, nextGenJoin.opts...)
-		if err != nil {
-			return err
-		}
-		var stableAt, consumedAt time.Duration
-		deadline := start.Add(2 * time.Minute)
-		for (stableAt == 0 || consumedAt == 0) && time.Now().Before(deadline) && ctx.Err() == nil {
-			if consumedAt == 0 && m.got.Load() > 0 {
-				consumedAt = time.Since(start)
-			}
-			if stableAt == 0 && nextGenSettled(ctx, kadmin, group, o.largeMembers+1) {
-				stableAt = time.Since(start)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-		m.close()
-		if stableAt == 0 || consumedAt == 0 {
-			return fmt.Errorf("round %d: the group did not converge within 2 minutes", round+1)
-		}
-		took = append(took, max(stableAt, consumedAt))
-		fmt.Fprintf(progress, "bench: large group join %d/%d: converged after %s (new member consuming after %s)\n", round+1, o.largeRounds, ms(stableAt), ms(consumedAt))
-		if err := wait(o.largeMembers); err != nil {
-			return err
-		}
-	}
-	slices.Sort(took)
 	fmt.Fprintf(out, "### Next-generation protocol: one member joins a stable group of %d on %d partitions\n\n", o.largeMembers, o.largeParts)
 	fmt.Fprintf(out, "Timed until the group is Stable (every member at the target epoch, holding its whole target) and the new member has consumed a record.\n\n")
 	fmt.Fprintf(out, "| rounds | converged, median | max |\n|---|---|---|\n| %d | %s | %s |\n\n", len(took), ms(nearestRank(took, 0.5)), ms(took[len(took)-1]))
