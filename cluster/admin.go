@@ -93,12 +93,7 @@ func (n *Node) servePartitions(w http.ResponseWriter, _ *http.Request) {
 		http.Error(w, "starting", http.StatusServiceUnavailable)
 		return
 	}
-	n.mu.RLock()
-	keys := make([]tp, 0, len(n.replicas))
-	for k := range n.replicas {
-		keys = append(keys, k)
-	}
-	n.mu.RUnlock()
+	keys := n.running.keys()
 	sort.Slice(keys, func(i, j int) bool {
 		if keys[i].topic != keys[j].topic {
 			return keys[i].topic < keys[j].topic

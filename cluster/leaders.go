@@ -105,9 +105,7 @@ func (n *Node) observe() {
 			return
 		case o = <-n.observations:
 		}
-		n.mu.RLock()
-		g, r := n.groups[o.Raft], n.byRaft[o.Raft]
-		n.mu.RUnlock()
+		g, r := n.running.ofRaft(o.Raft)
 		switch v := o.Data.(type) {
 		case raft.LeaderObservation:
 			n.metrics.observations.WithLabelValues("leader").Inc()

@@ -49,12 +49,8 @@ type Node struct {
 	advKafka string
 	advNode  string
 
-	// mu guards replicas, byRaft, groups and byName.
-	mu       sync.RWMutex
-	replicas map[tp]*replica
-	byRaft   map[*raft.Raft]*replica
-	groups   map[*raft.Raft]*raftGroup
-	byName   map[string]*raftGroup
+	// running indexes the replicas and Raft groups the node runs.
+	running *registry
 
 	elections *electionDriver
 	// goneAt holds, per peer (int32), when its process was last found gone
@@ -75,8 +71,6 @@ type Node struct {
 	joinIndex atomic.Uint64
 	// memLimit is the heap soft limit last set (see setMemoryLimit).
 	memLimit atomic.Int64
-	// replicaList caches allReplicas; nil after a change.
-	replicaList atomic.Pointer[[]*replica]
 	// obsDone ends the observation loop, after every group has stopped:
 	// raft blocks on an observer nobody reads.
 	obsDone chan struct{}
@@ -132,10 +126,7 @@ func Start(cfg Config, logger hclog.Logger) (*Node, error) {
 		reg:            reg,
 		metrics:        newNodeMetrics(reg),
 		metaFSM:        fsm.NewMetaFSM(),
-		replicas:       make(map[tp]*replica),
-		byRaft:         make(map[*raft.Raft]*replica),
-		groups:         make(map[*raft.Raft]*raftGroup),
-		byName:         make(map[string]*raftGroup),
+		running:        newRegistry(),
 		elections:      newElectionDriver(),
 		obsDone:        make(chan struct{}),
 		observations:   make(chan raft.Observation, 16384),
@@ -366,14 +357,7 @@ func (n *Node) Close() error {
 	start := time.Now()
 	handed := n.handOffLeadership()
 	handedAt := time.Now()
-	n.mu.Lock()
-	reps := make([]*replica, 0, len(n.replicas))
-	for key, r := range n.replicas {
-		reps = append(reps, r)
-		delete(n.replicas, key)
-	}
-	n.replicasChanged()
-	n.mu.Unlock()
+	reps := n.running.takeAll()
 	if n.meta != nil {
 		defer n.removeGroup(n.meta)
 	}
@@ -436,11 +420,7 @@ func takeCleanMarker(dir string) (bool, error) {
 	return true, partition.SyncDir(dir)
 }
 
-func (n *Node) replica(t tp) *replica {
-	n.mu.RLock()
-	defer n.mu.RUnlock()
-	return n.replicas[t]
-}
+func (n *Node) replica(t tp) *replica { return n.running.replica(t) }
 
 // Ready reports whether the node can serve: the metadata group has a
 // leader and has applied what it committed, and every partition the
@@ -460,11 +440,9 @@ func (n *Node) Ready() error {
 		return errors.New("not registered with the controller yet")
 	}
 	want := n.desiredReplicas(state)
-	n.mu.RLock()
-	defer n.mu.RUnlock()
 	for key, t := range want {
-		r, ok := n.replicas[key]
-		if !ok || r.topicID != t.ID {
+		r := n.running.replica(key)
+		if r == nil || r.topicID != t.ID {
 			return fmt.Errorf("partition %s is not running yet", key)
 		}
 		if !r.leaderKnown() {
@@ -699,62 +677,24 @@ func (n *Node) PartitionRaftIndex(topic string, partition int32) (last uint64, o
 func (n *Node) BrokerAlive(id int32) bool { return n.alive(id) }
 
 // addGroup indexes a started group for observations and election calls.
-func (n *Node) addGroup(g *raftGroup) {
-	n.mu.Lock()
-	n.groups[g.raft] = g
-	n.byName[g.name] = g
-	n.mu.Unlock()
-}
+func (n *Node) addGroup(g *raftGroup) { n.running.addGroup(g) }
 
 // removeGroup drops a stopped group from the indexes.
 func (n *Node) removeGroup(g *raftGroup) {
-	n.mu.Lock()
-	if n.groups[g.raft] == g {
-		delete(n.groups, g.raft)
-	}
-	if n.byName[g.name] == g {
-		delete(n.byName, g.name)
-	}
-	n.mu.Unlock()
+	n.running.removeGroup(g)
 	n.elections.drop(g)
 }
 
 // replicaOf is the replica whose group g is, or nil.
 func (n *Node) replicaOf(g *raftGroup) *replica {
-	n.mu.RLock()
-	defer n.mu.RUnlock()
-	return n.byRaft[g.raft]
+	_, r := n.running.ofRaft(g.raft)
+	return r
 }
 
-func (n *Node) groupByName(name string) *raftGroup {
-	n.mu.RLock()
-	defer n.mu.RUnlock()
-	return n.byName[name]
-}
+func (n *Node) groupByName(name string) *raftGroup { return n.running.groupByName(name) }
 
-// allReplicas lists the running partition replicas. The list is shared
-// and must not be modified; it is made again only when replicas start or
-// stop, as the node's loops walk it every few seconds.
-func (n *Node) allReplicas() []*replica {
-	if l := n.replicaList.Load(); l != nil {
-		return *l
-	}
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if l := n.replicaList.Load(); l != nil {
-		return *l
-	}
-	out := make([]*replica, 0, len(n.replicas))
-	for _, r := range n.replicas {
-		out = append(out, r)
-	}
-	n.replicaList.Store(&out)
-	return out
-}
-
-// replicasChanged drops the cached replica list; call it with mu held,
-// whenever n.replicas changes.
-func (n *Node) replicasChanged() { n.replicaList.Store(nil) }
+// allReplicas lists the running partition replicas (see registry.all).
+func (n *Node) allReplicas() []*replica { return n.running.all() }
 
 // stopReplicas stops replicas a few at a time: a node with thousands
 // should not take a raft shutdown per replica, in turn, to exit.

@@ -71,26 +71,21 @@ func (n *Node) reconcile(s *fsm.MetaState) {
 	}
 	want := n.desiredReplicas(s)
 	n.setMemoryLimit(len(want))
-	n.mu.RLock()
 	var stale []*replica
-	for key, r := range n.replicas {
-		if t, ok := want[key]; !ok || t.ID != r.topicID {
+	for _, r := range n.running.all() {
+		if t, ok := want[r.tp]; !ok || t.ID != r.topicID {
 			stale = append(stale, r)
 		}
 	}
 	var missing []tp
 	for key := range want {
-		if r, ok := n.replicas[key]; !ok || r.topicID != want[key].ID {
+		if r := n.running.replica(key); r == nil || r.topicID != want[key].ID {
 			missing = append(missing, key)
 		}
 	}
-	n.mu.RUnlock()
 
 	for _, r := range stale {
-		n.mu.Lock()
-		delete(n.replicas, r.tp)
-		n.replicasChanged()
-		n.mu.Unlock()
+		n.running.drop(r.tp)
 		if err := r.destroy(n); err != nil {
 			n.logger.Warn("removing replica failed", "partition", r.tp.String(), "error", err)
 		} else {
@@ -130,10 +125,7 @@ func (n *Node) startReplicas(missing []tp, want map[tp]*fsm.Topic) {
 					n.logger.Error("starting replica failed", "partition", key.String(), "error", err)
 					continue
 				}
-				n.mu.Lock()
-				n.replicas[key] = r
-				n.replicasChanged()
-				n.mu.Unlock()
+				n.running.put(key, r)
 				n.logger.Debug("started replica", "partition", key.String())
 			}
 		}()
@@ -168,11 +160,9 @@ func (n *Node) removeOrphanDirs() {
 	for key, t := range want {
 		keep[filepath.Base(n.partitionDir(key, t.ID))] = true
 	}
-	n.mu.RLock()
-	for _, r := range n.replicas {
+	for _, r := range n.running.all() {
 		keep[filepath.Base(r.dir)] = true
 	}
-	n.mu.RUnlock()
 	n.dropOrphanShares(keep)
 	for _, e := range entries {
 		if !e.IsDir() || keep[e.Name()] {

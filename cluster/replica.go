@@ -150,13 +150,9 @@ func (n *Node) startReplica(t tp, topic *fsm.Topic) (*replica, error) {
 	// The log found at start counts as snapshotted: a restart must not
 	// set thousands of replicas snapshotting at once.
 	r.snapBase.Store(g.raft.LastIndex())
-	n.mu.Lock()
-	n.byRaft[g.raft] = r
-	n.mu.Unlock()
+	n.running.bindRaft(g.raft, r)
 	r.forget = func() {
-		n.mu.Lock()
-		delete(n.byRaft, g.raft)
-		n.mu.Unlock()
+		n.running.unbindRaft(g.raft)
 		n.removeGroup(g)
 	}
 	// A new group elects at once, and a restarted one finds out whether
