@@ -54,10 +54,12 @@ type cmember struct {
 	// Left is set when a static member left saying it will be back: its
 	// partitions stay reserved for its instance id until its session
 	// times out.
-	Left     bool       `json:"left,omitempty"`
-	Assigned assignment `json:"assigned,omitempty"`
-	Revoking assignment `json:"revoking,omitempty"`
-	Target   assignment `json:"target,omitempty"`
+	Left bool `json:"left,omitempty"`
+	// Classic is set for a member that speaks the classic protocol.
+	Classic  *classicMeta `json:"classic,omitempty"`
+	Assigned assignment   `json:"assigned,omitempty"`
+	Revoking assignment   `json:"revoking,omitempty"`
+	Target   assignment   `json:"target,omitempty"`
 
 	// enc is the record last written or read for the member.
 	enc []byte
@@ -67,6 +69,7 @@ func (m *cmember) clone() *cmember {
 	c := *m
 	c.Topics = append([]string(nil), m.Topics...)
 	c.Assigned, c.Revoking, c.Target = m.Assigned.clone(), m.Revoking.clone(), m.Target.clone()
+	c.Classic = m.Classic.clone()
 	return &c
 }
 

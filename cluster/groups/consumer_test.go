@@ -165,13 +165,6 @@ func TestConsumerGroupReconciles(t *testing.T) {
 		t.Fatalf("commit: %v", kerr.ErrorForCode(code))
 	}
 
-	// A classic member cannot join a consumer group that has members.
-	jr := joinReq("", nil, 10*time.Second)
-	jr.Group = "cg"
-	if code := c.JoinGroup(context.Background(), Client{ID: "c"}, jr).ErrorCode; code != kerr.InconsistentGroupProtocol.Code {
-		t.Fatalf("classic join: %v", kerr.ErrorForCode(code))
-	}
-
 	// b leaves: a gets everything back, once it heartbeats.
 	leave := &cgMember{id: "b", epoch: -1}
 	if r := cgHeartbeat(t, c, leave, false); r.ErrorCode != 0 || r.MemberEpoch != -1 {
@@ -332,5 +325,114 @@ func TestEmptyClassicGroupBecomesConsumerGroup(t *testing.T) {
 	fr.Groups[0].MemberEpoch = m.epoch + 5
 	if code := c.OffsetFetch(context.Background(), fr).Groups[0].ErrorCode; code != kerr.StaleMemberEpoch.Code {
 		t.Fatalf("stale fetch: %v", kerr.ErrorForCode(code))
+	}
+}
+
+// TestClassicMembersInConsumerGroup: a classic member joins a consumer
+// group and gets its partitions from the server's assignor, through
+// JoinGroup, SyncGroup and heartbeats that send it to rejoin; when the
+// last next-generation member leaves the group turns classic, and a
+// next-generation member joining turns it back.
+func TestClassicMembersInConsumerGroup(t *testing.T) {
+	c, _ := testCoordinator(t, &memLog{epoch: 1})
+	ctx := context.Background()
+	a := &cgMember{id: "a"}
+	cgHeartbeat(t, c, a, true)
+
+	classicJoin := func(member string) *kmsg.JoinGroupResponse {
+		r := joinReq(member, nil, 10*time.Second)
+		r.Group = "cg"
+		return c.JoinGroup(ctx, Client{ID: "classic"}, r)
+	}
+	sync := func(member string, gen int32) (int16, assignment) {
+		r := syncReq(member, gen, nil)
+		r.Group = "cg"
+		resp := c.SyncGroup(ctx, r)
+		var plan kmsg.ConsumerMemberAssignment
+		got := assignment{}
+		if resp.ErrorCode == 0 && plan.ReadFrom(resp.MemberAssignment) == nil {
+			for _, tp := range plan.Topics {
+				got[tp.Topic] = tp.Partitions
+			}
+		}
+		return resp.ErrorCode, got
+	}
+	hb := func(member string, gen int32) int16 {
+		r := kmsg.NewPtrHeartbeatRequest()
+		r.Group, r.MemberID, r.Generation = "cg", member, gen
+		return c.Heartbeat(ctx, r).ErrorCode
+	}
+
+	first := classicJoin("")
+	if first.ErrorCode != kerr.MemberIDRequired.Code {
+		t.Fatalf("first classic join: %v", kerr.ErrorForCode(first.ErrorCode))
+	}
+	id := first.MemberID
+	j := classicJoin(id)
+	if j.ErrorCode != 0 || j.Generation != 2 || j.LeaderID == id || *j.Protocol != "range" {
+		t.Fatalf("classic join: %v gen %d leader %q", kerr.ErrorForCode(j.ErrorCode), j.Generation, j.LeaderID)
+	}
+	if code, got := sync(id, j.Generation); code != 0 || got.size() != 0 {
+		t.Fatalf("classic sync while a holds everything: %v %v", kerr.ErrorForCode(code), got)
+	}
+	if code := hb(id, j.Generation); code != 0 {
+		t.Fatalf("heartbeat: %v", kerr.ErrorForCode(code))
+	}
+	cgHeartbeat(t, c, a, false) // told to revoke two
+	cgHeartbeat(t, c, a, true)  // released them
+	if code := hb(id, j.Generation); code != kerr.RebalanceInProgress.Code {
+		t.Fatalf("heartbeat once partitions are free: %v", kerr.ErrorForCode(code))
+	}
+	j = classicJoin(id)
+	code, got := sync(id, j.Generation)
+	if code != 0 || got.size() != 2 || got.intersects(a.owned) {
+		t.Fatalf("classic member gets the released partitions: %v %v (a has %v)", kerr.ErrorForCode(code), got, a.owned)
+	}
+	if d := describeCG(t, c); d[:6] != "Stable" {
+		t.Fatalf("mixed group: %s", d)
+	}
+	cr := kmsg.NewPtrOffsetCommitRequest()
+	cr.Version, cr.Group, cr.MemberID, cr.Generation = 8, "cg", id, j.Generation
+	cr.Topics = []kmsg.OffsetCommitRequestTopic{{Topic: "t", Partitions: []kmsg.OffsetCommitRequestTopicPartition{{Partition: got["t"][0], Offset: 7}}}}
+	if code := c.OffsetCommit(ctx, cr).Topics[0].Partitions[0].ErrorCode; code != 0 {
+		t.Fatalf("classic member commits: %v", kerr.ErrorForCode(code))
+	}
+	cr.Generation--
+	if code := c.OffsetCommit(ctx, cr).Topics[0].Partitions[0].ErrorCode; code != kerr.IllegalGeneration.Code {
+		t.Fatalf("classic member commits in an old generation: %v", kerr.ErrorForCode(code))
+	}
+
+	// a leaves: only a classic member is left, and the group turns classic.
+	cgHeartbeat(t, c, &cgMember{id: "a", epoch: -1}, false)
+	if code := hb(id, j.Generation); code != kerr.RebalanceInProgress.Code {
+		t.Fatalf("heartbeat after the downgrade: %v", kerr.ErrorForCode(code))
+	}
+	j = classicJoin(id)
+	if j.ErrorCode != 0 || j.LeaderID != id {
+		t.Fatalf("classic rejoin after the downgrade: %v leader %q", kerr.ErrorForCode(j.ErrorCode), j.LeaderID)
+	}
+	r := syncReq(id, j.Generation, map[string][]byte{id: encodeAssignment(assignment{"t": {0, 1, 2, 3}}, nil)})
+	r.Group = "cg"
+	if code := c.SyncGroup(ctx, r).ErrorCode; code != 0 {
+		t.Fatalf("classic leader sync: %v", kerr.ErrorForCode(code))
+	}
+
+	// A next-generation member turns the stable classic group back.
+	b := &cgMember{id: "b"}
+	if resp := cgHeartbeat(t, c, b, true); resp.ErrorCode != 0 {
+		t.Fatalf("upgrade: %v", kerr.ErrorForCode(resp.ErrorCode))
+	}
+	if code := hb(id, j.Generation); code != kerr.RebalanceInProgress.Code {
+		t.Fatalf("classic member after the upgrade: %v", kerr.ErrorForCode(code))
+	}
+	d := kmsg.NewPtrConsumerGroupDescribeRequest()
+	d.Version, d.Groups = 1, []string{"cg"}
+	g := c.ConsumerGroupDescribe(ctx, d).Groups[0]
+	types := map[string]int8{}
+	for _, m := range g.Members {
+		types[m.MemberID] = m.MemberType
+	}
+	if g.ErrorCode != 0 || types[id] != 0 || types["b"] != 1 {
+		t.Fatalf("describe after the upgrade: %v %v", kerr.ErrorForCode(g.ErrorCode), types)
 	}
 }

@@ -56,7 +56,10 @@ func (cg *consumerGroup) describe(dg *kmsg.ConsumerGroupDescribeResponseGroup, v
 		}
 		dm.Assignment, dm.TargetAssignment = describedAssignment(m.Assigned, v), describedAssignment(m.Target, v)
 		if version >= 1 {
-			dm.MemberType = 1 // consumer protocol
+			dm.MemberType = 1 // the consumer protocol
+			if m.Classic != nil {
+				dm.MemberType = 0
+			}
 		}
 		dg.Members = append(dg.Members, dm)
 	}

@@ -4,8 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
-	"slices"
-	"sort"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -99,17 +97,34 @@ func (g *group) consumerHeartbeat(ctx context.Context, client Client, req *kmsg.
 		g.mu.Unlock()
 		return fail(kerr.CoordinatorNotAvailable, "the group is being deleted")
 	case g.cg == nil && (len(g.members) > 0 || len(g.pending) > 0):
-		g.mu.Unlock()
-		return fail(kerr.GroupIDNotFound, "group "+g.id+" is a classic group with members; it becomes a consumer group once empty")
+		if req.MemberEpoch != 0 {
+			g.mu.Unlock()
+			return fail(kerr.UnknownMemberID, "")
+		}
+		cg, err := g.upgrade()
+		if err != nil {
+			g.mu.Unlock()
+			return fail(err, "classic group "+g.id+" becomes a consumer group only while it is stable, with consumer protocol members")
+		}
+		g.dropClassicMembers()
+		g.cg = cg
+		c.logger.Info("classic group turns into a consumer group: a next-generation member joins", "group", g.id, "members", len(cg.members))
 	}
 	old := g.cg
-	if old == nil {
+	var next *consumerGroup
+	switch {
+	case old == nil:
 		// An empty classic group (it may hold commits) becomes a
 		// consumer group; marking it now keeps classic joins out.
 		g.cg = newConsumerGroup()
+		next = g.cg.clone()
+	case old.enc == nil:
+		// Upgraded just now: all of it is to be written.
+		next, old = old, nil
+	default:
+		next = old.clone()
 	}
 	g.mu.Unlock()
-	next := g.cg.clone()
 	v := newTopicView(c.cluster.Topics())
 
 	id := req.MemberID
@@ -128,7 +143,7 @@ func (g *group) consumerHeartbeat(ctx context.Context, client Client, req *kmsg.
 	case req.MemberEpoch == 0 && m == nil:
 		if req.InstanceID != nil {
 			if prev := next.static(*req.InstanceID); prev != nil {
-				if !prev.Left {
+				if !prev.Left && prev.Classic == nil {
 					return g.abandon(old, fail(kerr.UnreleasedInstanceID, "static member "+*req.InstanceID+" is still in the group"))
 				}
 				// The instance comes back under a new id and takes its
@@ -172,7 +187,7 @@ func (g *group) consumerHeartbeat(ctx context.Context, client Client, req *kmsg.
 	if req.MemberEpoch >= 0 {
 		next.reconcile(id, ownedFrom(req.Topics, v))
 	}
-	if err := g.installConsumer(ctx, old, next); err != nil {
+	if err := g.finishConsumer(ctx, old, next); err != nil {
 		return fail(err, "")
 	}
 	resp.MemberID = &id
@@ -234,10 +249,8 @@ func (cg *consumerGroup) updateMember(id string, req *kmsg.ConsumerGroupHeartbea
 		upd().RebalanceTimeoutMs = req.RebalanceTimeoutMillis
 	}
 	if req.SubscribedTopicNames != nil {
-		names := append([]string(nil), req.SubscribedTopicNames...)
-		sort.Strings(names)
-		names = slices.Compact(names)
-		if !slices.Equal(names, m.Topics) {
+		names := compactSortedStrings(append([]string(nil), req.SubscribedTopicNames...))
+		if !equalStrings(names, m.Topics) {
 			upd().Topics = names
 			changed = true
 		}
@@ -251,6 +264,30 @@ func (cg *consumerGroup) updateMember(id string, req *kmsg.ConsumerGroupHeartbea
 		changed = true
 	}
 	return changed
+}
+
+// finishConsumer installs next; when its last next-generation member is
+// gone and classic members remain, the group turns classic instead: the
+// consumer group's records are deleted and the members rejoin classically.
+func (g *group) finishConsumer(ctx context.Context, old, next *consumerGroup) error {
+	if old == nil || len(next.members) == 0 || next.nextGenMembers() > 0 || old.nextGenMembers() == 0 {
+		return g.installConsumer(ctx, old, next)
+	}
+	keys, values := [][]byte{cgKey(g.id)}, [][]byte{nil}
+	for _, id := range sortedKeys(old.members) {
+		keys, values = append(keys, cmKey(g.id, id)), append(values, nil)
+	}
+	if err := g.s.write(ctx, keys, values); err != nil {
+		return err
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.stopped {
+		return kerr.NotCoordinator
+	}
+	g.cg = next
+	g.downgrade()
+	return nil
 }
 
 // installConsumer writes what changed from old to next and, once it is
@@ -315,7 +352,11 @@ func (g *group) touchConsumer(id string) {
 	}
 	t.seq++
 	seq := t.seq
-	t.session = time.AfterFunc(g.s.c.cfg.ConsumerSessionTimeout, func() { g.fence(id, seq, "session timed out") })
+	session := g.s.c.cfg.ConsumerSessionTimeout
+	if m := g.cg.members[id]; m != nil {
+		session = m.sessionTimeout(g.s.c.cfg)
+	}
+	t.session = time.AfterFunc(session, func() { g.fence(id, seq, "session timed out") })
 }
 
 // armRevocation gives a member that must release partitions its
@@ -376,7 +417,7 @@ func (g *group) fence(id string, seq uint64, why string) {
 	next.refresh(newTopicView(c.cluster.Topics()), c.cfg.ConsumerAssignor)
 	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
 	defer cancel()
-	if err := g.installConsumer(ctx, old, next); err != nil {
+	if err := g.finishConsumer(ctx, old, next); err != nil {
 		c.logger.Warn("consumer group member removal not written; retrying", "group", g.id, "member", id, "error", err)
 		g.mu.Lock()
 		if !g.stopped {
@@ -396,6 +437,10 @@ func (g *group) replayConsumer(r stateRecord) {
 			r.cg.members = g.cg.members
 		}
 		g.cg = r.cg
+		// A classic group that was upgraded: its members are the
+		// consumer group's now.
+		g.members, g.statics = make(map[string]*member), make(map[string]string)
+		g.state = stateEmpty
 	case g.cg == nil && r.tombstone:
 	case r.tombstone:
 		delete(g.cg.members, r.member)
@@ -420,7 +465,7 @@ func ownedFrom(ts []kmsg.ConsumerGroupHeartbeatRequestTopic, v *topicView) assig
 		}
 	}
 	for t, ps := range out {
-		out[t] = slices.Compact(sortedInt32(ps))
+		out[t] = compactSorted(ps)
 	}
 	return out
 }

@@ -47,6 +47,9 @@ func (c *Coordinator) JoinGroup(ctx context.Context, client Client, req *kmsg.Jo
 	if g == nil {
 		return fail(kerr.UnknownMemberID)
 	}
+	if r := g.joinConsumerGroup(ctx, client, req, resp); r != nil {
+		return r
+	}
 	ch := g.join(client, req, resp)
 	if ch == nil {
 		return resp
@@ -58,6 +61,25 @@ func (c *Coordinator) JoinGroup(ctx context.Context, client Client, req *kmsg.Jo
 	case <-ctx.Done():
 		return fail(kerr.RequestTimedOut)
 	}
+}
+
+// joinConsumerGroup serves the join when the group is a consumer group
+// with members; it returns nil when the group is not one.
+func (g *group) joinConsumerGroup(ctx context.Context, client Client, req *kmsg.JoinGroupRequest, resp *kmsg.JoinGroupResponse) *kmsg.JoinGroupResponse {
+	mixed := func() bool {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		return !g.stopped && g.cg != nil && len(g.cg.members) > 0
+	}
+	if !mixed() {
+		return nil
+	}
+	g.writeMu.Lock()
+	defer g.writeMu.Unlock()
+	if !mixed() {
+		return nil
+	}
+	return g.classicJoin(ctx, client, req, resp)
 }
 
 // validProtocols checks what the coordinator can: a "consumer" member's
@@ -99,8 +121,9 @@ func (g *group) join(client Client, req *kmsg.JoinGroupRequest, resp *kmsg.JoinG
 	}
 	if g.cg != nil {
 		if len(g.cg.members) > 0 {
-			// A consumer group with members takes no classic members.
-			resp.ErrorCode = kerr.InconsistentGroupProtocol.Code
+			// It became a consumer group with members since the check:
+			// the member tries again.
+			resp.ErrorCode = rebalancing
 			return nil
 		}
 		// An empty consumer group becomes a classic group again; the

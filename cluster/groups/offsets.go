@@ -132,6 +132,10 @@ func (cg *consumerGroup) checkCommit(req *kmsg.OffsetCommitRequest, simple bool)
 	switch {
 	case m == nil:
 		return unknownMember
+	case m.Classic != nil && req.Generation != m.Epoch:
+		return kerr.IllegalGeneration.Code
+	case m.Classic != nil:
+		return 0
 	case req.Version < 9:
 		return kerr.UnsupportedVersion.Code
 	case req.Generation != m.Epoch:

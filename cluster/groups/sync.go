@@ -67,6 +67,10 @@ func (g *group) sync(req *kmsg.SyncGroupRequest, resp *kmsg.SyncGroupResponse) (
 		resp.ErrorCode = kerr.NotCoordinator.Code
 		return nil, nil
 	}
+	if g.cg != nil {
+		g.classicSync(req, resp)
+		return nil, nil
+	}
 	m, code := g.checkMember(req.MemberID, req.InstanceID, req.Generation)
 	if code != 0 {
 		resp.ErrorCode = code
@@ -156,6 +160,9 @@ func (c *Coordinator) Heartbeat(ctx context.Context, req *kmsg.HeartbeatRequest)
 		resp.ErrorCode = kerr.NotCoordinator.Code
 		return resp
 	}
+	if g.cg != nil {
+		return g.classicHeartbeat(req, resp)
+	}
 	m, code := g.checkMember(req.MemberID, req.InstanceID, req.Generation)
 	if code != 0 {
 		if code == kerr.IllegalGeneration.Code && g.state == statePreparingRebalance {
@@ -193,7 +200,13 @@ func (c *Coordinator) LeaveGroup(ctx context.Context, req *kmsg.LeaveGroupReques
 		resp.ErrorCode = unknownMember
 		return resp
 	}
+	g.writeMu.Lock()
+	defer g.writeMu.Unlock()
 	g.mu.Lock()
+	if g.cg != nil && !g.stopped {
+		g.mu.Unlock()
+		return g.classicLeave(ctx, req, leaving, resp)
+	}
 	defer g.mu.Unlock()
 	if g.stopped {
 		resp.ErrorCode = kerr.NotCoordinator.Code

@@ -153,7 +153,7 @@ func TestNextGenGroupRebalances(t *testing.T) {
 	adm := kadm.NewClient(mustClient(t, bs))
 	createTopicWith(t, adm, time.Minute, "next", 6, 3)
 	var log consumedLog
-	a := startFranzMember(t, bs, "ng", "next", "a", &log, nextGen()...)
+	startFranzMember(t, bs, "ng", "next", "a", &log, nextGen()...)
 	b := startFranzMember(t, bs, "ng", "next", "b", &log, nextGen()...)
 	kill := startCrashMember(t, bs, "ng", "next", &log)
 	g := awaitNextGen(t, bs, "ng", 3)
@@ -205,12 +205,56 @@ func TestNextGenGroupRebalances(t *testing.T) {
 	t.Logf("killed coordinator node %d", coord)
 	produce("failover", 600)
 	awaitNextGen(t, bs, "ng", 2)
-	_ = a
+	checkAllConsumed(t, &log, all)
+}
+
+// TestClassicAndNextGenMembersShareAGroup: a classic group of a sarama and
+// a franz-go member (range) turns into a next-generation group when a
+// KIP-848 franz-go member joins; the classic members keep consuming, now
+// assigned by the coordinator, with no partition held twice. When the
+// next-generation member leaves, the group turns classic again and
+// rebalances. Every record is consumed throughout.
+func TestClassicAndNextGenMembersShareAGroup(t *testing.T) {
+	bs := startCluster(t, 3, "--group-initial-rebalance-delay", "500ms", "--group-consumer-session-timeout", "6s")
+	adm := kadm.NewClient(mustClient(t, bs))
+	createTopicWith(t, adm, time.Minute, "blend", 6, 3)
+	var log consumedLog
+	startSaramaMember(t, bs, "blend", "blend", &log)
+	startFranzMember(t, bs, "blend", "blend", "classic", &log, kgo.Balancers(kgo.RangeBalancer()), kgo.AutoCommitInterval(500*time.Millisecond))
+	awaitGroup(t, bs, "blend", 2)
+	var all []string
+	produce := func(prefix string, n int) {
+		all = append(all, produceValues(t, bs, "blend", prefix, n)...)
+		awaitDistinct(t, &log, len(all), prefix)
+	}
+	produce("classic", 600)
+
+	next := startFranzMember(t, bs, "blend", "blend", "nextgen", &log, nextGen()...)
+	g := awaitNextGen(t, bs, "blend", 3)
+	types := map[string]int{}
+	for _, m := range g.Members {
+		types[m.ClientID]++
+	}
+	t.Logf("upgraded to a next-generation group, epoch %d, members by client: %v", g.Epoch, types)
+	produce("mixed", 1200)
+
+	next.close()
+	awaitGroup(t, bs, "blend", 2)
+	if _, err := describeNextGen(bs, "blend"); err == nil {
+		t.Fatal("the group is still a next-generation group after its last next-generation member left")
+	}
+	produce("downgraded", 600)
+	checkAllConsumed(t, &log, all)
+}
+
+// checkAllConsumed fails unless every value was received at least once.
+func checkAllConsumed(t *testing.T, log *consumedLog, values []string) {
+	t.Helper()
 	seen := map[string]bool{}
 	for _, c := range log.snapshot() {
 		seen[c.value] = true
 	}
-	for _, v := range all {
+	for _, v := range values {
 		if !seen[v] {
 			t.Fatalf("%s was never consumed", v)
 		}

@@ -508,6 +508,42 @@ func (m saramaMember) ConsumeClaim(s sarama.ConsumerGroupSession, c sarama.Consu
 // every record is consumed once per group. With the members gone, the
 // CLI seeks the group back to the start, and refuses while one is
 // active.
+// startSaramaMember runs a sarama group member (V4_0_0_0, its default
+// range assignor, autocommit every 500ms) until the returned func, which
+// the test's cleanup also calls, stops it.
+func startSaramaMember(t *testing.T, bs []*broker, group, topic string, log *consumedLog) func() {
+	t.Helper()
+	cfg := sarama.NewConfig()
+	cfg.Version = sarama.V4_0_0_0
+	cfg.Consumer.Offsets.Initial = sarama.OffsetOldest
+	cfg.Consumer.Offsets.AutoCommit.Interval = 500 * time.Millisecond
+	sg, err := sarama.NewConsumerGroup(seeds(bs), group, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ctx.Err() == nil {
+			if err := sg.Consume(ctx, []string{topic}, saramaMember{log}); err != nil && ctx.Err() == nil {
+				t.Logf("sarama consume: %v", err)
+				time.Sleep(200 * time.Millisecond)
+			}
+		}
+	}()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			<-done
+			sg.Close()
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
 func TestMixedClientsShareOneGroup(t *testing.T) {
 	if _, err := exec.LookPath("kcat"); err != nil {
 		t.Fatal("kcat not installed (.ci/run installs it): ", err)
@@ -517,37 +553,7 @@ func TestMixedClientsShareOneGroup(t *testing.T) {
 	createTopicWith(t, adm, time.Minute, "mixed", 4, 3)
 
 	var log consumedLog
-	cfg := sarama.NewConfig()
-	cfg.Version = sarama.V4_0_0_0
-	cfg.Consumer.Offsets.Initial = sarama.OffsetOldest
-	cfg.Consumer.Offsets.AutoCommit.Interval = 500 * time.Millisecond
-	sg, err := sarama.NewConsumerGroup(seeds(bs), "mixed", cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	saramaDone := make(chan struct{})
-	go func() {
-		defer close(saramaDone)
-		for ctx.Err() == nil {
-			if err := sg.Consume(ctx, []string{"mixed"}, saramaMember{&log}); err != nil && ctx.Err() == nil {
-				t.Logf("sarama consume: %v", err)
-				time.Sleep(200 * time.Millisecond)
-			}
-		}
-	}()
-	stopSarama := func() {
-		cancel()
-		<-saramaDone
-		sg.Close()
-	}
-	defer func() {
-		select {
-		case <-saramaDone:
-		default:
-			stopSarama()
-		}
-	}()
+	stopSarama := startSaramaMember(t, bs, "mixed", "mixed", &log)
 	franz := startFranzMember(t, bs, "mixed", "mixed", "franz", &log,
 		kgo.Balancers(kgo.RangeBalancer()), kgo.AutoCommitInterval(500*time.Millisecond))
 	g := awaitGroup(t, bs, "mixed", 2)
