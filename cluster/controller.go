@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -271,21 +272,39 @@ func (n *Node) awaitCluster(ctx context.Context) {
 // pidBlockSize is how many producer ids a node reserves per metadata write.
 const pidBlockSize = 1000
 
-// nextProducerID hands out a fresh producer id (InitProducerID) from the
-// block this node reserved, reserving the next block when it is used up.
+// pidBlock is the block of producer ids a node reserved through the
+// metadata group: ids are never reused, whichever node hands them out.
+type pidBlock struct {
+	mu        sync.Mutex
+	next, end int64
+}
+
+// take hands out the next id, reserving a new block with reserve when the
+// block is used up.
+func (b *pidBlock) take(ctx context.Context, reserve func(context.Context) (int64, error)) (int64, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.next >= b.end {
+		first, err := reserve(ctx)
+		if err != nil {
+			return 0, err
+		}
+		b.next, b.end = first, first+pidBlockSize
+	}
+	id := b.next
+	b.next++
+	return id, nil
+}
+
+// nextProducerID hands out a fresh producer id (InitProducerID).
 func (n *Node) nextProducerID(ctx context.Context) (int64, error) {
-	n.pidMu.Lock()
-	defer n.pidMu.Unlock()
-	if n.pidNext >= n.pidEnd {
+	return n.pids.take(ctx, func(ctx context.Context) (int64, error) {
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
 		res, err := n.proposeMeta(cctx, &fsm.AllocPIDsCmd{Count: pidBlockSize})
 		if err != nil {
 			return 0, metaErr(err)
 		}
-		n.pidNext, n.pidEnd = res.FirstProducerID, res.FirstProducerID+pidBlockSize
-	}
-	id := n.pidNext
-	n.pidNext++
-	return id, nil
+		return res.FirstProducerID, nil
+	})
 }

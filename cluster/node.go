@@ -83,10 +83,8 @@ type Node struct {
 	// __consumer_offsets partitions this node leads.
 	groupCoord *groups.Coordinator
 
-	// pidMu guards the producer-id block handed out by InitProducerID.
-	pidMu   sync.Mutex
-	pidNext int64
-	pidEnd  int64
+	// pids is the producer-id block InitProducerID hands out from.
+	pids pidBlock
 
 	reconcileCh chan struct{}
 	// lastGC is when the reconciler last swept orphaned partition
