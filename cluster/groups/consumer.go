@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"sync"
 )
 
 // This file is the state of a consumer group that speaks the
@@ -97,7 +98,7 @@ type consumerGroup struct {
 }
 
 func newConsumerGroup() *consumerGroup {
-	return &consumerGroup{members: map[string]*cmember{}}
+	return &consumerGroup{members: map[string]*cmember{}, touched: map[string]bool{}}
 }
 
 func (cg *consumerGroup) clone() *consumerGroup {
@@ -187,10 +188,29 @@ func newTopicView(ts []TopicInfo) *topicView {
 }
 
 // compileRegex compiles a subscription regex; like Kafka's, it must match
-// the whole topic name.
+// the whole topic name. Every heartbeat resolves its group's expressions,
+// so compiled ones are kept (up to a bound: clients choose them).
 func compileRegex(expr string) (*regexp.Regexp, error) {
-	return regexp.Compile("^(?:" + expr + ")$")
+	regexMu.Lock()
+	defer regexMu.Unlock()
+	if re, ok := regexCache[expr]; ok {
+		return re, nil
+	}
+	re, err := regexp.Compile("^(?:" + expr + ")$")
+	if err != nil {
+		return nil, err
+	}
+	if len(regexCache) >= 1024 {
+		clear(regexCache)
+	}
+	regexCache[expr] = re
+	return re, nil
 }
+
+var (
+	regexMu    sync.Mutex
+	regexCache = map[string]*regexp.Regexp{}
+)
 
 // subscribed is the existing topics a member subscribes to, by name or by
 // regex; a regex never matches an internal topic.

@@ -334,7 +334,8 @@ func TestEmptyClassicGroupBecomesConsumerGroup(t *testing.T) {
 // last next-generation member leaves the group turns classic, and a
 // next-generation member joining turns it back.
 func TestClassicMembersInConsumerGroup(t *testing.T) {
-	c, _ := testCoordinator(t, &memLog{epoch: 1})
+	log := &memLog{epoch: 1}
+	c, _ := testCoordinator(t, log)
 	ctx := context.Background()
 	a := &cgMember{id: "a"}
 	cgHeartbeat(t, c, a, true)
@@ -434,5 +435,50 @@ func TestClassicMembersInConsumerGroup(t *testing.T) {
 	}
 	if g.ErrorCode != 0 || types[id] != 0 || types["b"] != 1 {
 		t.Fatalf("describe after the upgrade: %v %v", kerr.ErrorForCode(g.ErrorCode), types)
+	}
+
+	// The upgraded group is what a new coordinator reads back.
+	before := describeCG(t, c)
+	c.Close()
+	next, _ := testCoordinator(t, &memLog{epoch: 2, batches: log.batches, next: log.next})
+	if after := describeCG(t, next); after != before {
+		t.Fatalf("upgraded group changed across fail-over:\n%s\n%s", before, after)
+	}
+}
+
+// TestMemberThatKeepsPartitionsIsRemoved: a member told to release
+// partitions that keeps heartbeating without releasing them is removed
+// after its rebalance timeout, and the partitions move on.
+func TestMemberThatKeepsPartitionsIsRemoved(t *testing.T) {
+	c, _ := testCoordinator(t, &memLog{epoch: 1})
+	r := kmsg.NewPtrConsumerGroupHeartbeatRequest()
+	r.Version, r.Group, r.MemberID = 1, "cg", "slow"
+	r.RebalanceTimeoutMillis = 300
+	r.SubscribedTopicNames = []string{"t"}
+	r.Topics = []kmsg.ConsumerGroupHeartbeatRequestTopic{}
+	resp := c.ConsumerGroupHeartbeat(context.Background(), Client{}, r)
+	if resp.ErrorCode != 0 {
+		t.Fatalf("join: %v", kerr.ErrorForCode(resp.ErrorCode))
+	}
+	b := &cgMember{id: "b"}
+	cgHeartbeat(t, c, b, true)
+	keepalive := func() int16 {
+		k := kmsg.NewPtrConsumerGroupHeartbeatRequest()
+		k.Version, k.Group, k.MemberID, k.MemberEpoch = 1, "cg", "slow", resp.MemberEpoch
+		k.RebalanceTimeoutMillis = -1
+		return c.ConsumerGroupHeartbeat(context.Background(), Client{}, k).ErrorCode
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for keepalive() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("a member that never released its partitions was never removed")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if code := keepalive(); code != kerr.UnknownMemberID.Code {
+		t.Fatalf("removed member: %v", kerr.ErrorForCode(code))
+	}
+	if cgHeartbeat(t, c, b, false); b.owned.size() != 4 {
+		t.Fatalf("b owns %v after the slow member was removed", b.owned)
 	}
 }

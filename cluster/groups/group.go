@@ -123,8 +123,9 @@ type group struct {
 	initialUntil time.Time
 	// cg is set while the group is a consumer (KIP-848) group; ctimers
 	// are its members' timers.
-	cg      *consumerGroup
-	ctimers map[string]*ctimer
+	cg       *consumerGroup
+	ctimers  map[string]*ctimer
+	timerSeq uint64
 	// syncing is set while the leader's assignment is being written.
 	syncing bool
 	// version counts state changes, for a write that must not apply to a

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -96,6 +97,10 @@ func (g *group) consumerHeartbeat(ctx context.Context, client Client, req *kmsg.
 	case g.state == stateDead:
 		g.mu.Unlock()
 		return fail(kerr.CoordinatorNotAvailable, "the group is being deleted")
+	}
+	var old, next *consumerGroup
+	var from *classicState
+	switch {
 	case g.cg == nil && (len(g.members) > 0 || len(g.pending) > 0):
 		if req.MemberEpoch != 0 {
 			g.mu.Unlock()
@@ -106,22 +111,16 @@ func (g *group) consumerHeartbeat(ctx context.Context, client Client, req *kmsg.
 			g.mu.Unlock()
 			return fail(err, "classic group "+g.id+" becomes a consumer group only while it is stable, with consumer protocol members")
 		}
-		g.dropClassicMembers()
-		g.cg = cg
-		c.logger.Info("classic group turns into a consumer group: a next-generation member joins", "group", g.id, "members", len(cg.members))
-	}
-	old := g.cg
-	var next *consumerGroup
-	switch {
-	case old == nil:
+		st := g.classicState()
+		next, from = cg, &st
+	case g.cg == nil:
 		// An empty classic group (it may hold commits) becomes a
-		// consumer group; marking it now keeps classic joins out.
-		g.cg = newConsumerGroup()
-		next = g.cg.clone()
-	case old.enc == nil:
-		// Upgraded just now: all of it is to be written.
-		next, old = old, nil
+		// consumer group; its epochs go on from its generation.
+		st := g.classicState()
+		next, from = newConsumerGroup(), &st
+		next.Epoch, next.TargetEpoch = g.generation, g.generation
 	default:
+		old = g.cg
 		next = old.clone()
 	}
 	g.mu.Unlock()
@@ -132,7 +131,7 @@ func (g *group) consumerHeartbeat(ctx context.Context, client Client, req *kmsg.
 	switch {
 	case req.MemberEpoch < 0:
 		if m == nil {
-			return g.abandon(old, fail(kerr.UnknownMemberID, ""))
+			return fail(kerr.UnknownMemberID, "")
 		}
 		if req.MemberEpoch == -2 && m.InstanceID != nil {
 			next.mut(id).Left = true
@@ -144,35 +143,42 @@ func (g *group) consumerHeartbeat(ctx context.Context, client Client, req *kmsg.
 		if req.InstanceID != nil {
 			if prev := next.static(*req.InstanceID); prev != nil {
 				if !prev.Left && prev.Classic == nil {
-					return g.abandon(old, fail(kerr.UnreleasedInstanceID, "static member "+*req.InstanceID+" is still in the group"))
+					return fail(kerr.UnreleasedInstanceID, "static member "+*req.InstanceID+" is still in the group")
 				}
 				// The instance comes back under a new id and takes its
-				// partitions and epoch without a rebalance.
+				// partitions and epoch without a rebalance. One that was
+				// a classic member starts over with its target: the
+				// classic client may still hold what it was given.
 				m = prev.clone()
 				m.ID, m.Left, m.enc = id, false, nil
+				if m.Classic != nil {
+					m.Classic, m.Epoch, m.PrevEpoch = nil, 0, 0
+					m.Assigned, m.Revoking, m.State = nil, nil, memberStable
+					next.bump = true
+				}
 				delete(next.members, prev.ID)
 				next.add(m)
 				break
 			}
 		}
 		if len(next.members) >= c.cfg.MaxGroupSize {
-			return g.abandon(old, fail(kerr.GroupMaxSizeReached, ""))
+			return fail(kerr.GroupMaxSizeReached, "")
 		}
 		m = &cmember{ID: id}
 		next.add(m)
 		next.bump = true
 	case m == nil:
-		return g.abandon(old, fail(kerr.UnknownMemberID, ""))
+		return fail(kerr.UnknownMemberID, "")
 	case req.MemberEpoch > 0:
 		if m.Left || req.MemberEpoch > m.Epoch {
-			return g.abandon(old, fail(kerr.FencedMemberEpoch, ""))
+			return fail(kerr.FencedMemberEpoch, "")
 		}
 		if req.MemberEpoch < m.Epoch {
 			// Only the previous epoch, from a member that lost our last
 			// answer and owns nothing it was not given, is accepted.
 			owned := ownedFrom(req.Topics, v)
 			if req.MemberEpoch != m.PrevEpoch || owned == nil || !owned.subsetOf(m.Assigned) {
-				return g.abandon(old, fail(kerr.FencedMemberEpoch, ""))
+				return fail(kerr.FencedMemberEpoch, "")
 			}
 		}
 	}
@@ -185,9 +191,14 @@ func (g *group) consumerHeartbeat(ctx context.Context, client Client, req *kmsg.
 	}
 	next.refresh(v, c.cfg.ConsumerAssignor)
 	if req.MemberEpoch >= 0 {
-		next.reconcile(id, ownedFrom(req.Topics, v))
+		owned := ownedFrom(req.Topics, v)
+		if req.MemberEpoch == 0 {
+			// A member (re)joining owns nothing.
+			owned = assignment{}
+		}
+		next.reconcile(id, owned)
 	}
-	if err := g.finishConsumer(ctx, old, next); err != nil {
+	if err := g.finishConsumer(ctx, old, next, from); err != nil {
 		return fail(err, "")
 	}
 	resp.MemberID = &id
@@ -209,19 +220,6 @@ func (g *group) consumerHeartbeat(ctx context.Context, client Client, req *kmsg.
 	full := req.MemberEpoch == 0 || (req.RebalanceTimeoutMillis != -1 && (req.SubscribedTopicNames != nil || req.SubscribedTopicRegex != nil) && req.Topics != nil)
 	if full || !m.Assigned.equal(before) {
 		resp.Assignment = wireAssignment(m.Assigned, v)
-	}
-	return resp
-}
-
-// abandon answers an error for a heartbeat that changed nothing, undoing
-// the mark that turned an empty classic group into a consumer group.
-func (g *group) abandon(old *consumerGroup, resp *kmsg.ConsumerGroupHeartbeatResponse) *kmsg.ConsumerGroupHeartbeatResponse {
-	if old == nil {
-		g.mu.Lock()
-		if g.cg != nil && len(g.cg.members) == 0 {
-			g.cg = nil
-		}
-		g.mu.Unlock()
 	}
 	return resp
 }
@@ -269,9 +267,9 @@ func (cg *consumerGroup) updateMember(id string, req *kmsg.ConsumerGroupHeartbea
 // finishConsumer installs next; when its last next-generation member is
 // gone and classic members remain, the group turns classic instead: the
 // consumer group's records are deleted and the members rejoin classically.
-func (g *group) finishConsumer(ctx context.Context, old, next *consumerGroup) error {
+func (g *group) finishConsumer(ctx context.Context, old, next *consumerGroup, from *classicState) error {
 	if old == nil || len(next.members) == 0 || next.nextGenMembers() > 0 || old.nextGenMembers() == 0 {
-		return g.installConsumer(ctx, old, next)
+		return g.installConsumer(ctx, old, next, from)
 	}
 	keys, values := [][]byte{cgKey(g.id)}, [][]byte{nil}
 	for _, id := range sortedKeys(old.members) {
@@ -291,20 +289,40 @@ func (g *group) finishConsumer(ctx context.Context, old, next *consumerGroup) er
 }
 
 // installConsumer writes what changed from old to next and, once it is
-// committed, makes next the group's state.
-func (g *group) installConsumer(ctx context.Context, old, next *consumerGroup) error {
+// committed, makes next the group's state. With old nil the group turns
+// from classic (as from says it was) into a consumer group; if the classic
+// group changed while the records were written, they are deleted again
+// and the member is told to retry.
+func (g *group) installConsumer(ctx context.Context, old, next *consumerGroup, from *classicState) error {
 	keys, values := next.changes(g.id, old)
 	if len(keys) > 0 {
 		if err := g.s.write(ctx, keys, values); err != nil {
-			g.abandon(old, nil)
 			return err
 		}
 	}
 	g.mu.Lock()
-	defer g.mu.Unlock()
 	if g.stopped {
+		g.mu.Unlock()
 		return kerr.NotCoordinator
 	}
+	if old == nil {
+		if g.cg != nil || from == nil || g.classicState() != *from {
+			g.mu.Unlock()
+			undo := [][]byte{cgKey(g.id)}
+			for _, id := range sortedKeys(next.members) {
+				undo = append(undo, cmKey(g.id, id))
+			}
+			if err := g.s.write(ctx, undo, make([][]byte, len(undo))); err != nil {
+				g.s.c.logger.Warn("undoing a consumer group conversion failed", "group", g.id, "error", err)
+			}
+			return kerr.GroupIDNotFound
+		}
+		if len(g.members) > 0 {
+			g.s.c.logger.Info("classic group turned into a consumer group: a next-generation member joined", "group", g.id, "members", len(next.members))
+		}
+		g.dropClassicMembers()
+	}
+	defer g.mu.Unlock()
 	if old != nil {
 		for id := range old.members {
 			if _, ok := next.members[id]; !ok {
@@ -315,18 +333,37 @@ func (g *group) installConsumer(ctx context.Context, old, next *consumerGroup) e
 	g.cg = next
 	for id := range next.touched {
 		if m := next.members[id]; m != nil {
+			if old == nil {
+				g.touchConsumer(id)
+			}
 			g.armRevocation(m)
 		}
 	}
-	next.touched = nil
+	next.touched = map[string]bool{}
 	return nil
 }
 
+// classicState identifies a classic group's generation and members, so
+// that a conversion written meanwhile can tell whether it changed.
+type classicState struct {
+	generation int32
+	state      groupState
+	members    string
+}
+
+// classicState is the group's; g.mu is held.
+func (g *group) classicState() classicState {
+	ids := append(sortedKeys(g.members), sortedKeys(g.pending)...)
+	return classicState{generation: g.generation, state: g.state, members: strings.Join(ids, ",")}
+}
+
 // ctimer is a consumer member's session timer and, while it must release
-// partitions, its rebalance timer; seq tells stale firings apart.
+// partitions, its rebalance timer. Each arming gets a number from the
+// group's counter, so a stale firing (of an earlier arming, or of an
+// earlier member with the same id) is told apart.
 type ctimer struct {
-	session, revoke *time.Timer
-	seq             uint64
+	session, revoke       *time.Timer
+	sessionSeq, revokeSeq uint64
 }
 
 func (g *group) timersOf(id string) *ctimer {
@@ -350,8 +387,9 @@ func (g *group) touchConsumer(id string) {
 	if t.session != nil {
 		t.session.Stop()
 	}
-	t.seq++
-	seq := t.seq
+	g.timerSeq++
+	t.sessionSeq = g.timerSeq
+	seq := t.sessionSeq
 	session := g.s.c.cfg.ConsumerSessionTimeout
 	if m := g.cg.members[id]; m != nil {
 		session = m.sessionTimeout(g.s.c.cfg)
@@ -369,14 +407,16 @@ func (g *group) armRevocation(m *cmember) {
 	if m.State != memberUnrevoked {
 		if t.revoke != nil {
 			t.revoke.Stop()
-			t.revoke = nil
+			t.revoke, t.revokeSeq = nil, 0
 		}
 		return
 	}
 	if t.revoke != nil {
 		return
 	}
-	seq := t.seq
+	g.timerSeq++
+	t.revokeSeq = g.timerSeq
+	seq := t.revokeSeq
 	id := m.ID
 	t.revoke = time.AfterFunc(time.Duration(m.RebalanceTimeoutMs)*time.Millisecond, func() {
 		g.fence(id, seq, "did not release its partitions within its rebalance timeout")
@@ -391,7 +431,6 @@ func (g *group) stopConsumerTimers(id string) {
 		if t.revoke != nil {
 			t.revoke.Stop()
 		}
-		t.seq++
 		delete(g.ctimers, id)
 	}
 }
@@ -403,7 +442,7 @@ func (g *group) fence(id string, seq uint64, why string) {
 	defer g.writeMu.Unlock()
 	g.mu.Lock()
 	t := g.ctimers[id]
-	if g.stopped || g.cg == nil || t == nil || t.seq != seq || g.cg.members[id] == nil {
+	if g.stopped || g.cg == nil || t == nil || (t.sessionSeq != seq && t.revokeSeq != seq) || g.cg.members[id] == nil {
 		g.mu.Unlock()
 		return
 	}
@@ -417,7 +456,7 @@ func (g *group) fence(id string, seq uint64, why string) {
 	next.refresh(newTopicView(c.cluster.Topics()), c.cfg.ConsumerAssignor)
 	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
 	defer cancel()
-	if err := g.finishConsumer(ctx, old, next); err != nil {
+	if err := g.finishConsumer(ctx, old, next, nil); err != nil {
 		c.logger.Warn("consumer group member removal not written; retrying", "group", g.id, "member", id, "error", err)
 		g.mu.Lock()
 		if !g.stopped {

@@ -64,21 +64,33 @@ func (c *Coordinator) JoinGroup(ctx context.Context, client Client, req *kmsg.Jo
 }
 
 // joinConsumerGroup serves the join when the group is a consumer group
-// with members; it returns nil when the group is not one.
+// with members; it returns nil when the group is classic, after turning
+// an empty consumer group classic. Both happen under the write lock, so a
+// consumer group write in flight is never undone under it.
 func (g *group) joinConsumerGroup(ctx context.Context, client Client, req *kmsg.JoinGroupRequest, resp *kmsg.JoinGroupResponse) *kmsg.JoinGroupResponse {
-	mixed := func() bool {
+	consumer := func() bool {
 		g.mu.Lock()
 		defer g.mu.Unlock()
-		return !g.stopped && g.cg != nil && len(g.cg.members) > 0
+		return !g.stopped && g.cg != nil
 	}
-	if !mixed() {
+	if !consumer() {
 		return nil
 	}
 	g.writeMu.Lock()
 	defer g.writeMu.Unlock()
-	if !mixed() {
+	g.mu.Lock()
+	if g.stopped || g.cg == nil {
+		g.mu.Unlock()
 		return nil
 	}
+	if len(g.cg.members) == 0 {
+		// The first generation's record, with members, says in the log
+		// that the group is classic again.
+		g.cg = nil
+		g.mu.Unlock()
+		return nil
+	}
+	g.mu.Unlock()
 	return g.classicJoin(ctx, client, req, resp)
 }
 
@@ -120,15 +132,10 @@ func (g *group) join(client Client, req *kmsg.JoinGroupRequest, resp *kmsg.JoinG
 		return nil
 	}
 	if g.cg != nil {
-		if len(g.cg.members) > 0 {
-			// It became a consumer group with members since the check:
-			// the member tries again.
-			resp.ErrorCode = rebalancing
-			return nil
-		}
-		// An empty consumer group becomes a classic group again; the
-		// first generation's record, with members, says so in the log.
-		g.cg = nil
+		// It became a consumer group since the check: the member tries
+		// again.
+		resp.ErrorCode = rebalancing
+		return nil
 	}
 	if !g.acceptsProtocols(req) {
 		resp.ErrorCode = kerr.InconsistentGroupProtocol.Code

@@ -126,7 +126,7 @@ func (g *group) classicJoin(ctx context.Context, client Client, req *kmsg.JoinGr
 		owned[t] = compactSorted(ps)
 	}
 	next.reconcile(id, owned)
-	if err := g.installConsumer(ctx, old, next); err != nil {
+	if err := g.installConsumer(ctx, old, next, nil); err != nil {
 		resp.ErrorCode = codeOf(err)
 		return resp
 	}
@@ -307,7 +307,7 @@ func (g *group) classicLeave(ctx context.Context, req *kmsg.LeaveGroupRequest, l
 	if removed {
 		next.bump = true
 		next.refresh(newTopicView(c.cluster.Topics()), c.cfg.ConsumerAssignor)
-		if err := g.installConsumer(ctx, old, next); err != nil {
+		if err := g.installConsumer(ctx, old, next, nil); err != nil {
 			resp.ErrorCode = codeOf(err)
 			resp.Members = nil
 			return resp
@@ -329,7 +329,6 @@ func (g *group) upgrade() (*consumerGroup, error) {
 		return nil, kerr.GroupIDNotFound
 	}
 	cg := newConsumerGroup()
-	cg.touched = map[string]bool{}
 	cg.Epoch, cg.TargetEpoch, cg.Assignor = g.generation, g.generation, g.s.c.cfg.ConsumerAssignor
 	for _, m := range g.memberList() {
 		var sub kmsg.ConsumerMemberMetadata
@@ -376,7 +375,9 @@ func (g *group) downgrade() {
 	}
 	g.members = make(map[string]*member)
 	g.statics = make(map[string]string)
-	g.protocolType, g.generation = "consumer", cg.Epoch
+	// Generations never go back: a record of an older one is skipped
+	// when the log is read again.
+	g.protocolType, g.generation = "consumer", max(g.generation, cg.Epoch)
 	for _, cm := range cg.sortedMembers() {
 		m := &member{id: cm.ID, instanceID: cm.InstanceID, clientID: cm.ClientID, clientHost: cm.ClientHost,
 			sessionTimeout:   time.Duration(cm.Classic.SessionTimeoutMs) * time.Millisecond,

@@ -132,6 +132,11 @@ func (cg *consumerGroup) checkCommit(req *kmsg.OffsetCommitRequest, simple bool)
 	switch {
 	case m == nil:
 		return unknownMember
+	case m.Classic != nil && req.InstanceID != nil && (m.InstanceID == nil || *m.InstanceID != *req.InstanceID):
+		return kerr.FencedInstanceID.Code
+	case m.Left:
+		// A static member that left is at epoch -2 to Kafka.
+		return kerr.StaleMemberEpoch.Code
 	case m.Classic != nil && req.Generation != m.Epoch:
 		return kerr.IllegalGeneration.Code
 	case m.Classic != nil:
@@ -327,7 +332,7 @@ func (g *group) checkFetch(rg kmsg.OffsetFetchRequestGroup) int16 {
 	switch {
 	case m == nil:
 		return unknownMember
-	case rg.MemberEpoch != m.Epoch:
+	case m.Left || rg.MemberEpoch != m.Epoch:
 		return kerr.StaleMemberEpoch.Code
 	}
 	return 0
