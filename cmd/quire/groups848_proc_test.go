@@ -11,7 +11,9 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // nextGen opts a franz-go consumer into the next-generation protocol
@@ -258,5 +260,61 @@ func checkAllConsumed(t *testing.T, log *consumedLog, values []string) {
 		if !seen[v] {
 			t.Fatalf("%s was never consumed", v)
 		}
+	}
+}
+
+// TestNextGenGroupBadInput: malformed ConsumerGroupHeartbeats over the
+// wire get Kafka's error codes, the connection stays open, and the
+// group's member is undisturbed.
+func TestNextGenGroupBadInput(t *testing.T) {
+	b := newBroker(t)
+	bs := []*broker{b}
+	createTopic(t, b.kafkaAddr, "bad848", 2)
+	var log consumedLog
+	startFranzMember(t, bs, "intact848", "bad848", "member", &log, nextGen()...)
+	before := awaitNextGen(t, bs, "intact848", 1)
+
+	conn := mustClient(t, bs).Broker(1)
+	ctx := testCtx(t, 2*time.Minute)
+	heartbeat := func(mod func(r *kmsg.ConsumerGroupHeartbeatRequest)) int16 {
+		r := kmsg.NewPtrConsumerGroupHeartbeatRequest()
+		r.Group, r.MemberID, r.MemberEpoch = "intact848", "intruder", 0
+		r.RebalanceTimeoutMillis = 10000
+		r.SubscribedTopicNames = []string{"bad848"}
+		r.Topics = []kmsg.ConsumerGroupHeartbeatRequestTopic{}
+		mod(r)
+		resp, err := conn.Request(ctx, r)
+		if err != nil {
+			t.Fatalf("heartbeat: %v", err)
+		}
+		return resp.(*kmsg.ConsumerGroupHeartbeatResponse).ErrorCode
+	}
+	for _, c := range []struct {
+		what string
+		mod  func(r *kmsg.ConsumerGroupHeartbeatRequest)
+		want *kerr.Error
+	}{
+		{"empty member id", func(r *kmsg.ConsumerGroupHeartbeatRequest) { r.MemberID = "" }, kerr.InvalidRequest},
+		{"oversized group id", func(r *kmsg.ConsumerGroupHeartbeatRequest) { r.Group = strings.Repeat("g", 300) }, kerr.InvalidGroupID},
+		{"invalid regex", func(r *kmsg.ConsumerGroupHeartbeatRequest) { r.SubscribedTopicRegex = kmsg.StringPtr("(unclosed") }, kerr.InvalidRegularExpression},
+		{"unknown assignor", func(r *kmsg.ConsumerGroupHeartbeatRequest) { r.ServerAssignor = kmsg.StringPtr("magic") }, kerr.UnsupportedAssignor},
+		{"owned partitions on join", func(r *kmsg.ConsumerGroupHeartbeatRequest) {
+			r.Topics = []kmsg.ConsumerGroupHeartbeatRequestTopic{{Partitions: []int32{0}}}
+		}, kerr.InvalidRequest},
+		{"epoch from the future", func(r *kmsg.ConsumerGroupHeartbeatRequest) {
+			r.MemberID, r.MemberEpoch = before.Members[0].MemberID, 9999
+		}, kerr.FencedMemberEpoch},
+		{"unknown member", func(r *kmsg.ConsumerGroupHeartbeatRequest) { r.MemberEpoch = 3 }, kerr.UnknownMemberID},
+	} {
+		if got := heartbeat(c.mod); got != c.want.Code {
+			t.Errorf("%s: %v, want %v", c.what, kerr.ErrorForCode(got), c.want)
+		}
+	}
+	if _, err := conn.Request(ctx, kmsg.NewPtrApiVersionsRequest()); err != nil {
+		t.Fatalf("connection after bad input: %v", err)
+	}
+	after := awaitNextGen(t, bs, "intact848", 1)
+	if after.Members[0].MemberID != before.Members[0].MemberID {
+		t.Fatalf("member %s replaced by %s", before.Members[0].MemberID, after.Members[0].MemberID)
 	}
 }
