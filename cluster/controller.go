@@ -226,7 +226,7 @@ func (n *Node) waitTopicReady(ctx context.Context, t *fsm.Topic) {
 // is elected, its metadata is still good to answer from, and partition
 // leaders come from the partitions' own groups.
 func (n *Node) awaitController(ctx context.Context, max time.Duration) {
-	if n.joinIndex.Load() != 0 {
+	if n.metaSync.joinIndex() != 0 {
 		return
 	}
 	deadline := time.Now().Add(max)

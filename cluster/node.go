@@ -8,7 +8,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -66,9 +65,9 @@ type Node struct {
 	// here is new (it was created while this node was down or slow), not
 	// lost. A node that did not may have lost its disk.
 	hadState bool
-	// joinIndex is the metadata index this node had applied when it first
-	// caught up with the controller (see groupFormed).
-	joinIndex atomic.Uint64
+	// metaSync says whether the local metadata is current (metaCaughtUp)
+	// and when it first was (see groupFormed).
+	metaSync metaSync
 	// memLimit is the heap soft limit last set (see setMemoryLimit).
 	memLimit atomic.Int64
 	// obsDone ends the observation loop, after every group has stopped:
@@ -93,9 +92,6 @@ type Node struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
-	// metaSynced is set once this follower has applied the metadata
-	// leader's commit index as of some moment after start (metaCaughtUp).
-	metaSynced atomic.Bool
 	// started is closed once start has set up every part: the Kafka and
 	// admin listeners bind earlier, and their handlers wait on it.
 	started chan struct{}
@@ -246,7 +242,7 @@ func (n *Node) startMeta() (bool, error) {
 	// completes it (reconcile notes that).
 	var placed atomic.Uint64
 	n.metaFSM.OnChange(func(s *fsm.MetaState) {
-		if placed.Swap(s.PlacementIndex) != s.PlacementIndex || n.joinIndex.Load() == 0 {
+		if placed.Swap(s.PlacementIndex) != s.PlacementIndex || n.metaSync.joinIndex() == 0 {
 			n.triggerReconcile()
 		}
 	})
@@ -450,53 +446,19 @@ func (n *Node) Ready() error {
 	return nil
 }
 
-// metaCaughtUp reports whether the local metadata is complete: as leader,
-// once the barrier of its term has applied; as follower, once it has
-// applied what the leader told it is committed. Raft does not persist the
-// commit index, so right after a restart both are zero and say nothing.
+// metaCaughtUp reports whether the local metadata is complete (see
+// metaSync.check), asking the leader for its commit index when needed.
 func (n *Node) metaCaughtUp() error {
-	_, leaderID := n.meta.raft.LeaderWithID()
-	if leaderID == "" {
-		return errors.New("metadata group has no leader")
-	}
-	if n.meta.raft.State() == raft.Leader {
-		if ok, _ := n.meta.leaderTerm(); !ok {
-			return errors.New("metadata leader has not caught up in its term")
+	return n.metaSync.check(n.ctx, n.meta, func(ctx context.Context, leader int32) (uint64, error) {
+		out, err := n.nt.Call(ctx, leader, rpcMetaReadIndex, nil)
+		if err != nil {
+			return 0, err
 		}
-		n.joinIndex.CompareAndSwap(0, n.meta.raft.AppliedIndex())
-		return nil
-	}
-	applied, commit := n.meta.raft.AppliedIndex(), n.meta.raft.CommitIndex()
-	if commit == 0 || applied < commit {
-		return fmt.Errorf("metadata applied to %d of %d", applied, commit)
-	}
-	if n.metaSynced.Load() {
-		return nil
-	}
-	// A follower's own commit index says nothing right after a restart:
-	// raft starts it at the last snapshot, which can predate topics that
-	// exist. Ask the leader how far it has committed (a read index) and
-	// wait to apply that much once; after that, local state only moves
-	// forward for the life of the process.
-	id, err := strconv.ParseInt(string(leaderID), 10, 32)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(n.ctx, 2*time.Second)
-	defer cancel()
-	out, err := n.nt.Call(ctx, int32(id), rpcMetaReadIndex, nil)
-	if err != nil {
-		return fmt.Errorf("metadata read index from leader %d: %w", id, err)
-	}
-	if len(out) != 8 {
-		return fmt.Errorf("metadata read index from leader %d: %d bytes", id, len(out))
-	}
-	if want := binary.BigEndian.Uint64(out); n.meta.raft.AppliedIndex() < want {
-		return fmt.Errorf("metadata applied to %d of the leader's %d", n.meta.raft.AppliedIndex(), want)
-	}
-	n.metaSynced.Store(true)
-	n.joinIndex.CompareAndSwap(0, n.meta.raft.AppliedIndex())
-	return nil
+		if len(out) != 8 {
+			return 0, fmt.Errorf("%d bytes", len(out))
+		}
+		return binary.BigEndian.Uint64(out), nil
+	})
 }
 
 // rpcMetaReadIndex asks the metadata leader for its commit index.

@@ -66,7 +66,7 @@ func (n *Node) reconcile(s *fsm.MetaState) {
 		peers = append(peers, id)
 	}
 	n.nt.WatchPeers(peers)
-	if n.joinIndex.Load() == 0 {
+	if n.metaSync.joinIndex() == 0 {
 		n.metaCaughtUp() // notes when this node first caught up (groupFormed)
 	}
 	want := n.desiredReplicas(s)

@@ -176,7 +176,7 @@ func (n *Node) groupFormed(t tp, topic *fsm.Topic, dir string) bool {
 	}
 	// A topic created after this node first caught up with the metadata
 	// was created while it ran: it cannot have had, and lost, a replica.
-	if join := n.joinIndex.Load(); join > 0 && topic.CreatedIndex > join {
+	if join := n.metaSync.joinIndex(); join > 0 && topic.CreatedIndex > join {
 		return false
 	}
 	a := topic.Partitions[t.partition]
