@@ -3,6 +3,7 @@ package groups
 import (
 	"context"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -480,5 +481,40 @@ func TestMemberThatKeepsPartitionsIsRemoved(t *testing.T) {
 	}
 	if cgHeartbeat(t, c, b, false); b.owned.size() != 4 {
 		t.Fatalf("b owns %v after the slow member was removed", b.owned)
+	}
+}
+
+// TestEmptyGroupsExpire: an empty group's commits are deleted once older
+// than the retention; a group with members keeps them.
+func TestEmptyGroupsExpire(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Unix(1_000_000, 0)
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	cfg := DefaultConfig()
+	cfg.Now, cfg.OffsetsRetention = clock, time.Hour
+	c := New(cfg, &oneLeader{log: &memLog{epoch: 1}, topics: map[string]int32{"t": 4}}, nil)
+	t.Cleanup(c.Close)
+	commitTo := func(group string) {
+		cr := kmsg.NewPtrOffsetCommitRequest()
+		cr.Version, cr.Group, cr.Generation = 8, group, -1
+		cr.Topics = []kmsg.OffsetCommitRequestTopic{{Topic: "t", Partitions: []kmsg.OffsetCommitRequestTopicPartition{{Partition: 0, Offset: 5}}}}
+		if code := c.OffsetCommit(context.Background(), cr).Topics[0].Partitions[0].ErrorCode; code != 0 {
+			t.Fatalf("commit: %v", kerr.ErrorForCode(code))
+		}
+	}
+	commitTo("idle")
+	commitTo("cg")
+	cgHeartbeat(t, c, &cgMember{id: "a"}, true) // cg now has a member
+	mu.Lock()
+	now = now.Add(2 * time.Hour)
+	mu.Unlock()
+	c.expire()
+	listed := c.ListGroups(context.Background(), kmsg.NewPtrListGroupsRequest())
+	var names []string
+	for _, g := range listed.Groups {
+		names = append(names, g.Group)
+	}
+	if fmt.Sprint(names) != "[cg]" {
+		t.Fatalf("groups after expiry: %v, want only the one with a member", names)
 	}
 }

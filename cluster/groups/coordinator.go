@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf16"
 
@@ -86,6 +87,11 @@ type Config struct {
 	// ConsumerAssignor is the server-side assignor used when members ask
 	// for none (the first of group.consumer.assignors).
 	ConsumerAssignor string
+	// OffsetsRetention is how long an empty group's commits are kept
+	// after its last commit, or after it became empty if that was later
+	// (offsets.retention.minutes); the group is then deleted. 0 keeps
+	// them for ever.
+	OffsetsRetention time.Duration
 	// Now is the clock; tests may replace it.
 	Now func() time.Time
 }
@@ -104,6 +110,7 @@ func DefaultConfig() Config {
 		ConsumerSessionTimeout:    45 * time.Second,
 		ConsumerHeartbeatInterval: 500 * time.Millisecond,
 		ConsumerAssignor:          "uniform",
+		OffsetsRetention:          7 * 24 * time.Hour,
 		Now:                       time.Now,
 	}
 }
@@ -122,6 +129,8 @@ type Coordinator struct {
 	mu     sync.Mutex
 	shards map[int32]*shard
 	closed bool
+	// expiring is set while a sweep deletes expired groups.
+	expiring atomic.Bool
 }
 
 // New returns a coordinator; Close stops its timers.
@@ -242,6 +251,35 @@ func (c *Coordinator) Sweep() {
 			go s.load()
 		}
 	}
+	if c.cfg.OffsetsRetention > 0 && !c.expiring.Swap(true) {
+		go func() {
+			defer c.expiring.Store(false)
+			c.expire()
+		}()
+	}
+}
+
+// expire deletes the empty groups whose commits are older than the
+// retention, as DeleteGroups would: tombstones through Raft.
+func (c *Coordinator) expire() {
+	cutoff := c.cfg.Now().Add(-c.cfg.OffsetsRetention).UnixMilli()
+	for _, s := range c.sortedShards() {
+		select {
+		case <-s.loaded:
+		default:
+			continue
+		}
+		for _, g := range s.sortedGroups() {
+			if !g.expired(cutoff) {
+				continue
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
+			if err := c.deleteGroup(ctx, g.id); err == nil {
+				c.logger.Info("expired group deleted", "group", g.id, "retention", c.cfg.OffsetsRetention)
+			}
+			cancel()
+		}
+	}
 }
 
 // sortedShards lists the shards by partition, for listing and metrics.
@@ -271,6 +309,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("consumer group heartbeat interval %s must be >= 10ms and below the session timeout %s", c.ConsumerHeartbeatInterval, c.ConsumerSessionTimeout)
 	case assignors[c.ConsumerAssignor] == nil:
 		return fmt.Errorf("consumer group assignor %q is not one of uniform, range", c.ConsumerAssignor)
+	case c.OffsetsRetention < 0:
+		return fmt.Errorf("offsets retention %s must be >= 0", c.OffsetsRetention)
 	case c.MaxMetadataBytes < 0:
 		return fmt.Errorf("offset metadata max bytes %d must be >= 0", c.MaxMetadataBytes)
 	}

@@ -143,6 +143,21 @@ func newGroup(s *shard, id string) *group {
 	}
 }
 
+// expired reports whether the group is empty and has had no commit, and
+// no state change, since cutoff (milliseconds).
+func (g *group) expired(cutoff int64) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.state != stateEmpty || len(g.members) > 0 || len(g.pending) > 0 || (g.cg != nil && len(g.cg.members) > 0) {
+		return false
+	}
+	last := g.stateTime
+	for _, o := range g.offsets {
+		last = max(last, o.timestamp)
+	}
+	return last < cutoff
+}
+
 // memberList is the members in join order.
 func (g *group) memberList() []*member {
 	out := make([]*member, 0, len(g.members))
@@ -207,6 +222,8 @@ func (g *group) resume() {
 		g.touch(m)
 	}
 	if g.cg != nil {
+		// When it became empty is not stored: retention counts from now.
+		g.stateTime = max(g.stateTime, g.now().UnixMilli())
 		for _, m := range g.cg.sortedMembers() {
 			g.touchConsumer(m.ID)
 			g.armRevocation(m)

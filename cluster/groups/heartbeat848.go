@@ -330,6 +330,10 @@ func (g *group) installConsumer(ctx context.Context, old, next *consumerGroup, f
 			}
 		}
 	}
+	if len(next.members) == 0 && (old == nil || len(old.members) > 0) {
+		// Retention counts from when the group became empty.
+		g.stateTime = g.now().UnixMilli()
+	}
 	g.cg = next
 	for id := range next.touched {
 		if m := next.members[id]; m != nil {

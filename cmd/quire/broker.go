@@ -82,6 +82,7 @@ environment, which beats the file.`,
 	f.DurationVar(&cfg.Groups.ConsumerSessionTimeout, "group-consumer-session-timeout", cfg.Groups.ConsumerSessionTimeout, "session timeout of next-generation (KIP-848) consumer group members (group.consumer.session.timeout.ms)")
 	f.DurationVar(&cfg.Groups.ConsumerHeartbeatInterval, "group-consumer-heartbeat-interval", cfg.Groups.ConsumerHeartbeatInterval, "heartbeat interval of next-generation consumer group members; a member that is reconciling heartbeats 5x as often (group.consumer.heartbeat.interval.ms)")
 	f.StringVar(&cfg.Groups.ConsumerAssignor, "group-consumer-assignor", cfg.Groups.ConsumerAssignor, "server-side assignor of next-generation consumer groups whose members ask for none: uniform or range")
+	f.DurationVar(&cfg.Groups.OffsetsRetention, "offsets-retention", cfg.Groups.OffsetsRetention, "how long an empty group's commits are kept after its last commit (or after it became empty, if later); the group is then deleted; 0 keeps them for ever (offsets.retention.minutes)")
 	f.BoolVar(&cfg.GroupLagPartitionMetrics, "group-lag-partition-metrics", false, "export quire_group_partition_lag, one series per group and partition, besides the per-group max and sum")
 	f.Int32Var(&cfg.Kafka.MaxRequestBytes, "max-request-bytes", cfg.Kafka.MaxRequestBytes, "largest Kafka request accepted, bytes (socket.request.max.bytes)")
 	f.IntVar(&cfg.MaxPartitionsPerNode, "max-partitions-per-node", cfg.MaxPartitionsPerNode, "partition replicas one node may host")
