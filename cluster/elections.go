@@ -80,6 +80,22 @@ type electionDriver struct {
 	// its voters have all started it, when the first in order could not
 	// yet have stood.
 	agreed map[*raftGroup]time.Time
+	// goneAt holds, per peer (int32), when its process was last found gone
+	// (UnixNano): a leadership it held then ended with it, whatever
+	// followers' rafts still remember (see followsLiveLeader).
+	goneAt sync.Map
+}
+
+// markGone notes that peer's process was found gone now.
+func (d *electionDriver) markGone(peer int32) { d.goneAt.Store(peer, time.Now().UnixNano()) }
+
+// goneSince is when peer's process was last found gone.
+func (d *electionDriver) goneSince(peer int32) (int64, bool) {
+	at, ok := d.goneAt.Load(peer)
+	if !ok {
+		return 0, false
+	}
+	return at.(int64), true
 }
 
 func newElectionDriver() *electionDriver {
@@ -211,7 +227,7 @@ func (n *Node) followsLiveLeader(g *raftGroup, except int32) bool {
 	if leader < 0 || leader == n.cfg.NodeID || leader == except || !n.nt.Reachable(leader) {
 		return false
 	}
-	if at, ok := n.goneAt.Load(leader); ok && g.raft.LastContact().UnixNano() < at.(int64) {
+	if at, ok := n.elections.goneSince(leader); ok && g.raft.LastContact().UnixNano() < at {
 		return false
 	}
 	return true
@@ -221,7 +237,7 @@ func (n *Node) followsLiveLeader(g *raftGroup, except int32) bool {
 // connections): as peerUnreachable, and its leaderships are over even
 // once it is back.
 func (n *Node) peerGone(peer int32) {
-	n.goneAt.Store(peer, time.Now().UnixNano())
+	n.elections.markGone(peer)
 	n.peerUnreachable(peer)
 }
 

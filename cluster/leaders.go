@@ -146,6 +146,29 @@ type reportSet struct {
 	mu    sync.Mutex
 	dirty map[*replica]struct{}
 	all   bool
+	// wake tells the report loop there is something to look at.
+	wake chan struct{}
+}
+
+func newReportSet() *reportSet { return &reportSet{wake: make(chan struct{}, 1)} }
+
+// add has the next report look at r.
+func (s *reportSet) add(r *replica) {
+	s.mu.Lock()
+	if s.dirty == nil {
+		s.dirty = make(map[*replica]struct{})
+	}
+	s.dirty[r] = struct{}{}
+	s.mu.Unlock()
+	kick(s.wake)
+}
+
+// addAll has the next report look at every replica.
+func (s *reportSet) addAll() {
+	s.mu.Lock()
+	s.all = true
+	s.mu.Unlock()
+	kick(s.wake)
 }
 
 func (s *reportSet) take() (map[*replica]struct{}, bool) {
@@ -158,26 +181,14 @@ func (s *reportSet) take() (map[*replica]struct{}, bool) {
 
 // reportReplica has the next leader report look at r.
 func (n *Node) reportReplica(r *replica) {
-	if r == nil {
-		return
+	if r != nil {
+		n.reports.add(r)
 	}
-	n.reports.mu.Lock()
-	if n.reports.dirty == nil {
-		n.reports.dirty = make(map[*replica]struct{})
-	}
-	n.reports.dirty[r] = struct{}{}
-	n.reports.mu.Unlock()
-	kick(n.leaderReportCh)
 }
 
 // reportAll has the next leader report look at every replica: a peer's
 // liveness changed every ISR it is in.
-func (n *Node) reportAll() {
-	n.reports.mu.Lock()
-	n.reports.all = true
-	n.reports.mu.Unlock()
-	kick(n.leaderReportCh)
-}
+func (n *Node) reportAll() { n.reports.addAll() }
 
 // reportLeaders keeps the metadata's leader, epoch and ISR records in step
 // with the partitions this node leads, so brokers that do not host a
@@ -194,7 +205,7 @@ func (n *Node) reportLeaders() {
 			return
 		case <-tick.C:
 			n.reportAll()
-		case <-n.leaderReportCh:
+		case <-n.reports.wake:
 		}
 		n.reportLeadersOnce()
 		// When thousands of elections end at once, one pass a moment later

@@ -52,11 +52,9 @@ type Node struct {
 	running *registry
 
 	elections *electionDriver
-	// goneAt holds, per peer (int32), when its process was last found gone
-	// (UnixNano): a leadership it held then ended with it, whatever
-	// followers' rafts still remember (see hasLiveLeader).
-	goneAt  sync.Map
-	reports reportSet
+	// reports is the replicas whose leadership the controller should hear
+	// of next.
+	reports *reportSet
 	// cleanStart is whether the node stopped cleanly last time (see
 	// cleanMarker): its partitions' files need not be verified.
 	cleanStart bool
@@ -74,9 +72,8 @@ type Node struct {
 	// raft blocks on an observer nobody reads.
 	obsDone chan struct{}
 
-	observations   chan raft.Observation
-	leaderReportCh chan struct{}
-	dutiesCh       chan struct{}
+	observations chan raft.Observation
+	dutiesCh     chan struct{}
 
 	// groupCoord is the consumer group coordinator of the
 	// __consumer_offsets partitions this node leads.
@@ -115,21 +112,21 @@ func Start(cfg Config, logger hclog.Logger) (*Node, error) {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	ctx, cancel := context.WithCancel(context.Background())
 	n := &Node{
-		cfg:            cfg,
-		logger:         logger.With("node", cfg.NodeID),
-		reg:            reg,
-		metrics:        newNodeMetrics(reg),
-		metaFSM:        fsm.NewMetaFSM(),
-		running:        newRegistry(),
-		elections:      newElectionDriver(),
-		obsDone:        make(chan struct{}),
-		observations:   make(chan raft.Observation, 16384),
-		leaderReportCh: make(chan struct{}, 1),
-		dutiesCh:       make(chan struct{}, 1),
-		reconcileCh:    make(chan struct{}, 1),
-		started:        make(chan struct{}),
-		ctx:            ctx,
-		cancel:         cancel,
+		cfg:          cfg,
+		logger:       logger.With("node", cfg.NodeID),
+		reg:          reg,
+		metrics:      newNodeMetrics(reg),
+		metaFSM:      fsm.NewMetaFSM(),
+		running:      newRegistry(),
+		elections:    newElectionDriver(),
+		obsDone:      make(chan struct{}),
+		observations: make(chan raft.Observation, 16384),
+		reports:      newReportSet(),
+		dutiesCh:     make(chan struct{}, 1),
+		reconcileCh:  make(chan struct{}, 1),
+		started:      make(chan struct{}),
+		ctx:          ctx,
+		cancel:       cancel,
 	}
 	if _, err := os.Stat(filepath.Join(cfg.DataDir, "meta", "raft.db")); err == nil {
 		n.hadState = true
