@@ -518,3 +518,51 @@ func TestEmptyGroupsExpire(t *testing.T) {
 		t.Fatalf("groups after expiry: %v, want only the one with a member", names)
 	}
 }
+
+// TestDeleteConsumerGroup: an empty consumer group is deleted with its
+// commits, and stays deleted for the next coordinator; one with members
+// is refused.
+func TestDeleteConsumerGroup(t *testing.T) {
+	log := &memLog{epoch: 1}
+	c, _ := testCoordinator(t, log)
+	ctx := context.Background()
+	a := &cgMember{id: "a"}
+	cgHeartbeat(t, c, a, true)
+	cr := kmsg.NewPtrOffsetCommitRequest()
+	cr.Version, cr.Group, cr.MemberID, cr.Generation = 9, "cg", "a", a.epoch
+	cr.Topics = []kmsg.OffsetCommitRequestTopic{{Topic: "t", Partitions: []kmsg.OffsetCommitRequestTopicPartition{{Partition: 0, Offset: 3}}}}
+	if code := c.OffsetCommit(ctx, cr).Topics[0].Partitions[0].ErrorCode; code != 0 {
+		t.Fatalf("commit: %v", kerr.ErrorForCode(code))
+	}
+	del := kmsg.NewPtrDeleteGroupsRequest()
+	del.Groups = []string{"cg"}
+	if code := c.DeleteGroups(ctx, del).Groups[0].ErrorCode; code != kerr.NonEmptyGroup.Code {
+		t.Fatalf("delete with a member: %v", kerr.ErrorForCode(code))
+	}
+	cgHeartbeat(t, c, &cgMember{id: "a", epoch: -1}, false)
+	if code := c.DeleteGroups(ctx, del).Groups[0].ErrorCode; code != 0 {
+		t.Fatalf("delete: %v", kerr.ErrorForCode(code))
+	}
+	c.Close()
+	next, _ := testCoordinator(t, &memLog{epoch: 2, batches: log.batches, next: log.next})
+	d := kmsg.NewPtrConsumerGroupDescribeRequest()
+	d.Groups = []string{"cg"}
+	if code := next.ConsumerGroupDescribe(ctx, d).Groups[0].ErrorCode; code != kerr.GroupIDNotFound.Code {
+		t.Fatalf("deleted group after fail-over: %v", kerr.ErrorForCode(code))
+	}
+	if off := fetchedFrom(t, next, "cg", 0); off != -1 {
+		t.Fatalf("deleted group's commit is %d after fail-over", off)
+	}
+}
+
+func fetchedFrom(t *testing.T, c *Coordinator, group string, part int32) int64 {
+	t.Helper()
+	r := kmsg.NewPtrOffsetFetchRequest()
+	r.Version = 8
+	r.Groups = []kmsg.OffsetFetchRequestGroup{{Group: group, Topics: []kmsg.OffsetFetchRequestGroupTopic{{Topic: "t", Partitions: []int32{part}}}}}
+	resp := c.OffsetFetch(context.Background(), r)
+	if resp.Groups[0].ErrorCode != 0 {
+		t.Fatalf("offset fetch: %v", kerr.ErrorForCode(resp.Groups[0].ErrorCode))
+	}
+	return resp.Groups[0].Topics[0].Partitions[0].Offset
+}

@@ -196,14 +196,7 @@ func commit(c *Coordinator, member string, gen int32, part int32, off int64) int
 
 func fetched(t *testing.T, c *Coordinator, part int32) int64 {
 	t.Helper()
-	r := kmsg.NewPtrOffsetFetchRequest()
-	r.Version = 8
-	r.Groups = []kmsg.OffsetFetchRequestGroup{{Group: "g", Topics: []kmsg.OffsetFetchRequestGroupTopic{{Topic: "t", Partitions: []int32{part}}}}}
-	resp := c.OffsetFetch(context.Background(), r)
-	if resp.Groups[0].ErrorCode != 0 {
-		t.Fatalf("offset fetch: %v", kerr.ErrorForCode(resp.Groups[0].ErrorCode))
-	}
-	return resp.Groups[0].Topics[0].Partitions[0].Offset
+	return fetchedFrom(t, c, "g", part)
 }
 
 func TestJoinSyncCommitAndFencing(t *testing.T) {
