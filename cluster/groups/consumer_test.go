@@ -155,14 +155,10 @@ func TestConsumerGroupReconciles(t *testing.T) {
 	if r := cgHeartbeat(t, c, &cgMember{id: "zz", epoch: 3}, false); r.ErrorCode != kerr.UnknownMemberID.Code {
 		t.Fatalf("unknown member: %v", kerr.ErrorForCode(r.ErrorCode))
 	}
-	cr := kmsg.NewPtrOffsetCommitRequest()
-	cr.Version, cr.Group, cr.MemberID, cr.Generation = 9, "cg", "a", 1
-	cr.Topics = []kmsg.OffsetCommitRequestTopic{{Topic: "t", Partitions: []kmsg.OffsetCommitRequestTopicPartition{{Partition: 0, Offset: 5}}}}
-	if code := c.OffsetCommit(context.Background(), cr).Topics[0].Partitions[0].ErrorCode; code != kerr.StaleMemberEpoch.Code {
+	if code := commitAs(c, 9, "cg", "a", 1, 0, 5); code != kerr.StaleMemberEpoch.Code {
 		t.Fatalf("stale commit: %v", kerr.ErrorForCode(code))
 	}
-	cr.Generation = a.epoch
-	if code := c.OffsetCommit(context.Background(), cr).Topics[0].Partitions[0].ErrorCode; code != 0 {
+	if code := commitAs(c, 9, "cg", "a", a.epoch, 0, 5); code != 0 {
 		t.Fatalf("commit: %v", kerr.ErrorForCode(code))
 	}
 
@@ -303,10 +299,7 @@ func TestConsumerGroupRegexAndBadInput(t *testing.T) {
 // group survive the group turning into a consumer group.
 func TestEmptyClassicGroupBecomesConsumerGroup(t *testing.T) {
 	c, _ := testCoordinator(t, &memLog{epoch: 1})
-	cr := kmsg.NewPtrOffsetCommitRequest()
-	cr.Version, cr.Group, cr.Generation = 9, "cg", -1
-	cr.Topics = []kmsg.OffsetCommitRequestTopic{{Topic: "t", Partitions: []kmsg.OffsetCommitRequestTopicPartition{{Partition: 1, Offset: 42}}}}
-	if code := c.OffsetCommit(context.Background(), cr).Topics[0].Partitions[0].ErrorCode; code != 0 {
+	if code := commitAs(c, 9, "cg", "", -1, 1, 42); code != 0 {
 		t.Fatalf("simple commit: %v", kerr.ErrorForCode(code))
 	}
 	m := &cgMember{id: "a"}
@@ -393,14 +386,10 @@ func TestClassicMembersInConsumerGroup(t *testing.T) {
 	if d := describeCG(t, c); d[:6] != "Stable" {
 		t.Fatalf("mixed group: %s", d)
 	}
-	cr := kmsg.NewPtrOffsetCommitRequest()
-	cr.Version, cr.Group, cr.MemberID, cr.Generation = 8, "cg", id, j.Generation
-	cr.Topics = []kmsg.OffsetCommitRequestTopic{{Topic: "t", Partitions: []kmsg.OffsetCommitRequestTopicPartition{{Partition: got["t"][0], Offset: 7}}}}
-	if code := c.OffsetCommit(ctx, cr).Topics[0].Partitions[0].ErrorCode; code != 0 {
+	if code := commitAs(c, 8, "cg", id, j.Generation, got["t"][0], 7); code != 0 {
 		t.Fatalf("classic member commits: %v", kerr.ErrorForCode(code))
 	}
-	cr.Generation--
-	if code := c.OffsetCommit(ctx, cr).Topics[0].Partitions[0].ErrorCode; code != kerr.IllegalGeneration.Code {
+	if code := commitAs(c, 8, "cg", id, j.Generation-1, got["t"][0], 7); code != kerr.IllegalGeneration.Code {
 		t.Fatalf("classic member commits in an old generation: %v", kerr.ErrorForCode(code))
 	}
 
@@ -495,10 +484,7 @@ func TestEmptyGroupsExpire(t *testing.T) {
 	c := New(cfg, &oneLeader{log: &memLog{epoch: 1}, topics: map[string]int32{"t": 4}}, nil)
 	t.Cleanup(c.Close)
 	commitTo := func(group string) {
-		cr := kmsg.NewPtrOffsetCommitRequest()
-		cr.Version, cr.Group, cr.Generation = 8, group, -1
-		cr.Topics = []kmsg.OffsetCommitRequestTopic{{Topic: "t", Partitions: []kmsg.OffsetCommitRequestTopicPartition{{Partition: 0, Offset: 5}}}}
-		if code := c.OffsetCommit(context.Background(), cr).Topics[0].Partitions[0].ErrorCode; code != 0 {
+		if code := commitAs(c, 8, group, "", -1, 0, 5); code != 0 {
 			t.Fatalf("commit: %v", kerr.ErrorForCode(code))
 		}
 	}
@@ -528,10 +514,7 @@ func TestDeleteConsumerGroup(t *testing.T) {
 	ctx := context.Background()
 	a := &cgMember{id: "a"}
 	cgHeartbeat(t, c, a, true)
-	cr := kmsg.NewPtrOffsetCommitRequest()
-	cr.Version, cr.Group, cr.MemberID, cr.Generation = 9, "cg", "a", a.epoch
-	cr.Topics = []kmsg.OffsetCommitRequestTopic{{Topic: "t", Partitions: []kmsg.OffsetCommitRequestTopicPartition{{Partition: 0, Offset: 3}}}}
-	if code := c.OffsetCommit(ctx, cr).Topics[0].Partitions[0].ErrorCode; code != 0 {
+	if code := commitAs(c, 9, "cg", "a", a.epoch, 0, 3); code != 0 {
 		t.Fatalf("commit: %v", kerr.ErrorForCode(code))
 	}
 	del := kmsg.NewPtrDeleteGroupsRequest()

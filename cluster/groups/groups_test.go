@@ -187,9 +187,13 @@ func heartbeat(c *Coordinator, member string, gen int32) int16 {
 }
 
 func commit(c *Coordinator, member string, gen int32, part int32, off int64) int16 {
+	return commitAs(c, 8, "g", member, gen, part, off)
+}
+
+// commitAs commits one offset of topic t and returns the partition's code.
+func commitAs(c *Coordinator, version int16, group, member string, gen int32, part int32, off int64) int16 {
 	r := kmsg.NewPtrOffsetCommitRequest()
-	r.Version = 8
-	r.Group, r.MemberID, r.Generation = "g", member, gen
+	r.Version, r.Group, r.MemberID, r.Generation = version, group, member, gen
 	r.Topics = []kmsg.OffsetCommitRequestTopic{{Topic: "t", Partitions: []kmsg.OffsetCommitRequestTopicPartition{{Partition: part, Offset: off, LeaderEpoch: -1}}}}
 	return c.OffsetCommit(context.Background(), r).Topics[0].Partitions[0].ErrorCode
 }
