@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -12,19 +13,25 @@ import (
 )
 
 // groupsCluster gives the group coordinator the __consumer_offsets
-// partitions this node leads.
-type groupsCluster struct{ n *Node }
+// partitions this node leads, and the cluster's topics.
+type groupsCluster struct {
+	n *Node
 
-var _ groups.Cluster = groupsCluster{}
+	mu    sync.Mutex
+	state *fsm.MetaState
+	set   *groups.TopicSet
+}
 
-func (g groupsCluster) Partitions() int32 {
+var _ groups.Cluster = (*groupsCluster)(nil)
+
+func (g *groupsCluster) Partitions() int32 {
 	if t := g.n.metaFSM.State().Topics[groups.Topic]; t != nil {
 		return int32(len(t.Partitions))
 	}
 	return 0
 }
 
-func (g groupsCluster) Leading(p int32) (groups.Log, error) {
+func (g *groupsCluster) Leading(p int32) (groups.Log, error) {
 	r, err := g.n.leaderReplica(groups.Topic, p)
 	if err != nil {
 		return nil, kerr.NotCoordinator
@@ -36,20 +43,28 @@ func (g groupsCluster) Leading(p int32) (groups.Log, error) {
 	return &offsetsLog{r: r, epoch: epoch}, nil
 }
 
-func (g groupsCluster) PartitionCount(topic string) int32 {
+func (g *groupsCluster) PartitionCount(topic string) int32 {
 	if t := g.n.metaFSM.State().Topics[topic]; t != nil {
 		return int32(len(t.Partitions))
 	}
 	return -1
 }
 
-func (g groupsCluster) Topics() []groups.TopicInfo {
-	ts := g.n.metaFSM.State().Topics
-	out := make([]groups.TopicInfo, 0, len(ts))
-	for name, t := range ts {
+// Topics is made once per metadata state: every consumer group heartbeat
+// asks.
+func (g *groupsCluster) Topics() *groups.TopicSet {
+	state := g.n.metaFSM.State()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.set != nil && g.state == state {
+		return g.set
+	}
+	out := make([]groups.TopicInfo, 0, len(state.Topics))
+	for name, t := range state.Topics {
 		out = append(out, groups.TopicInfo{Name: name, ID: t.ID, Partitions: int32(len(t.Partitions)), Internal: kafkaapi.IsInternal(name)})
 	}
-	return out
+	g.state, g.set = state, &groups.TopicSet{Topics: out}
+	return g.set
 }
 
 // offsetsLog is one __consumer_offsets partition in one leader epoch.

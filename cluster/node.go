@@ -137,7 +137,7 @@ func Start(cfg Config, logger hclog.Logger) (*Node, error) {
 		return nil, err
 	}
 	n.cleanStart = clean
-	n.groupCoord = groups.New(cfg.Groups, groupsCluster{n}, n.logger.Named("groups"))
+	n.groupCoord = groups.New(cfg.Groups, &groupsCluster{n: n}, n.logger.Named("groups"))
 	reg.MustRegister(newGroupLagCollector(n, cfg.GroupLagPartitionMetrics))
 	n.setMemoryLimit(0)
 	// Before any group starts: raft blocks on observations nobody reads.

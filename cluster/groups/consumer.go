@@ -167,15 +167,20 @@ func (cg *consumerGroup) state() string {
 	return "Stable"
 }
 
-// topicView is the cluster's topics as the assignors see them.
+// topicView is the cluster's topics as the assignors see them. Every
+// heartbeat needs one, so the coordinator keeps it until the cluster's
+// topics change, and it keeps each subscription it resolved.
 type topicView struct {
 	byName map[string]TopicInfo
 	byID   map[[16]byte]string
 	names  []string
+
+	mu       sync.Mutex
+	resolved map[string]map[string]bool
 }
 
 func newTopicView(ts []TopicInfo) *topicView {
-	v := &topicView{byName: map[string]TopicInfo{}, byID: map[[16]byte]string{}}
+	v := &topicView{byName: map[string]TopicInfo{}, byID: map[[16]byte]string{}, resolved: map[string]map[string]bool{}}
 	for _, t := range ts {
 		v.byName[t.Name] = t
 		v.byID[t.ID] = t.Name
@@ -213,9 +218,20 @@ var (
 )
 
 // subscribed is the existing topics a member subscribes to, by name or by
-// regex; a regex never matches an internal topic.
+// regex; a regex never matches an internal topic. The set is shared: it
+// must not be changed.
 func (m *cmember) subscribed(v *topicView) map[string]bool {
+	key := m.Regex + "\x00" + strings.Join(m.Topics, "\x00")
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if out, ok := v.resolved[key]; ok {
+		return out
+	}
+	if len(v.resolved) >= 4096 {
+		clear(v.resolved)
+	}
 	out := map[string]bool{}
+	v.resolved[key] = out
 	for _, t := range m.Topics {
 		if _, ok := v.byName[t]; ok {
 			out[t] = true

@@ -52,9 +52,13 @@ type Cluster interface {
 	// PartitionCount is a topic's partition count, -1 when it does not
 	// exist.
 	PartitionCount(topic string) int32
-	// Topics lists every topic, for consumer groups' subscriptions.
-	Topics() []TopicInfo
+	// Topics lists every topic, for consumer groups' subscriptions. It
+	// returns the same *TopicSet until the topics may have changed.
+	Topics() *TopicSet
 }
+
+// TopicSet is the cluster's topics at one moment.
+type TopicSet struct{ Topics []TopicInfo }
 
 // TopicInfo is one topic as consumer group assignment sees it.
 type TopicInfo struct {
@@ -131,6 +135,23 @@ type Coordinator struct {
 	closed bool
 	// expiring is set while a sweep deletes expired groups.
 	expiring atomic.Bool
+
+	// view is the topic view of the cluster's topic set viewOf.
+	viewMu sync.Mutex
+	viewOf *TopicSet
+	view   *topicView
+}
+
+// topics is the cluster's topics as the assignors see them, made again
+// only when they changed.
+func (c *Coordinator) topics() *topicView {
+	set := c.cluster.Topics()
+	c.viewMu.Lock()
+	defer c.viewMu.Unlock()
+	if set != c.viewOf || c.view == nil {
+		c.viewOf, c.view = set, newTopicView(set.Topics)
+	}
+	return c.view
 }
 
 // New returns a coordinator; Close stops its timers.

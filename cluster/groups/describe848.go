@@ -29,7 +29,7 @@ func (c *Coordinator) ConsumerGroupDescribe(ctx context.Context, req *kmsg.Consu
 			resp.Groups = append(resp.Groups, dg)
 			continue
 		}
-		v := newTopicView(c.cluster.Topics())
+		v := c.topics()
 		g.mu.Lock()
 		if g.cg == nil {
 			dg.ErrorCode = kerr.GroupIDNotFound.Code

@@ -78,12 +78,13 @@ func (o *oneLeader) PartitionCount(t string) int32 {
 	return -1
 }
 
-func (o *oneLeader) Topics() []TopicInfo {
-	var out []TopicInfo
+// Topics is made anew on every call, so a test may change o.topics.
+func (o *oneLeader) Topics() *TopicSet {
+	set := &TopicSet{}
 	for name, n := range o.topics {
-		out = append(out, TopicInfo{Name: name, ID: topicID(name), Partitions: n, Internal: name == Topic})
+		set.Topics = append(set.Topics, TopicInfo{Name: name, ID: topicID(name), Partitions: n, Internal: name == Topic})
 	}
-	return out
+	return set
 }
 
 // topicID is a test topic's id: its name, padded.

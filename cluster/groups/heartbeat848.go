@@ -124,7 +124,7 @@ func (g *group) consumerHeartbeat(ctx context.Context, client Client, req *kmsg.
 		next = old.clone()
 	}
 	g.mu.Unlock()
-	v := newTopicView(c.cluster.Topics())
+	v := c.topics()
 
 	id := req.MemberID
 	m := next.members[id]
@@ -457,7 +457,7 @@ func (g *group) fence(id string, seq uint64, why string) {
 	next := old.clone()
 	delete(next.members, id)
 	next.bump = true
-	next.refresh(newTopicView(c.cluster.Topics()), c.cfg.ConsumerAssignor)
+	next.refresh(c.topics(), c.cfg.ConsumerAssignor)
 	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
 	defer cancel()
 	if err := g.finishConsumer(ctx, old, next, nil); err != nil {

@@ -114,7 +114,7 @@ func (g *group) classicJoin(ctx context.Context, client Client, req *kmsg.JoinGr
 	if next.updateClassic(id, client, req, &sub) {
 		next.bump = true
 	}
-	v := newTopicView(c.cluster.Topics())
+	v := c.topics()
 	next.refresh(v, c.cfg.ConsumerAssignor)
 	owned := assignment{}
 	for _, t := range sub.OwnedPartitions {
@@ -306,7 +306,7 @@ func (g *group) classicLeave(ctx context.Context, req *kmsg.LeaveGroupRequest, l
 	}
 	if removed {
 		next.bump = true
-		next.refresh(newTopicView(c.cluster.Topics()), c.cfg.ConsumerAssignor)
+		next.refresh(c.topics(), c.cfg.ConsumerAssignor)
 		if err := g.installConsumer(ctx, old, next, nil); err != nil {
 			resp.ErrorCode = codeOf(err)
 			resp.Members = nil
