@@ -61,7 +61,17 @@ func (g *groupsCluster) Topics() *groups.TopicSet {
 	}
 	out := make([]groups.TopicInfo, 0, len(state.Topics))
 	for name, t := range state.Topics {
-		out = append(out, groups.TopicInfo{Name: name, ID: t.ID, Partitions: int32(len(t.Partitions)), Internal: kafkaapi.IsInternal(name)})
+		info := groups.TopicInfo{Name: name, ID: t.ID, Partitions: int32(len(t.Partitions)), Internal: kafkaapi.IsInternal(name)}
+		for _, a := range t.Partitions {
+			var racks []string
+			for _, id := range a.Replicas {
+				if b := state.Brokers[id]; b != nil && b.Rack != "" {
+					racks = append(racks, b.Rack)
+				}
+			}
+			info.Racks = append(info.Racks, racks)
+		}
+		out = append(out, info)
 	}
 	g.state, g.set = state, &groups.TopicSet{Topics: out}
 	return g.set

@@ -1,6 +1,7 @@
 package groups
 
 import (
+	"slices"
 	"sort"
 )
 
@@ -72,7 +73,8 @@ func (a assignment) intersects(b assignment) bool {
 
 // assignee is one member as an assignor sees it.
 type assignee struct {
-	id string
+	id   string
+	rack string
 	// topics are the existing topics it subscribes to.
 	topics map[string]bool
 	// prev is its current target, kept where possible.
@@ -80,9 +82,10 @@ type assignee struct {
 }
 
 // assignFunc computes a target assignment for members sorted by id over
-// topics (name to partition count). It must be deterministic: the same
-// input gives the same output on every coordinator.
-type assignFunc func(members []assignee, topics map[string]int32) map[string]assignment
+// topics (name to partition count); racks, when it is set, gives a
+// partition's replica racks. It must be deterministic: the same input
+// gives the same output on every coordinator.
+type assignFunc func(members []assignee, topics map[string]int32, racks func(topicPart) []string) map[string]assignment
 
 // assignors are the server-side assignors, by the name clients ask for.
 var assignors = map[string]assignFunc{
@@ -93,8 +96,10 @@ var assignors = map[string]assignFunc{
 // assignUniform spreads partitions so that every member's count is within
 // one of every other member that could take the same partitions, moving as
 // few partitions from their current owner as it can (Kafka's "uniform"
-// assignor is sticky in the same way).
-func assignUniform(members []assignee, topics map[string]int32) map[string]assignment {
+// assignor is sticky in the same way). Among members it could give a
+// partition to without upsetting that balance, it prefers one in the rack
+// of one of the partition's replicas, so the member reads close by.
+func assignUniform(members []assignee, topics map[string]int32, racks func(topicPart) []string) map[string]assignment {
 	owner := map[topicPart]int{}
 	load := make([]int, len(members))
 	owned := make([][]topicPart, len(members))
@@ -122,10 +127,16 @@ func assignUniform(members []assignee, topics map[string]int32) map[string]assig
 			}
 		}
 	}
-	leastLoaded := func(t string) int {
+	local := func(i int, tp topicPart) bool {
+		if racks == nil || members[i].rack == "" {
+			return false
+		}
+		return slices.Contains(racks(tp), members[i].rack)
+	}
+	leastLoaded := func(tp topicPart) int {
 		best := -1
-		for _, i := range candidates[t] {
-			if best < 0 || load[i] < load[best] {
+		for _, i := range candidates[tp.topic] {
+			if best < 0 || load[i] < load[best] || (load[i] == load[best] && local(i, tp) && !local(best, tp)) {
 				best = i
 			}
 		}
@@ -143,7 +154,7 @@ func assignUniform(members []assignee, topics map[string]int32) map[string]assig
 	}
 	sort.SliceStable(free, func(i, j int) bool { return len(candidates[free[i].topic]) < len(candidates[free[j].topic]) })
 	for _, tp := range free {
-		i := leastLoaded(tp.topic)
+		i := leastLoaded(tp)
 		owner[tp] = i
 		owned[i] = append(owned[i], tp)
 		load[i]++
@@ -158,22 +169,29 @@ func assignUniform(members []assignee, topics map[string]int32) map[string]assig
 		}
 		sort.SliceStable(order, func(a, b int) bool { return load[order[a]] > load[order[b]] })
 		for _, from := range order {
+			// The partition to give away: one that is local to its new
+			// owner and not to this one if there is such, else the last.
+			pick, pickTo, pickLocal := -1, -1, false
 			for k := len(owned[from]) - 1; k >= 0; k-- {
 				tp := owned[from][k]
-				to := leastLoaded(tp.topic)
+				to := leastLoaded(tp)
 				if to < 0 || load[from]-load[to] < 2 {
 					continue
 				}
-				owned[from] = append(owned[from][:k], owned[from][k+1:]...)
-				owned[to] = append(owned[to], tp)
-				load[from]--
-				load[to]++
-				moved = true
-				break
+				if good := local(to, tp) && !local(from, tp); pick < 0 || (good && !pickLocal) {
+					pick, pickTo, pickLocal = k, to, good
+				}
 			}
-			if moved {
-				break
+			if pick < 0 {
+				continue
 			}
+			tp := owned[from][pick]
+			owned[from] = append(owned[from][:pick], owned[from][pick+1:]...)
+			owned[pickTo] = append(owned[pickTo], tp)
+			load[from]--
+			load[pickTo]++
+			moved = true
+			break
 		}
 	}
 	out := make(map[string]assignment, len(members))
@@ -187,7 +205,7 @@ func assignUniform(members []assignee, topics map[string]int32) map[string]assig
 // partitions, the first members one more when they do not divide evenly:
 // members subscribed to co-partitioned topics get the same partition
 // numbers of each.
-func assignRange(members []assignee, topics map[string]int32) map[string]assignment {
+func assignRange(members []assignee, topics map[string]int32, _ func(topicPart) []string) map[string]assignment {
 	out := make(map[string]assignment, len(members))
 	for _, m := range members {
 		out[m.id] = assignment{}

@@ -192,6 +192,14 @@ func newTopicView(ts []TopicInfo) *topicView {
 	return v
 }
 
+// racks is the racks of a partition's replicas.
+func (v *topicView) racks(tp topicPart) []string {
+	if rs := v.byName[tp.topic].Racks; int(tp.partition) < len(rs) {
+		return rs[tp.partition]
+	}
+	return nil
+}
+
 // compileRegex compiles a subscription regex; like Kafka's, it must match
 // the whole topic name. Every heartbeat resolves its group's expressions,
 // so compiled ones are kept (up to a bound: clients choose them).
@@ -275,9 +283,13 @@ func (cg *consumerGroup) refresh(v *topicView, defaultAssignor string) {
 	name := cg.chooseAssignor(defaultAssignor)
 	var in []assignee
 	for _, m := range cg.sortedMembers() {
-		in = append(in, assignee{id: m.ID, topics: subs[m.ID], prev: m.Target})
+		a := assignee{id: m.ID, topics: subs[m.ID], prev: m.Target}
+		if m.RackID != nil {
+			a.rack = *m.RackID
+		}
+		in = append(in, a)
 	}
-	out := assignors[name](in, union)
+	out := assignors[name](in, union, v.racks)
 	for _, m := range cg.sortedMembers() {
 		if t := out[m.ID]; !t.equal(m.Target) {
 			cg.mut(m.ID).Target = t

@@ -15,7 +15,7 @@ func TestUniformAssignorIsBalancedAndSticky(t *testing.T) {
 	topics := map[string]int32{"t": 12}
 	sub := map[string]bool{"t": true}
 	members := []assignee{{id: "a", topics: sub}, {id: "b", topics: sub}, {id: "c", topics: sub}}
-	first := assignUniform(members, topics)
+	first := assignUniform(members, topics, nil)
 	for _, m := range members {
 		if n := first[m.id].size(); n != 4 {
 			t.Fatalf("%s got %d partitions, want 4: %v", m.id, n, first)
@@ -25,7 +25,7 @@ func TestUniformAssignorIsBalancedAndSticky(t *testing.T) {
 		members[i].prev = first[members[i].id]
 	}
 	members = append(members, assignee{id: "d", topics: sub})
-	second := assignUniform(members, topics)
+	second := assignUniform(members, topics, nil)
 	moved := 0
 	for _, m := range members {
 		if n := second[m.id].size(); n != 3 {
@@ -63,7 +63,7 @@ func TestUniformAssignorHeterogeneous(t *testing.T) {
 		{id: "b", topics: map[string]bool{"x": true}},
 		{id: "c", topics: map[string]bool{"y": true}},
 	}
-	out := assignUniform(members, topics)
+	out := assignUniform(members, topics, nil)
 	if out["c"].size() == 0 || out["b"].size() == 0 || len(out["b"]["y"]) > 0 || len(out["c"]["x"]) > 0 {
 		t.Fatalf("assignment ignores subscriptions: %v", out)
 	}
@@ -72,9 +72,48 @@ func TestUniformAssignorHeterogeneous(t *testing.T) {
 	}
 }
 
+// TestUniformAssignorPrefersLocalReplicas: with racks known, each member
+// is given the partitions with a replica in its rack, and balance holds.
+func TestUniformAssignorPrefersLocalReplicas(t *testing.T) {
+	sub := map[string]bool{"t": true}
+	racks := func(tp topicPart) []string {
+		if tp.partition%2 == 0 {
+			return []string{"east"}
+		}
+		return []string{"west"}
+	}
+	members := []assignee{{id: "a", rack: "west", topics: sub}, {id: "b", rack: "east", topics: sub}}
+	out := assignUniform(members, map[string]int32{"t": 6}, racks)
+	if fmt.Sprint(out["a"]["t"]) != "[1 3 5]" || fmt.Sprint(out["b"]["t"]) != "[0 2 4]" {
+		t.Fatalf("rack-aware assignment %v", out)
+	}
+	// A member in the west joins one in the east that holds everything:
+	// the partitions it is given are the west ones.
+	alone := []assignee{{id: "a", rack: "east", topics: sub, prev: assignment{"t": {0, 1, 2, 3}}}, {id: "b", rack: "west", topics: sub}}
+	if got := assignUniform(alone, map[string]int32{"t": 4}, racks); fmt.Sprint(got["b"]["t"]) != "[1 3]" {
+		t.Fatalf("the joining west member got %v", got)
+	}
+	// A third member in the east joins: balance comes first (it takes a
+	// west partition from a, the only one a can give), and the others keep
+	// what they had.
+	for i := range members {
+		members[i].prev = out[members[i].id]
+	}
+	members = append(members, assignee{id: "c", rack: "east", topics: sub})
+	next := assignUniform(members, map[string]int32{"t": 6}, racks)
+	for _, m := range members {
+		if n := next[m.id].size(); n != 2 {
+			t.Fatalf("%s got %d partitions: %v", m.id, n, next)
+		}
+		if m.id != "c" && !next[m.id].subsetOf(out[m.id]) {
+			t.Fatalf("%s was given a new partition: %v -> %v", m.id, out[m.id], next[m.id])
+		}
+	}
+}
+
 func TestRangeAssignorGivesContiguousRanges(t *testing.T) {
 	sub := map[string]bool{"t": true, "u": true}
-	out := assignRange([]assignee{{id: "a", topics: sub}, {id: "b", topics: sub}}, map[string]int32{"t": 5, "u": 5})
+	out := assignRange([]assignee{{id: "a", topics: sub}, {id: "b", topics: sub}}, map[string]int32{"t": 5, "u": 5}, nil)
 	if fmt.Sprint(out["a"]["t"]) != "[0 1 2]" || fmt.Sprint(out["b"]["t"]) != "[3 4]" || fmt.Sprint(out["a"]["u"]) != "[0 1 2]" {
 		t.Fatalf("range assignment %v", out)
 	}

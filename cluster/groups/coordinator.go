@@ -66,6 +66,9 @@ type TopicInfo struct {
 	ID         [16]byte
 	Partitions int32
 	Internal   bool
+	// Racks holds, per partition, the racks of its replicas (empty where
+	// brokers have none): assignment prefers a member in one of them.
+	Racks [][]string
 }
 
 // Config tunes the coordinator; the names follow Kafka's settings.
