@@ -50,6 +50,11 @@ type GroupMember struct {
 	InstanceID *string `json:"instance_id,omitempty"`
 	ClientID   string  `json:"client_id"`
 	Host       string  `json:"host"`
+	// Epoch, Protocol and Rack are a next-generation group member's:
+	// its member epoch, "consumer" or "classic", and its rack.
+	Epoch    *int32  `json:"epoch,omitempty"`
+	Protocol string  `json:"protocol,omitempty"`
+	Rack     *string `json:"rack,omitempty"`
 }
 
 // GroupDetail is a group with its members and its lag per partition.
@@ -83,11 +88,23 @@ func (a *Admin) DescribeGroup(ctx context.Context, group string) (GroupDetail, e
 		return out, fmt.Errorf("group %q: %w", group, dg.Err)
 	}
 	out.Coordinator, out.State, out.Protocol, out.Type = dg.Coordinator.NodeID, dg.State, dg.Protocol, "classic"
+	nextGen := map[string]kadm.ConsumerGroupMember{}
 	if cg, err := a.adm.DescribeConsumerGroups(ctx, group); err == nil && cg[group].Err == nil {
 		out.Type, out.Generation = "consumer", cg[group].Epoch
+		for _, m := range cg[group].Members {
+			nextGen[m.MemberID] = m
+		}
 	}
 	for _, m := range dg.Members {
-		out.Members = append(out.Members, GroupMember{MemberID: m.MemberID, InstanceID: m.InstanceID, ClientID: m.ClientID, Host: m.ClientHost})
+		gm := GroupMember{MemberID: m.MemberID, InstanceID: m.InstanceID, ClientID: m.ClientID, Host: m.ClientHost}
+		if cm, ok := nextGen[m.MemberID]; ok {
+			epoch := cm.MemberEpoch
+			gm.Epoch, gm.Rack, gm.Protocol = &epoch, cm.RackID, "consumer"
+			if cm.MemberType == 0 {
+				gm.Protocol = "classic"
+			}
+		}
+		out.Members = append(out.Members, gm)
 	}
 	committed, err := a.adm.FetchOffsets(ctx, group)
 	if err != nil {

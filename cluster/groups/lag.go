@@ -19,7 +19,10 @@ type PartitionLag struct {
 
 // GroupLag is one group this node coordinates, with its lag.
 type GroupLag struct {
-	Group      string         `json:"group"`
+	Group string `json:"group"`
+	// Type is "classic" or "consumer" (next-generation); Generation is a
+	// next-generation group's epoch.
+	Type       string         `json:"type"`
 	State      string         `json:"state"`
 	Members    int            `json:"members"`
 	Generation int32          `json:"generation"`
@@ -55,7 +58,7 @@ func (c *Coordinator) Lag(ctx context.Context, ends EndOffsets) []GroupLag {
 		}
 		for _, g := range s.sortedGroups() {
 			g.mu.Lock()
-			sn := snap{lag: GroupLag{Group: g.id, State: g.stateName(), Members: g.memberCount(), Generation: g.generation}, offsets: map[topicPart]int64{}}
+			sn := snap{lag: GroupLag{Group: g.id, Type: g.typeName(), State: g.stateName(), Members: g.memberCount(), Generation: g.generation}, offsets: map[topicPart]int64{}}
 			if g.cg != nil {
 				sn.lag.Generation = g.cg.Epoch
 			}

@@ -163,7 +163,7 @@ func TestNextGenGroupRebalances(t *testing.T) {
 		t.Fatalf("assignor %q, want uniform", g.AssignorName)
 	}
 	out, err := groupCLI(t, bs, "describe", "ng", "--format", "json")
-	if err != nil || !strings.Contains(out, `"type": "consumer"`) || strings.Count(out, `"member_id"`) != 3 {
+	if err != nil || !strings.Contains(out, `"type": "consumer"`) || strings.Count(out, `"member_id"`) != 3 || strings.Count(out, `"epoch"`) != 3 {
 		t.Fatalf("quire group describe: %v\n%s", err, out)
 	}
 	if out, err := groupCLI(t, bs, "list"); err != nil || !strings.Contains(out, "consumer") {
