@@ -126,62 +126,11 @@ func (g *group) consumerHeartbeat(ctx context.Context, client Client, req *kmsg.
 	g.mu.Unlock()
 	v := c.topics()
 
+	if err, msg := next.admit(req, v, c.cfg.MaxGroupSize); err != nil {
+		return fail(err, msg)
+	}
 	id := req.MemberID
 	m := next.members[id]
-	switch {
-	case req.MemberEpoch < 0:
-		if m == nil {
-			return fail(kerr.UnknownMemberID, "")
-		}
-		if req.MemberEpoch == -2 && m.InstanceID != nil {
-			next.mut(id).Left = true
-		} else {
-			delete(next.members, id)
-			next.bump = true
-		}
-	case req.MemberEpoch == 0 && m == nil:
-		if req.InstanceID != nil {
-			if prev := next.static(*req.InstanceID); prev != nil {
-				if !prev.Left && prev.Classic == nil {
-					return fail(kerr.UnreleasedInstanceID, "static member "+*req.InstanceID+" is still in the group")
-				}
-				// The instance comes back under a new id and takes its
-				// partitions and epoch without a rebalance. One that was
-				// a classic member starts over with its target: the
-				// classic client may still hold what it was given.
-				m = prev.clone()
-				m.ID, m.Left, m.enc = id, false, nil
-				if m.Classic != nil {
-					m.Classic, m.Epoch, m.PrevEpoch = nil, 0, 0
-					m.Assigned, m.Revoking, m.State = nil, nil, memberStable
-					next.bump = true
-				}
-				delete(next.members, prev.ID)
-				next.add(m)
-				break
-			}
-		}
-		if len(next.members) >= c.cfg.MaxGroupSize {
-			return fail(kerr.GroupMaxSizeReached, "")
-		}
-		m = &cmember{ID: id}
-		next.add(m)
-		next.bump = true
-	case m == nil:
-		return fail(kerr.UnknownMemberID, "")
-	case req.MemberEpoch > 0:
-		if m.Left || req.MemberEpoch > m.Epoch {
-			return fail(kerr.FencedMemberEpoch, "")
-		}
-		if req.MemberEpoch < m.Epoch {
-			// Only the previous epoch, from a member that lost our last
-			// answer and owns nothing it was not given, is accepted.
-			owned := ownedFrom(req.Topics, v)
-			if req.MemberEpoch != m.PrevEpoch || owned == nil || !owned.subsetOf(m.Assigned) {
-				return fail(kerr.FencedMemberEpoch, "")
-			}
-		}
-	}
 	var before assignment
 	if req.MemberEpoch >= 0 {
 		before = m.Assigned
@@ -222,6 +171,69 @@ func (g *group) consumerHeartbeat(ctx context.Context, client Client, req *kmsg.
 		resp.Assignment = wireAssignment(m.Assigned, v)
 	}
 	return resp
+}
+
+// admit applies a heartbeat's epoch to the group's membership: a leave,
+// a join (a static member may take its instance's place), or a check that
+// a known member's epoch is one it may send.
+func (cg *consumerGroup) admit(req *kmsg.ConsumerGroupHeartbeatRequest, v *topicView, maxSize int) (error, string) {
+	id := req.MemberID
+	m := cg.members[id]
+	switch {
+	case req.MemberEpoch < 0:
+		if m == nil {
+			return kerr.UnknownMemberID, ""
+		}
+		if req.MemberEpoch == -2 && m.InstanceID != nil {
+			cg.mut(id).Left = true
+		} else {
+			delete(cg.members, id)
+			cg.bump = true
+		}
+	case req.MemberEpoch == 0 && m == nil:
+		if req.InstanceID != nil {
+			if prev := cg.static(*req.InstanceID); prev != nil {
+				if !prev.Left && prev.Classic == nil {
+					return kerr.UnreleasedInstanceID, "static member " + *req.InstanceID + " is still in the group"
+				}
+				// The instance comes back under a new id and takes its
+				// partitions and epoch without a rebalance. One that was
+				// a classic member starts over with its target: the
+				// classic client may still hold what it was given.
+				m = prev.clone()
+				m.ID, m.Left, m.enc = id, false, nil
+				if m.Classic != nil {
+					m.Classic, m.Epoch, m.PrevEpoch = nil, 0, 0
+					m.Assigned, m.Revoking, m.State = nil, nil, memberStable
+					cg.bump = true
+				}
+				delete(cg.members, prev.ID)
+				cg.add(m)
+				break
+			}
+		}
+		if len(cg.members) >= maxSize {
+			return kerr.GroupMaxSizeReached, ""
+		}
+		m = &cmember{ID: id}
+		cg.add(m)
+		cg.bump = true
+	case m == nil:
+		return kerr.UnknownMemberID, ""
+	case req.MemberEpoch > 0:
+		if m.Left || req.MemberEpoch > m.Epoch {
+			return kerr.FencedMemberEpoch, ""
+		}
+		if req.MemberEpoch < m.Epoch {
+			// Only the previous epoch, from a member that lost our last
+			// answer and owns nothing it was not given, is accepted.
+			owned := ownedFrom(req.Topics, v)
+			if req.MemberEpoch != m.PrevEpoch || owned == nil || !owned.subsetOf(m.Assigned) {
+				return kerr.FencedMemberEpoch, ""
+			}
+		}
+	}
+	return nil, ""
 }
 
 // updateMember takes the fields a heartbeat carries (null means
