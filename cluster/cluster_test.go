@@ -470,6 +470,27 @@ func TestPreferredLeaderReturns(t *testing.T) {
 	})
 }
 
+// A new topic's partitions end up led by their preferred replicas soon
+// after creation, with the periodic rebalance minutes away: a group whose
+// preferred replica was slow to start is handed back to it.
+func TestNewTopicLeadersSettleOnPreferred(t *testing.T) {
+	c := clustertest.Start(t, 3)
+	createTopic(t, c, c.KafkaAddr(0), "settle", 12, 3)
+	adm := admin(t, c.KafkaAddr(0))
+	c.Eventually(90*time.Second, func() error {
+		md, err := adm.Metadata(ctxT(t, 10*time.Second), "settle")
+		if err != nil {
+			return err
+		}
+		for _, p := range md.Topics["settle"].Partitions {
+			if want := p.Replicas[0]; p.Leader != want {
+				return fmt.Errorf("partition %d led by %d, preferred %d", p.Partition, p.Leader, want)
+			}
+		}
+		return nil
+	})
+}
+
 // A topic deleted while a replica's node is down leaves no files on that
 // node once it is back and has caught up with the metadata.
 func TestDeletedWhileDownLeavesNoFiles(t *testing.T) {

@@ -266,6 +266,25 @@ func (n *Node) reportLeadersOnce() {
 	}
 }
 
+// settleDelays are when, after new replicas start here, this node looks
+// for leaderships to hand to their preferred replicas. A new topic's
+// groups elect whichever voters agreed first, and the preferred replica
+// on a busy node (the controller, say) is often still starting: without
+// this its partitions stayed led elsewhere until the next periodic pass,
+// minutes of uneven load on a fresh cluster. The second pass catches
+// preferred replicas that were not in sync yet at the first.
+var settleDelays = []time.Duration{5 * time.Second, 30 * time.Second}
+
+// settleLeaders schedules early preferred-leader passes (see settleDelays).
+func (n *Node) settleLeaders() {
+	if n.cfg.LeaderRebalanceInterval <= 0 {
+		return
+	}
+	for _, d := range settleDelays {
+		time.AfterFunc(d, func() { kick(n.rebalanceCh) })
+	}
+}
+
 // rebalanceLeaders hands every partition this node leads, but is not the
 // preferred leader of, back to its preferred replica when that replica is
 // in sync, so leadership drifts back after restarts instead of piling up

@@ -83,6 +83,9 @@ type Node struct {
 	pids pidBlock
 
 	reconcileCh chan struct{}
+	// rebalanceCh wakes the preferred-leader rebalance early, after new
+	// replicas start (see settleLeaders).
+	rebalanceCh chan struct{}
 	// lastGC is when the reconciler last swept orphaned partition
 	// directories; only the reconcile goroutine touches it.
 	lastGC time.Time
@@ -124,6 +127,7 @@ func Start(cfg Config, logger hclog.Logger) (*Node, error) {
 		reports:      newReportSet(),
 		dutiesCh:     make(chan struct{}, 1),
 		reconcileCh:  make(chan struct{}, 1),
+		rebalanceCh:  make(chan struct{}, 1),
 		started:      make(chan struct{}),
 		ctx:          ctx,
 		cancel:       cancel,
@@ -202,7 +206,7 @@ func (n *Node) start() error {
 	}
 	if d := n.cfg.LeaderRebalanceInterval; d > 0 {
 		n.wg.Add(1)
-		go n.loop(d, nil, n.rebalanceLeaders)
+		go n.loop(d, n.rebalanceCh, n.rebalanceLeaders)
 	}
 	n.wg.Add(6)
 	go n.runElections()

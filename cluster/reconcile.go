@@ -99,6 +99,9 @@ func (n *Node) reconcile(s *fsm.MetaState) {
 		return missing[i].partition < missing[j].partition
 	})
 	n.startReplicas(missing, want)
+	if len(missing) > 0 {
+		n.settleLeaders()
+	}
 	n.metrics.replicas.Set(float64(len(want)))
 	if time.Since(n.lastGC) > time.Minute && n.metaCaughtUp() == nil {
 		n.lastGC = time.Now()
