@@ -115,10 +115,10 @@ func (s *Server) readLoop(ctx context.Context, nc net.Conn, queue chan<- *inflig
 			s.queued.release(queued)
 			return ctx.Err()
 		}
-		go func() {
+		s.workers.run(func() {
 			f.resp = finish()
 			close(f.done)
-		}()
+		})
 	}
 }
 

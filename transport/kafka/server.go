@@ -92,6 +92,7 @@ type Server struct {
 	metrics *metrics
 	ln      net.Listener
 	queued  *budget
+	workers *workers
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -118,6 +119,7 @@ func Listen(cfg Config, h Handler, logger hclog.Logger, reg prometheus.Registere
 		logger:  logger.Named("kafka"),
 		ln:      ln,
 		queued:  queued,
+		workers: newWorkers(ctx.Done()),
 		metrics: newMetrics(reg, queued),
 		ctx:     ctx,
 		cancel:  cancel,
