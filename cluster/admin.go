@@ -93,7 +93,7 @@ func (n *Node) servePartitions(w http.ResponseWriter, _ *http.Request) {
 		http.Error(w, "starting", http.StatusServiceUnavailable)
 		return
 	}
-	keys := n.running.keys()
+	keys := n.replicas.running.keys()
 	sort.Slice(keys, func(i, j int) bool {
 		if keys[i].topic != keys[j].topic {
 			return keys[i].topic < keys[j].topic

@@ -32,7 +32,7 @@ func (n *Node) createTopic(ctx context.Context, spec kafkaapi.TopicSpec) (*fsm.T
 	if err := validateTopicConfigs(spec.Configs); err != nil {
 		return nil, kafkaerr.Errorf(kerr.InvalidConfig, "%v", err)
 	}
-	state := n.metaFSM.State()
+	state := n.meta.state()
 	if _, ok := state.Topics[spec.Name]; ok {
 		return nil, kafkaerr.Errorf(kerr.TopicAlreadyExists, "topic %q already exists", spec.Name)
 	}
@@ -226,11 +226,11 @@ func (n *Node) waitTopicReady(ctx context.Context, t *fsm.Topic) {
 // is elected, its metadata is still good to answer from, and partition
 // leaders come from the partitions' own groups.
 func (n *Node) awaitController(ctx context.Context, max time.Duration) {
-	if n.metaSync.joinIndex() != 0 {
+	if n.meta.sync.joinIndex() != 0 {
 		return
 	}
 	deadline := time.Now().Add(max)
-	for n.controllerID() < 0 || n.metaCaughtUp() != nil {
+	for n.meta.controllerID() < 0 || n.metaCaughtUp() != nil {
 		if time.Now().After(deadline) {
 			return
 		}

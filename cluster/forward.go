@@ -59,7 +59,7 @@ func (n *Node) proposeMeta(ctx context.Context, cmd interface{}) (*fsm.MetaResul
 }
 
 func (n *Node) proposeMetaOnce(ctx context.Context, b []byte) (*fsm.MetaResult, error) {
-	leader := n.controllerID()
+	leader := n.meta.controllerID()
 	switch {
 	case leader < 0:
 		return nil, errNotController
@@ -87,14 +87,14 @@ func (n *Node) proposeMetaOnce(ctx context.Context, b []byte) (*fsm.MetaResult, 
 // applyMeta applies an encoded command on this node, which must lead the
 // metadata group.
 func (n *Node) applyMeta(ctx context.Context, b []byte) (*fsm.MetaResult, error) {
-	if ok, _ := n.meta.leaderTerm(); !ok {
+	if !n.meta.isController() {
 		return nil, errNotController
 	}
 	timeout := 10 * time.Second
 	if dl, ok := ctx.Deadline(); ok {
 		timeout = time.Until(dl)
 	}
-	f := n.meta.raft.Apply(b, timeout)
+	f := n.meta.group.raft.Apply(b, timeout)
 	if err := f.Error(); err != nil {
 		return nil, err
 	}

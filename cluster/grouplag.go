@@ -28,7 +28,7 @@ type endOffset struct {
 func (n *Node) endOffsets(ctx context.Context, parts []groups.TopicPartition) map[groups.TopicPartition]int64 {
 	out := make(map[groups.TopicPartition]int64, len(parts))
 	remote := map[int32][]groups.TopicPartition{}
-	state := n.metaFSM.State()
+	state := n.meta.state()
 	for _, p := range parts {
 		if r, err := n.leaderReplica(p.Topic, p.Partition); err == nil {
 			out[p] = r.fsm.HighWatermark()

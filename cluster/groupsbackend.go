@@ -25,7 +25,7 @@ type groupsCluster struct {
 var _ groups.Cluster = (*groupsCluster)(nil)
 
 func (g *groupsCluster) Partitions() int32 {
-	if t := g.n.metaFSM.State().Topics[groups.Topic]; t != nil {
+	if t := g.n.meta.state().Topics[groups.Topic]; t != nil {
 		return int32(len(t.Partitions))
 	}
 	return 0
@@ -44,7 +44,7 @@ func (g *groupsCluster) Leading(p int32) (groups.Log, error) {
 }
 
 func (g *groupsCluster) PartitionCount(topic string) int32 {
-	if t := g.n.metaFSM.State().Topics[topic]; t != nil {
+	if t := g.n.meta.state().Topics[topic]; t != nil {
 		return int32(len(t.Partitions))
 	}
 	return -1
@@ -53,7 +53,7 @@ func (g *groupsCluster) PartitionCount(topic string) int32 {
 // Topics is made once per metadata state: every consumer group heartbeat
 // asks.
 func (g *groupsCluster) Topics() *groups.TopicSet {
-	state := g.n.metaFSM.State()
+	state := g.n.meta.state()
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.set != nil && g.state == state {
@@ -108,7 +108,7 @@ func (n kafkaBroker) GroupsTopic(ctx context.Context) (*fsm.Topic, error) { retu
 // group asks: internal, with OffsetsTopicPartitions partitions and the
 // replication factor lowered to the live brokers.
 func (n *Node) groupsTopic(ctx context.Context) (*fsm.Topic, error) {
-	if t := n.metaFSM.State().Topics[groups.Topic]; t != nil {
+	if t := n.meta.state().Topics[groups.Topic]; t != nil {
 		return t, nil
 	}
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -120,7 +120,7 @@ func (n *Node) groupsTopic(ctx context.Context) (*fsm.Topic, error) {
 	}
 	t, err := n.createTopic(cctx, kafkaapi.TopicSpec{Name: groups.Topic, Partitions: n.cfg.OffsetsTopicPartitions, ReplicationFactor: rf})
 	if err != nil {
-		if t := n.metaFSM.State().Topics[groups.Topic]; t != nil {
+		if t := n.meta.state().Topics[groups.Topic]; t != nil {
 			return t, nil
 		}
 		n.logger.Warn("creating the consumer offsets topic failed", "error", err)

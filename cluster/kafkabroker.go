@@ -129,7 +129,7 @@ func (n kafkaBroker) ConfirmLeader(ctx context.Context, id int32) error { return
 func (n kafkaBroker) QuorumReachable(replicas []int32) bool { return n.quorumReachable(replicas) }
 
 // MetaState is the metadata as this node has applied it.
-func (n kafkaBroker) MetaState() *fsm.MetaState { return n.metaFSM.State() }
+func (n kafkaBroker) MetaState() *fsm.MetaState { return n.meta.state() }
 
 // AwaitController waits for a controller this node has caught up with
 // (see awaitController).

@@ -16,7 +16,7 @@ import (
 // that reads it (franz-go, the Java client) moves at once, without waiting
 // for its next metadata refresh.
 func (n *Node) leaderHint(topic string, partition int32) (leader, epoch int32, ok bool) {
-	t, found := n.metaFSM.State().Topics[topic]
+	t, found := n.meta.state().Topics[topic]
 	if !found || partition < 0 || int(partition) >= len(t.Partitions) {
 		return -1, -1, false
 	}

@@ -101,11 +101,11 @@ func (n *Node) observe() {
 	for {
 		var o raft.Observation
 		select {
-		case <-n.obsDone:
+		case <-n.obs.done:
 			return
-		case o = <-n.observations:
+		case o = <-n.obs.ch:
 		}
-		g, r := n.running.ofRaft(o.Raft)
+		g, r := n.replicas.running.ofRaft(o.Raft)
 		switch v := o.Data.(type) {
 		case raft.LeaderObservation:
 			n.metrics.observations.WithLabelValues("leader").Inc()
@@ -182,13 +182,13 @@ func (s *reportSet) take() (map[*replica]struct{}, bool) {
 // reportReplica has the next leader report look at r.
 func (n *Node) reportReplica(r *replica) {
 	if r != nil {
-		n.reports.add(r)
+		n.leadership.reports.add(r)
 	}
 }
 
 // reportAll has the next leader report look at every replica: a peer's
 // liveness changed every ISR it is in.
-func (n *Node) reportAll() { n.reports.addAll() }
+func (n *Node) reportAll() { n.leadership.reports.addAll() }
 
 // reportLeaders keeps the metadata's leader, epoch and ISR records in step
 // with the partitions this node leads, so brokers that do not host a
@@ -205,7 +205,7 @@ func (n *Node) reportLeaders() {
 			return
 		case <-tick.C:
 			n.reportAll()
-		case <-n.reports.wake:
+		case <-n.leadership.reports.wake:
 		}
 		n.reportLeadersOnce()
 		// When thousands of elections end at once, one pass a moment later
@@ -222,7 +222,7 @@ func (n *Node) reportLeaders() {
 const maxLeadersPerEntry = 4096
 
 func (n *Node) reportLeadersOnce() {
-	dirty, all := n.reports.take()
+	dirty, all := n.leadership.reports.take()
 	if len(dirty) == 0 && !all {
 		return
 	}
@@ -234,7 +234,7 @@ func (n *Node) reportLeadersOnce() {
 			reps = append(reps, r)
 		}
 	}
-	state := n.metaFSM.State()
+	state := n.meta.state()
 	var changed []fsm.SetLeaderCmd
 	for _, r := range reps {
 		ok, epoch := r.leader()
@@ -266,6 +266,26 @@ func (n *Node) reportLeadersOnce() {
 	}
 }
 
+// leadership is what moves news of partition leadership to the controller
+// and leadership back to preferred replicas.
+type leadership struct {
+	// reports is the replicas whose leadership the controller should hear
+	// of next.
+	reports *reportSet
+	// rebalance wakes the preferred-leader rebalance early, after new
+	// replicas start (see settleLeaders).
+	rebalance chan struct{}
+}
+
+// observations carries the raft observations of every group on the node
+// to the one goroutine that reads them (Node.observe).
+type observations struct {
+	ch chan raft.Observation
+	// done ends the observation loop, after every group has stopped: raft
+	// blocks on an observer nobody reads.
+	done chan struct{}
+}
+
 // settleDelays are when, after new replicas start here, this node looks
 // for leaderships to hand to their preferred replicas. A new topic's
 // groups elect whichever voters agreed first, and the preferred replica
@@ -281,7 +301,7 @@ func (n *Node) settleLeaders() {
 		return
 	}
 	for _, d := range settleDelays {
-		time.AfterFunc(d, func() { kick(n.rebalanceCh) })
+		time.AfterFunc(d, func() { kick(n.leadership.rebalance) })
 	}
 }
 

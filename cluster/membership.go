@@ -75,7 +75,7 @@ func (n *Node) resolveNode(id int32) (string, bool) {
 			return m.Meta.NodeAddr, true
 		}
 	}
-	if b := n.metaFSM.State().Brokers[id]; b != nil && b.NodeAddr != "" {
+	if b := n.meta.state().Brokers[id]; b != nil && b.NodeAddr != "" {
 		return b.NodeAddr, true
 	}
 	return "", false
@@ -108,7 +108,7 @@ func (n *Node) alive(id int32) bool {
 // liveBrokers lists registered brokers that gossip reports alive, by id.
 func (n *Node) liveBrokers() []*fsm.Broker {
 	var out []*fsm.Broker
-	for _, b := range n.metaFSM.State().SortedBrokers() {
+	for _, b := range n.meta.state().SortedBrokers() {
 		if n.alive(b.ID) {
 			out = append(out, b)
 		}
@@ -134,7 +134,7 @@ func (n *Node) bootstrapMeta() {
 			return
 		case <-tick.C:
 		}
-		if addr, _ := n.meta.raft.LeaderWithID(); addr != "" || n.meta.raft.LastIndex() > 0 {
+		if addr, _ := n.meta.group.raft.LeaderWithID(); addr != "" || n.meta.group.raft.LastIndex() > 0 {
 			return // already part of a formed group
 		}
 		if n.cfg.BootstrapExpect == 1 {
@@ -170,13 +170,13 @@ func (n *Node) bootstrapWith(voters []int32) {
 	for _, id := range voters {
 		servers = append(servers, raft.Server{ID: raftID(id), Address: raft.ServerAddress(raftID(id))})
 	}
-	err := n.meta.raft.BootstrapCluster(raft.Configuration{Servers: servers}).Error()
+	err := n.meta.group.raft.BootstrapCluster(raft.Configuration{Servers: servers}).Error()
 	if err != nil && err != raft.ErrCantBootstrap {
 		n.logger.Error("metadata bootstrap failed", "voters", voters, "error", err)
 		return
 	}
-	if err == nil && n.meta.gate != nil {
-		n.meta.gate.openNow()
+	if err == nil && n.meta.group.gate != nil {
+		n.meta.group.gate.openNow()
 	}
 	n.logger.Info("metadata group bootstrapped", "voters", voters)
 }
@@ -189,7 +189,7 @@ const rpcMetaFormed = "meta.formed"
 // elected. A bootstrapped but leaderless peer is still forming, and its
 // founders must all be able to vote.
 func (n *Node) handleMetaFormed(context.Context, int32, []byte) ([]byte, error) {
-	if n.meta.raft.AppliedIndex() > 1 {
+	if n.meta.group.raft.AppliedIndex() > 1 {
 		return []byte{1}, nil
 	}
 	return []byte{0}, nil
@@ -214,23 +214,23 @@ func (n *Node) peerHasFormed(peers []int32) bool {
 	return false
 }
 
-func (n *Node) triggerDuties() { kick(n.dutiesCh) }
+func (n *Node) triggerDuties() { kick(n.meta.duties) }
 
 // controllerDuties runs on every node and acts only while it leads the
 // metadata group: it registers brokers gossip has found (or whose
 // addresses changed) and adds them to the metadata group as non-voters so
 // every broker has the metadata locally.
 func (n *Node) controllerDuties() {
-	n.loop(time.Second, n.dutiesCh, func() {
-		if ok, _ := n.meta.leaderTerm(); ok {
+	n.loop(time.Second, n.meta.duties, func() {
+		if n.meta.isController() {
 			n.registerMembers()
 		}
 	})
 }
 
 func (n *Node) registerMembers() {
-	state := n.metaFSM.State()
-	cf := n.meta.raft.GetConfiguration()
+	state := n.meta.state()
+	cf := n.meta.group.raft.GetConfiguration()
 	if cf.Error() != nil {
 		return
 	}
@@ -252,7 +252,7 @@ func (n *Node) registerMembers() {
 		}
 		id := raftID(want.ID)
 		if !inGroup[id] {
-			err := n.meta.raft.AddNonvoter(id, raft.ServerAddress(id), 0, 5*time.Second).Error()
+			err := n.meta.group.raft.AddNonvoter(id, raft.ServerAddress(id), 0, 5*time.Second).Error()
 			if err != nil {
 				n.logger.Warn("adding metadata non-voter failed", "broker", want.ID, "error", err)
 				continue
@@ -261,6 +261,3 @@ func (n *Node) registerMembers() {
 		}
 	}
 }
-
-// controllerID is the metadata group's leader, or -1.
-func (n *Node) controllerID() int32 { return leaderID(n.meta.raft) }

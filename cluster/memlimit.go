@@ -20,7 +20,7 @@ func (n *Node) setMemoryLimit(replicas int) {
 		return
 	}
 	limit := n.cfg.MemoryLimit + int64(replicas)*memoryPerReplica
-	if n.memLimit.Swap(limit) == limit {
+	if n.replicas.memLimit.Swap(limit) == limit {
 		return
 	}
 	debug.SetMemoryLimit(limit)

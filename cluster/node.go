@@ -34,8 +34,8 @@ type Node struct {
 	reg     *prometheus.Registry
 	metrics *nodeMetrics
 
-	meta    *raftGroup
-	metaFSM *fsm.MetaFSM
+	// meta is this node's replica of the metadata group.
+	meta metadata
 	// wal is the shared Raft log of the partition groups (nil with
 	// RaftLogPerGroup).
 	wal   *raftlog.Log
@@ -48,32 +48,13 @@ type Node struct {
 	advKafka string
 	advNode  string
 
-	// running indexes the replicas and Raft groups the node runs.
-	running *registry
-
+	// replicas is the replica lifecycle's state.
+	replicas  lifecycle
 	elections *electionDriver
-	// reports is the replicas whose leadership the controller should hear
-	// of next.
-	reports *reportSet
-	// cleanStart is whether the node stopped cleanly last time (see
-	// cleanMarker): its partitions' files need not be verified.
-	cleanStart bool
-	// hadState is whether the node found its own metadata store at start.
-	// A node that did knows which replicas it ever ran: one with no state
-	// here is new (it was created while this node was down or slow), not
-	// lost. A node that did not may have lost its disk.
-	hadState bool
-	// metaSync says whether the local metadata is current (metaCaughtUp)
-	// and when it first was (see groupFormed).
-	metaSync metaSync
-	// memLimit is the heap soft limit last set (see setMemoryLimit).
-	memLimit atomic.Int64
-	// obsDone ends the observation loop, after every group has stopped:
-	// raft blocks on an observer nobody reads.
-	obsDone chan struct{}
-
-	observations chan raft.Observation
-	dutiesCh     chan struct{}
+	// leadership is what moves partition leadership news and hand-offs.
+	leadership leadership
+	// obs is the stream of every group's raft observations.
+	obs observations
 
 	// groupCoord is the consumer group coordinator of the
 	// __consumer_offsets partitions this node leads.
@@ -82,13 +63,6 @@ type Node struct {
 	// pids is the producer-id block InitProducerID hands out from.
 	pids pidBlock
 
-	reconcileCh chan struct{}
-	// rebalanceCh wakes the preferred-leader rebalance early, after new
-	// replicas start (see settleLeaders).
-	rebalanceCh chan struct{}
-	// lastGC is when the reconciler last swept orphaned partition
-	// directories; only the reconcile goroutine touches it.
-	lastGC time.Time
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -115,32 +89,28 @@ func Start(cfg Config, logger hclog.Logger) (*Node, error) {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	ctx, cancel := context.WithCancel(context.Background())
 	n := &Node{
-		cfg:          cfg,
-		logger:       logger.With("node", cfg.NodeID),
-		reg:          reg,
-		metrics:      newNodeMetrics(reg),
-		metaFSM:      fsm.NewMetaFSM(),
-		running:      newRegistry(),
-		elections:    newElectionDriver(),
-		obsDone:      make(chan struct{}),
-		observations: make(chan raft.Observation, 16384),
-		reports:      newReportSet(),
-		dutiesCh:     make(chan struct{}, 1),
-		reconcileCh:  make(chan struct{}, 1),
-		rebalanceCh:  make(chan struct{}, 1),
-		started:      make(chan struct{}),
-		ctx:          ctx,
-		cancel:       cancel,
+		cfg:        cfg,
+		logger:     logger.With("node", cfg.NodeID),
+		reg:        reg,
+		metrics:    newNodeMetrics(reg),
+		meta:       metadata{fsm: fsm.NewMetaFSM(), duties: make(chan struct{}, 1)},
+		replicas:   lifecycle{running: newRegistry(), wake: make(chan struct{}, 1)},
+		elections:  newElectionDriver(),
+		obs:        observations{ch: make(chan raft.Observation, 16384), done: make(chan struct{})},
+		leadership: leadership{reports: newReportSet(), rebalance: make(chan struct{}, 1)},
+		started:    make(chan struct{}),
+		ctx:        ctx,
+		cancel:     cancel,
 	}
 	if _, err := os.Stat(filepath.Join(cfg.DataDir, "meta", "raft.db")); err == nil {
-		n.hadState = true
+		n.replicas.hadState = true
 	}
 	clean, err := takeCleanMarker(cfg.DataDir)
 	if err != nil {
 		cancel()
 		return nil, err
 	}
-	n.cleanStart = clean
+	n.replicas.cleanStart = clean
 	n.groupCoord = groups.New(cfg.Groups, &groupsCluster{n: n}, n.logger.Named("groups"))
 	reg.MustRegister(newGroupLagCollector(n, cfg.GroupLagPartitionMetrics))
 	n.setMemoryLimit(0)
@@ -197,7 +167,7 @@ func (n *Node) start() error {
 	// Registered only now: both handlers use the metadata group.
 	n.nt.Handle(rpcMetaPropose, n.handleMetaPropose)
 	n.nt.Handle(rpcMetaFormed, n.handleMetaFormed)
-	n.nt.Handle(rpcMetaReadIndex, n.handleMetaReadIndex)
+	n.nt.Handle(rpcMetaReadIndex, n.meta.handleReadIndex)
 	n.nt.Handle(rpcGroupFormed, n.handleGroupFormed)
 	n.nt.Handle(rpcAgree, n.handleAgree)
 	n.nt.Handle(rpcEndOffsets, n.handleEndOffsets)
@@ -206,7 +176,7 @@ func (n *Node) start() error {
 	}
 	if d := n.cfg.LeaderRebalanceInterval; d > 0 {
 		n.wg.Add(1)
-		go n.loop(d, n.rebalanceCh, n.rebalanceLeaders)
+		go n.loop(d, n.leadership.rebalance, n.rebalanceLeaders)
 	}
 	n.wg.Add(6)
 	go n.runElections()
@@ -242,8 +212,8 @@ func (n *Node) startMeta() (bool, error) {
 	// Until the node has caught up, every entry may be the one that
 	// completes it (reconcile notes that).
 	var placed atomic.Uint64
-	n.metaFSM.OnChange(func(s *fsm.MetaState) {
-		if placed.Swap(s.PlacementIndex) != s.PlacementIndex || n.metaSync.joinIndex() == 0 {
+	n.meta.fsm.OnChange(func(s *fsm.MetaState) {
+		if placed.Swap(s.PlacementIndex) != s.PlacementIndex || n.meta.sync.joinIndex() == 0 {
 			n.triggerReconcile()
 		}
 	})
@@ -259,10 +229,10 @@ func (n *Node) startMeta() (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("metadata snapshots: %w", err)
 	}
-	n.meta, err = n.startGroup(groupOptions{
+	n.meta.group, err = n.startGroup(groupOptions{
 		name:              "meta",
 		dir:               dir,
-		fsm:               n.metaFSM,
+		fsm:               n.meta.fsm,
 		snaps:             snaps,
 		logger:            n.logger.Named("meta"),
 		restoreOnStart:    true,
@@ -352,15 +322,15 @@ func (n *Node) Close() error {
 	start := time.Now()
 	handed := n.handOffLeadership()
 	handedAt := time.Now()
-	reps := n.running.takeAll()
-	if n.meta != nil {
-		defer n.removeGroup(n.meta)
+	reps := n.replicas.running.takeAll()
+	if n.meta.group != nil {
+		defer n.removeGroup(n.meta.group)
 	}
 	errs = append(errs, stopReplicas(reps))
-	if n.meta != nil {
-		errs = append(errs, n.meta.stop())
+	if n.meta.group != nil {
+		errs = append(errs, n.meta.group.stop())
 	}
-	close(n.obsDone)
+	close(n.obs.done)
 	if started := n.hasStarted(); started {
 		n.logger.Info("replicas stopped", "leaderships_handed_off", handed, "handoff", handedAt.Sub(start).Round(time.Millisecond),
 			"replicas", len(reps), "stop", time.Since(handedAt).Round(time.Millisecond))
@@ -415,7 +385,7 @@ func takeCleanMarker(dir string) (bool, error) {
 	return true, partition.SyncDir(dir)
 }
 
-func (n *Node) replica(t tp) *replica { return n.running.replica(t) }
+func (n *Node) replica(t tp) *replica { return n.replicas.running.replica(t) }
 
 // Ready reports whether the node can serve: the metadata group has a
 // leader and has applied what it committed, and every partition the
@@ -430,13 +400,13 @@ func (n *Node) Ready() error {
 	if err := n.metaCaughtUp(); err != nil {
 		return err
 	}
-	state := n.metaFSM.State()
+	state := n.meta.state()
 	if state.Brokers[n.cfg.NodeID] == nil {
 		return errors.New("not registered with the controller yet")
 	}
 	want := n.desiredReplicas(state)
 	for key, t := range want {
-		r := n.running.replica(key)
+		r := n.replicas.running.replica(key)
 		if r == nil || r.topicID != t.ID {
 			return fmt.Errorf("partition %s is not running yet", key)
 		}
@@ -450,7 +420,7 @@ func (n *Node) Ready() error {
 // metaCaughtUp reports whether the local metadata is complete (see
 // metaSync.check), asking the leader for its commit index when needed.
 func (n *Node) metaCaughtUp() error {
-	return n.metaSync.check(n.ctx, n.meta, func(ctx context.Context, leader int32) (uint64, error) {
+	return n.meta.sync.check(n.ctx, n.meta.group, func(ctx context.Context, leader int32) (uint64, error) {
 		out, err := n.nt.Call(ctx, leader, rpcMetaReadIndex, nil)
 		if err != nil {
 			return 0, err
@@ -460,16 +430,6 @@ func (n *Node) metaCaughtUp() error {
 		}
 		return binary.BigEndian.Uint64(out), nil
 	})
-}
-
-// rpcMetaReadIndex asks the metadata leader for its commit index.
-const rpcMetaReadIndex = "meta.readindex"
-
-func (n *Node) handleMetaReadIndex(context.Context, int32, []byte) ([]byte, error) {
-	if ok, _ := n.meta.leaderTerm(); !ok {
-		return nil, errNotController
-	}
-	return binary.BigEndian.AppendUint64(nil, n.meta.raft.CommitIndex()), nil
 }
 
 func hclogWriter(l hclog.Logger) *logWriter { return &logWriter{l: l} }
@@ -500,12 +460,12 @@ func (n *Node) handOffLeadership() int {
 			groups = append(groups, target{r.group, r.replicas})
 		}
 	}
-	if n.meta != nil {
+	if n.meta.group != nil {
 		var peers []int32
-		for _, b := range n.metaFSM.State().SortedBrokers() {
+		for _, b := range n.meta.state().SortedBrokers() {
 			peers = append(peers, b.ID)
 		}
-		groups = append(groups, target{n.meta, peers})
+		groups = append(groups, target{n.meta.group, peers})
 	}
 	deadline := time.After(handOffFor)
 	done := make(chan struct{}, len(groups))
@@ -560,12 +520,12 @@ func (n *Node) hasStarted() bool {
 func (n *Node) ID() int32 { return n.cfg.NodeID }
 
 // ControllerID is the current metadata leader's broker id, or -1.
-func (n *Node) ControllerID() int32 { return n.controllerID() }
+func (n *Node) ControllerID() int32 { return n.meta.controllerID() }
 
 // PartitionLeader is the partition's leader and epoch as this node sees
 // them (-1, -1 when unknown), as a Metadata response would report them.
 func (n *Node) PartitionLeader(topic string, partition int32) (leader, epoch int32) {
-	t, ok := n.metaFSM.State().Topics[topic]
+	t, ok := n.meta.state().Topics[topic]
 	if !ok || partition < 0 || int(partition) >= len(t.Partitions) {
 		return -1, -1
 	}
@@ -578,7 +538,7 @@ func (n *Node) PartitionLeader(topic string, partition int32) (leader, epoch int
 // replica that finds itself without state joins its group empty, behind
 // the vote gate, only once this is above 0 (see groupOptions.joinExisting).
 func (n *Node) RecordedLeaderEpoch(topic string, partition int32) int32 {
-	t, ok := n.metaFSM.State().Topics[topic]
+	t, ok := n.meta.state().Topics[topic]
 	if !ok || partition < 0 || int(partition) >= len(t.Partitions) {
 		return -1
 	}
@@ -590,7 +550,7 @@ func (n *Node) RecordedLeaderEpoch(topic string, partition int32) int32 {
 // agree hold byte-identical logs. ok is false when this node has no
 // replica of the partition.
 func (n *Node) PartitionDigest(topic string, partition int32) (hw int64, sum uint32, ok bool, err error) {
-	t, found := n.metaFSM.State().Topics[topic]
+	t, found := n.meta.state().Topics[topic]
 	if !found {
 		return 0, 0, false, nil
 	}
@@ -638,24 +598,24 @@ func (n *Node) PartitionRaftIndex(topic string, partition int32) (last uint64, o
 func (n *Node) BrokerAlive(id int32) bool { return n.alive(id) }
 
 // addGroup indexes a started group for observations and election calls.
-func (n *Node) addGroup(g *raftGroup) { n.running.addGroup(g) }
+func (n *Node) addGroup(g *raftGroup) { n.replicas.running.addGroup(g) }
 
 // removeGroup drops a stopped group from the indexes.
 func (n *Node) removeGroup(g *raftGroup) {
-	n.running.removeGroup(g)
+	n.replicas.running.removeGroup(g)
 	n.elections.drop(g)
 }
 
 // replicaOf is the replica whose group g is, or nil.
 func (n *Node) replicaOf(g *raftGroup) *replica {
-	_, r := n.running.ofRaft(g.raft)
+	_, r := n.replicas.running.ofRaft(g.raft)
 	return r
 }
 
-func (n *Node) groupByName(name string) *raftGroup { return n.running.groupByName(name) }
+func (n *Node) groupByName(name string) *raftGroup { return n.replicas.running.groupByName(name) }
 
 // allReplicas lists the running partition replicas (see registry.all).
-func (n *Node) allReplicas() []*replica { return n.running.all() }
+func (n *Node) allReplicas() []*replica { return n.replicas.running.all() }
 
 // stopReplicas stops replicas a few at a time: a node with thousands
 // should not take a raft shutdown per replica, in turn, to exit.

@@ -246,7 +246,7 @@ func (n *Node) startGroup(o groupOptions) (*raftGroup, error) {
 	mux.OnStaleTerm(g.stepDown)
 	mux.OnIdle(func(peer int32, _ uint64) { g.promptReplication(peer) })
 	n.addGroup(g)
-	g.observer = raft.NewObserver(n.observations, true, observationFilter)
+	g.observer = raft.NewObserver(n.obs.ch, true, observationFilter)
 	r.RegisterObserver(g.observer)
 	g.serve() // in case it won an election before the observer was there
 	return g, nil

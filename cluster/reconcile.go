@@ -5,12 +5,37 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/quirelog/quire/fsm"
 )
 
-func (n *Node) triggerReconcile() { kick(n.reconcileCh) }
+// lifecycle is what the replica lifecycle keeps: which replicas run, the
+// reconciler's wake-up and memory between passes, and what the node knew
+// of its data at start. The reconcile goroutine is the only one that
+// starts or stops replicas.
+type lifecycle struct {
+	// running indexes the replicas and Raft groups the node runs.
+	running *registry
+	// wake makes the reconciler run a pass now.
+	wake chan struct{}
+	// lastGC is when the reconciler last swept orphaned partition
+	// directories; only the reconcile goroutine touches it.
+	lastGC time.Time
+	// cleanStart is whether the node stopped cleanly last time (see
+	// cleanMarker): its partitions' files need not be verified.
+	cleanStart bool
+	// hadState is whether the node found its own metadata store at start.
+	// A node that did knows which replicas it ever ran: one with no state
+	// here is new (it was created while this node was down or slow), not
+	// lost. A node that did not may have lost its disk.
+	hadState bool
+	// memLimit is the heap soft limit last set (see setMemoryLimit).
+	memLimit atomic.Int64
+}
+
+func (n *Node) triggerReconcile() { kick(n.replicas.wake) }
 
 // kick wakes a loop waiting on ch without blocking; wakes coalesce.
 func kick(ch chan struct{}) {
@@ -41,7 +66,7 @@ func (n *Node) loop(interval time.Duration, wake <-chan struct{}, fn func()) {
 // the only goroutine that starts or stops replicas. Metadata and gossip
 // changes wake it; the tick only retries what failed.
 func (n *Node) reconcileLoop() {
-	n.loop(15*time.Second, n.reconcileCh, func() { n.reconcile(n.metaFSM.State()) })
+	n.loop(15*time.Second, n.replicas.wake, func() { n.reconcile(n.meta.state()) })
 }
 
 // desiredReplicas lists the partitions this node should host, in a stable
@@ -66,26 +91,26 @@ func (n *Node) reconcile(s *fsm.MetaState) {
 		peers = append(peers, id)
 	}
 	n.nt.WatchPeers(peers)
-	if n.metaSync.joinIndex() == 0 {
+	if n.meta.sync.joinIndex() == 0 {
 		n.metaCaughtUp() // notes when this node first caught up (groupFormed)
 	}
 	want := n.desiredReplicas(s)
 	n.setMemoryLimit(len(want))
 	var stale []*replica
-	for _, r := range n.running.all() {
+	for _, r := range n.replicas.running.all() {
 		if t, ok := want[r.tp]; !ok || t.ID != r.topicID {
 			stale = append(stale, r)
 		}
 	}
 	var missing []tp
 	for key := range want {
-		if r := n.running.replica(key); r == nil || r.topicID != want[key].ID {
+		if r := n.replicas.running.replica(key); r == nil || r.topicID != want[key].ID {
 			missing = append(missing, key)
 		}
 	}
 
 	for _, r := range stale {
-		n.running.drop(r.tp)
+		n.replicas.running.drop(r.tp)
 		if err := r.destroy(n); err != nil {
 			n.logger.Warn("removing replica failed", "partition", r.tp.String(), "error", err)
 		} else {
@@ -103,8 +128,8 @@ func (n *Node) reconcile(s *fsm.MetaState) {
 		n.settleLeaders()
 	}
 	n.metrics.replicas.Set(float64(len(want)))
-	if time.Since(n.lastGC) > time.Minute && n.metaCaughtUp() == nil {
-		n.lastGC = time.Now()
+	if time.Since(n.replicas.lastGC) > time.Minute && n.metaCaughtUp() == nil {
+		n.replicas.lastGC = time.Now()
 		n.removeOrphanDirs()
 	}
 }
@@ -128,7 +153,7 @@ func (n *Node) startReplicas(missing []tp, want map[tp]*fsm.Topic) {
 					n.logger.Error("starting replica failed", "partition", key.String(), "error", err)
 					continue
 				}
-				n.running.put(key, r)
+				n.replicas.running.put(key, r)
 				n.logger.Debug("started replica", "partition", key.String())
 			}
 		}()
@@ -158,12 +183,12 @@ func (n *Node) removeOrphanDirs() {
 	// reconcile pass started from may predate the catch-up (a restarted
 	// node replaying its metadata), and sweeping by it once deleted the
 	// live data of every partition it did not list yet.
-	want := n.desiredReplicas(n.metaFSM.State())
+	want := n.desiredReplicas(n.meta.state())
 	keep := make(map[string]bool, len(want))
 	for key, t := range want {
 		keep[filepath.Base(n.partitionDir(key, t.ID))] = true
 	}
-	for _, r := range n.running.all() {
+	for _, r := range n.replicas.running.all() {
 		keep[filepath.Base(r.dir)] = true
 	}
 	n.dropOrphanShares(keep)

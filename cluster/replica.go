@@ -92,7 +92,7 @@ func (n *Node) startReplica(t tp, topic *fsm.Topic) (*replica, error) {
 	}
 	var pf *fsm.PartitionFSM
 	if err == nil {
-		pf, err = fsm.OpenPartition(dir, logCfg, logger, n.cleanStart)
+		pf, err = fsm.OpenPartition(dir, logCfg, logger, n.replicas.cleanStart)
 	}
 	rebuilding := errors.Is(err, fsm.ErrDamaged) || errors.Is(err, errRaftDamaged)
 	if rebuilding {
@@ -103,7 +103,7 @@ func (n *Node) startReplica(t tp, topic *fsm.Topic) (*replica, error) {
 		if err := rebuildFromScratch(dir, shared); err != nil {
 			return nil, fmt.Errorf("wipe damaged replica %s: %w", dir, err)
 		}
-		pf, err = fsm.OpenPartition(dir, logCfg, logger, n.cleanStart)
+		pf, err = fsm.OpenPartition(dir, logCfg, logger, n.replicas.cleanStart)
 	}
 	if err != nil {
 		return nil, err
@@ -150,9 +150,9 @@ func (n *Node) startReplica(t tp, topic *fsm.Topic) (*replica, error) {
 	// The log found at start counts as snapshotted: a restart must not
 	// set thousands of replicas snapshotting at once.
 	r.snapBase.Store(g.raft.LastIndex())
-	n.running.bindRaft(g.raft, r)
+	n.replicas.running.bindRaft(g.raft, r)
 	r.forget = func() {
-		n.running.unbindRaft(g.raft)
+		n.replicas.running.unbindRaft(g.raft)
 		n.removeGroup(g)
 	}
 	// A new group elects at once, and a restarted one finds out whether
@@ -171,12 +171,12 @@ func (n *Node) startReplica(t tp, topic *fsm.Topic) (*replica, error) {
 // group has run. The metadata records a leader epoch a moment after the
 // first election; inside that moment, the replica's peers are asked.
 func (n *Node) groupFormed(t tp, topic *fsm.Topic, dir string) bool {
-	if n.hadState && n.wal != nil {
+	if n.replicas.hadState && n.wal != nil {
 		return false
 	}
 	// A topic created after this node first caught up with the metadata
 	// was created while it ran: it cannot have had, and lost, a replica.
-	if join := n.metaSync.joinIndex(); join > 0 && topic.CreatedIndex > join {
+	if join := n.meta.sync.joinIndex(); join > 0 && topic.CreatedIndex > join {
 		return false
 	}
 	a := topic.Partitions[t.partition]

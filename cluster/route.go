@@ -11,7 +11,7 @@ import (
 // leaderReplica finds the local leader replica of a partition, or the error
 // a client should see.
 func (n *Node) leaderReplica(topic string, partition int32) (*replica, error) {
-	t, ok := n.metaFSM.State().Topics[topic]
+	t, ok := n.meta.state().Topics[topic]
 	if !ok || partition < 0 || int(partition) >= len(t.Partitions) {
 		return nil, kerr.UnknownTopicOrPartition
 	}
@@ -33,7 +33,7 @@ func (n *Node) leaderReplica(topic string, partition int32) (*replica, error) {
 // barrier, and the state machine decides offsets and duplicates as it
 // applies them, so nothing depends on the barrier having applied first.
 func (n *Node) writableReplica(topic string, partition int32) (*replica, error) {
-	t, ok := n.metaFSM.State().Topics[topic]
+	t, ok := n.meta.state().Topics[topic]
 	if !ok || partition < 0 || int(partition) >= len(t.Partitions) {
 		return nil, kerr.UnknownTopicOrPartition
 	}
@@ -69,7 +69,7 @@ func (n *Node) awaitElection(ctx context.Context, topic string, part int32) bool
 }
 
 func (n *Node) electingHere(topic string, part int32) bool {
-	t, ok := n.metaFSM.State().Topics[topic]
+	t, ok := n.meta.state().Topics[topic]
 	if !ok || part < 0 || int(part) >= len(t.Partitions) {
 		return false
 	}
