@@ -9,7 +9,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
+
+	"github.com/quirelog/quire/transport/node"
 )
 
 // Partition groups do not elect on their own timers, which are long so
@@ -68,6 +71,18 @@ const (
 const rpcAgree = "raft.agree"
 
 type electionDriver struct {
+	self    int32
+	running *registry
+	reports *reportSet
+	metrics *nodeMetrics
+	logger  hclog.Logger
+	// ctx ends with the node; started is closed once the node has started
+	// every part, before which liveness news is ignored.
+	ctx     context.Context
+	started <-chan struct{}
+	// nt is set once the node transport listens, before started closes.
+	nt *node.Transport
+
 	mu       sync.Mutex
 	suspects map[*raftGroup]time.Time
 	wake     chan struct{}
@@ -98,8 +113,9 @@ func (d *electionDriver) goneSince(peer int32) (int64, bool) {
 	return at.(int64), true
 }
 
-func newElectionDriver() *electionDriver {
-	return &electionDriver{suspects: make(map[*raftGroup]time.Time), wake: make(chan struct{}, 1),
+func newElectionDriver(n *Node) *electionDriver {
+	return &electionDriver{self: n.cfg.NodeID, running: n.replicas.running, reports: n.leadership.reports,
+		metrics: n.metrics, logger: n.logger, ctx: n.ctx, started: n.started, suspects: make(map[*raftGroup]time.Time), wake: make(chan struct{}, 1),
 		kicked: make(map[*raftGroup]bool), agreed: make(map[*raftGroup]time.Time)}
 }
 
@@ -150,8 +166,7 @@ func (d *electionDriver) snapshot() map[*raftGroup]time.Time {
 }
 
 // runElections is the node's one election goroutine.
-func (n *Node) runElections() {
-	defer n.wg.Done()
+func (d *electionDriver) runElections() {
 	sweep := time.NewTicker(sweepInterval)
 	defer sweep.Stop()
 	stalled := time.NewTicker(time.Second)
@@ -160,16 +175,16 @@ func (n *Node) runElections() {
 	defer tick.Stop()
 	for {
 		select {
-		case <-n.ctx.Done():
+		case <-d.ctx.Done():
 			return
-		case <-n.elections.wake:
+		case <-d.wake:
 		case <-tick.C:
 		case <-sweep.C:
-			n.sweepLeaderless()
+			d.sweepLeaderless()
 		case <-stalled.C:
-			n.restartStalled()
+			d.restartStalled()
 		}
-		n.driveElections()
+		d.driveElections()
 	}
 }
 
@@ -177,10 +192,10 @@ func (n *Node) runElections() {
 // leaderlessGrace (events can be missed: a leader that failed while this
 // node was busy, an election that fizzled), and leaders that do not serve
 // yet.
-func (n *Node) sweepLeaderless() {
+func (d *electionDriver) sweepLeaderless() {
 	now := time.Now().UnixNano()
 	var found []*raftGroup
-	for _, r := range n.allReplicas() {
+	for _, r := range d.running.all() {
 		g := r.group
 		if g.gate != nil {
 			// A rebuilt replica's gate opens when an append finds it caught
@@ -197,7 +212,7 @@ func (n *Node) sweepLeaderless() {
 		default:
 			continue
 		}
-		if n.hasLiveLeader(g) {
+		if d.hasLiveLeader(g) {
 			g.leaderlessSince.Store(0)
 			continue
 		}
@@ -208,13 +223,13 @@ func (n *Node) sweepLeaderless() {
 			found = append(found, g)
 		}
 	}
-	n.elections.suspect(found...)
+	d.suspect(found...)
 }
 
 // hasLiveLeader reports whether the group's leader, as this node knows it,
 // is another node that answers (or this node).
-func (n *Node) hasLiveLeader(g *raftGroup) bool {
-	return g.raft.State() == raft.Leader || n.followsLiveLeader(g, -1)
+func (d *electionDriver) hasLiveLeader(g *raftGroup) bool {
+	return g.raft.State() == raft.Leader || d.followsLiveLeader(g, -1)
 }
 
 // followsLiveLeader reports whether the group's raft here names another
@@ -222,12 +237,12 @@ func (n *Node) hasLiveLeader(g *raftGroup) bool {
 // found gone since it was last heard from: a restarted process leads
 // nothing, though it answers again and this node's raft names it until
 // its group timeout (a minute) passes.
-func (n *Node) followsLiveLeader(g *raftGroup, except int32) bool {
+func (d *electionDriver) followsLiveLeader(g *raftGroup, except int32) bool {
 	leader := leaderID(g.raft)
-	if leader < 0 || leader == n.cfg.NodeID || leader == except || !n.nt.Reachable(leader) {
+	if leader < 0 || leader == d.self || leader == except || !d.nt.Reachable(leader) {
 		return false
 	}
-	if at, ok := n.elections.goneSince(leader); ok && g.raft.LastContact().UnixNano() < at {
+	if at, ok := d.goneSince(leader); ok && g.raft.LastContact().UnixNano() < at {
 		return false
 	}
 	return true
@@ -236,9 +251,9 @@ func (n *Node) followsLiveLeader(g *raftGroup, except int32) bool {
 // peerGone runs when peer's process is found gone (its listener refuses
 // connections): as peerUnreachable, and its leaderships are over even
 // once it is back.
-func (n *Node) peerGone(peer int32) {
-	n.elections.markGone(peer)
-	n.peerUnreachable(peer)
+func (d *electionDriver) peerGone(peer int32) {
+	d.markGone(peer)
+	d.peerUnreachable(peer)
 }
 
 func leaderID(r *raft.Raft) int32 {
@@ -255,23 +270,23 @@ func leaderID(r *raft.Raft) int32 {
 
 // driveElections looks at every suspect once: drops those that have a
 // live leader again, and starts elections where the group's voters agree.
-func (n *Node) driveElections() {
-	suspects := n.elections.snapshot()
+func (d *electionDriver) driveElections() {
+	suspects := d.snapshot()
 	if len(suspects) == 0 {
 		return
 	}
 	now := time.Now()
 	var ask []*raftGroup
 	for g, since := range suspects {
-		if g.isStopped() || now.Sub(since) > suspectFor || n.hasLiveLeader(g) {
-			n.elections.drop(g)
+		if g.isStopped() || now.Sub(since) > suspectFor || d.hasLiveLeader(g) {
+			d.drop(g)
 			continue
 		}
 		if g.raft.State() != raft.Follower {
 			continue // a candidate: an election is under way
 		}
 		if g.gate != nil && !g.gate.voting() {
-			n.elections.drop(g)
+			d.drop(g)
 			continue
 		}
 		if now.Sub(time.Unix(0, g.nudgedAt.Load())) < renudgeAfter ||
@@ -284,17 +299,17 @@ func (n *Node) driveElections() {
 	if len(ask) == 0 {
 		return
 	}
-	views := n.askVoters(ask)
+	views := d.askVoters(ask)
 	for _, g := range ask {
-		rank, agreed := n.electionRank(g, views)
+		rank, agreed := d.electionRank(g, views)
 		if !agreed || anotherStands(g, views) {
 			continue
 		}
-		since := n.elections.agreedSince(g, now)
+		since := d.agreedSince(g, now)
 		if rank > 0 && now.Sub(since) < time.Duration(rank)*backupDelay {
 			continue
 		}
-		n.nudge(g)
+		d.nudge(g)
 	}
 }
 
@@ -304,29 +319,29 @@ func (n *Node) driveElections() {
 // partition group: a barrier is a new entry. Retries back off to once a
 // minute for a follower that keeps failing while it answers pings, and
 // the back-off ends once the group is no longer stalled.
-func (n *Node) restartStalled() {
+func (d *electionDriver) restartStalled() {
 	now := time.Now()
-	stalled := n.nt.StalledGroups()
+	stalled := d.nt.StalledGroups()
 	still := make(map[*raftGroup]bool, len(stalled))
 	for _, mg := range stalled {
-		if g := n.groupByName(mg.Name()); g != nil {
+		if g := d.running.groupByName(mg.Name()); g != nil {
 			still[g] = true
 		}
 	}
-	for g := range n.elections.kicked {
+	for g := range d.kicked {
 		if !still[g] {
 			g.kickGap.Store(0)
-			delete(n.elections.kicked, g)
+			delete(d.kicked, g)
 		}
 	}
 	for _, mg := range stalled {
-		g := n.groupByName(mg.Name())
+		g := d.running.groupByName(mg.Name())
 		if g == nil || g.raft.State() != raft.Leader {
 			continue
 		}
 		due := false
 		for _, p := range mg.Stalled() {
-			due = due || n.nt.Reachable(p)
+			due = due || d.nt.Reachable(p)
 		}
 		gap := time.Duration(g.kickGap.Load())
 		if !due || now.Sub(time.Unix(0, g.kickedAt.Load())) < gap {
@@ -334,7 +349,7 @@ func (n *Node) restartStalled() {
 		}
 		g.kickedAt.Store(now.UnixNano())
 		g.kickGap.Store(int64(min(max(2*gap, time.Second), time.Minute)))
-		n.elections.kicked[g] = true
+		d.kicked[g] = true
 		go g.raft.Barrier(10 * time.Second)
 	}
 }
@@ -372,11 +387,11 @@ func anotherStands(g *raftGroup, views map[int32]map[*raftGroup]voterView) bool 
 
 // askVoters asks every peer that is a voter of some of the groups, in one
 // call per peer, for its view of each.
-func (n *Node) askVoters(gs []*raftGroup) map[int32]map[*raftGroup]voterView {
+func (d *electionDriver) askVoters(gs []*raftGroup) map[int32]map[*raftGroup]voterView {
 	byPeer := make(map[int32][]*raftGroup)
 	for _, g := range gs {
 		for _, v := range g.voters {
-			if v != n.cfg.NodeID && n.nt.Reachable(v) {
+			if v != d.self && d.nt.Reachable(v) {
 				byPeer[v] = append(byPeer[v], g)
 			}
 		}
@@ -388,7 +403,7 @@ func (n *Node) askVoters(gs []*raftGroup) map[int32]map[*raftGroup]voterView {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			views := n.askVoter(peer, groups)
+			views := d.askVoter(peer, groups)
 			mu.Lock()
 			out[peer] = views
 			mu.Unlock()
@@ -398,17 +413,17 @@ func (n *Node) askVoters(gs []*raftGroup) map[int32]map[*raftGroup]voterView {
 	return out
 }
 
-func (n *Node) askVoter(peer int32, gs []*raftGroup) map[*raftGroup]voterView {
+func (d *electionDriver) askVoter(peer int32, gs []*raftGroup) map[*raftGroup]voterView {
 	var req []byte
 	for _, g := range gs {
 		req = binary.AppendUvarint(req, uint64(len(g.name)))
 		req = append(req, g.name...)
 	}
-	ctx, cancel := context.WithTimeout(n.ctx, agreeTimeout)
+	ctx, cancel := context.WithTimeout(d.ctx, agreeTimeout)
 	defer cancel()
-	resp, err := n.nt.Call(ctx, peer, rpcAgree, req)
+	resp, err := d.nt.Call(ctx, peer, rpcAgree, req)
 	if err != nil {
-		n.logger.Debug("asking a voter about leaders failed", "peer", peer, "error", err)
+		d.logger.Debug("asking a voter about leaders failed", "peer", peer, "error", err)
 		return nil
 	}
 	return parseAgree(resp, gs)
@@ -442,7 +457,7 @@ func parseAgree(resp []byte, gs []*raftGroup) map[*raftGroup]voterView {
 // and sees no live leader for it (so it agrees to an election),
 // agreeCampaigning if besides it stands from a recent nudge, agreeLeading
 // if it leads the group, and its last log index.
-func (n *Node) handleAgree(_ context.Context, from int32, req []byte) ([]byte, error) {
+func (d *electionDriver) handleAgree(_ context.Context, from int32, req []byte) ([]byte, error) {
 	var out []byte
 	for len(req) > 0 {
 		l, k := binary.Uvarint(req)
@@ -451,7 +466,7 @@ func (n *Node) handleAgree(_ context.Context, from int32, req []byte) ([]byte, e
 		}
 		name := string(req[k : k+int(l)])
 		req = req[k+int(l):]
-		g := n.groupByName(name)
+		g := d.running.groupByName(name)
 		if g == nil {
 			// Not started here yet (a new topic): a vote asked of it now
 			// would wait for it, and fail if it took long.
@@ -471,7 +486,7 @@ func (n *Node) handleAgree(_ context.Context, from int32, req []byte) ([]byte, e
 		} else if g.raft.State() == raft.Follower {
 			// The asker named leader here only means this node has not
 			// heard that it lost the leadership.
-			live = n.followsLiveLeader(g, from)
+			live = d.followsLiveLeader(g, from)
 		}
 		switch {
 		case leading:
@@ -494,7 +509,7 @@ func (n *Node) handleAgree(_ context.Context, from int32, req []byte) ([]byte, e
 // (a majority of its voters, this node included, sees no live leader) and
 // this node's place among the agreeing voters that could stand: the
 // longest log first, then preference order.
-func (n *Node) electionRank(g *raftGroup, views map[int32]map[*raftGroup]voterView) (int, bool) {
+func (d *electionDriver) electionRank(g *raftGroup, views map[int32]map[*raftGroup]voterView) (int, bool) {
 	type cand struct {
 		id   int32
 		last uint64
@@ -502,7 +517,7 @@ func (n *Node) electionRank(g *raftGroup, views map[int32]map[*raftGroup]voterVi
 	}
 	var cands []cand
 	for pref, v := range g.voters {
-		if v == n.cfg.NodeID {
+		if v == d.self {
 			cands = append(cands, cand{v, g.raft.LastIndex(), pref})
 			continue
 		}
@@ -523,7 +538,7 @@ func (n *Node) electionRank(g *raftGroup, views map[int32]map[*raftGroup]voterVi
 		return a.pref - b.pref
 	})
 	for i, c := range cands {
-		if c.id == n.cfg.NodeID {
+		if c.id == d.self {
 			return i, true
 		}
 	}
@@ -537,28 +552,28 @@ func (g *raftGroup) nudgedRecently() bool {
 }
 
 // nudge makes the group's replica here stand for election now.
-func (n *Node) nudge(g *raftGroup) {
+func (d *electionDriver) nudge(g *raftGroup) {
 	g.nudgedAt.Store(time.Now().UnixNano())
-	self := []byte(raftID(n.cfg.NodeID))
+	self := []byte(raftID(d.self))
 	g.mux.Inject(&raft.TimeoutNowRequest{RPCHeader: raft.RPCHeader{ProtocolVersion: raft.ProtocolVersionMax, ID: self, Addr: self}})
-	n.metrics.nudgedElections.Inc()
+	d.metrics.nudgedElections.Inc()
 }
 
 // peerUnreachable runs when peer stops answering, or its process is found
 // gone: groups it led get a leader elected, and groups this node leads
 // that no longer reach a quorum stop serving at once.
-func (n *Node) peerUnreachable(peer int32) {
+func (d *electionDriver) peerUnreachable(peer int32) {
 	select {
-	case <-n.started:
+	case <-d.started:
 	default:
 		return
 	}
-	if n.ctx.Err() != nil {
+	if d.ctx.Err() != nil {
 		return
 	}
 	var orphaned []*raftGroup
 	fenced := 0
-	for _, r := range n.allReplicas() {
+	for _, r := range d.running.all() {
 		g := r.group
 		switch g.raft.State() {
 		case raft.Follower:
@@ -566,38 +581,38 @@ func (n *Node) peerUnreachable(peer int32) {
 				orphaned = append(orphaned, g)
 			}
 		case raft.Leader:
-			if slices.Contains(r.replicas, peer) && !n.quorumReachable(r.replicas) {
+			if slices.Contains(r.replicas, peer) && !d.quorumReachable(r.replicas) {
 				r.proposer.abort()
 				fenced++
 			}
 		}
 	}
-	n.elections.suspect(orphaned...)
+	d.suspect(orphaned...)
 	if len(orphaned) > 0 || fenced > 0 {
-		n.logger.Info("peer unreachable: electing new leaders for the partitions it led, and fencing those that lost their quorum here",
+		d.logger.Info("peer unreachable: electing new leaders for the partitions it led, and fencing those that lost their quorum here",
 			"peer", peer, "orphaned", len(orphaned), "fenced", fenced)
 	}
-	n.reportAll()
+	d.reports.addAll()
 }
 
 // peerReachable runs when peer answers again. Each group this node leads
 // with it commits a barrier: its replication to the peer may be waiting
 // out raft's commit timeout after failed calls, and the barrier's append
 // starts it now, so the peer learns its leader and catches up at once.
-func (n *Node) peerReachable(peer int32) {
+func (d *electionDriver) peerReachable(peer int32) {
 	select {
-	case <-n.started:
+	case <-d.started:
 	default:
 		return
 	}
-	for _, r := range n.allReplicas() {
+	for _, r := range d.running.all() {
 		if !slices.Contains(r.replicas, peer) || r.group.raft.State() != raft.Leader {
 			continue
 		}
 		r.group.mux.ForgetProgress(peer)
 		go r.group.raft.Barrier(10 * time.Second)
 	}
-	n.reportAll()
+	d.reports.addAll()
 }
 
 // selfStalled runs when this process was stopped or starved past the
@@ -607,14 +622,14 @@ func (n *Node) peerReachable(peer int32) {
 // it holds with NOT_LEADER_OR_FOLLOWER, and commits a barrier: a quorum
 // accepts it only if this node still leads; otherwise the followers'
 // answers carry the newer term and raft steps down.
-func (n *Node) selfStalled(gap time.Duration) {
+func (d *electionDriver) selfStalled(gap time.Duration) {
 	select {
-	case <-n.started:
+	case <-d.started:
 	default:
 		return
 	}
 	doubted := 0
-	for _, r := range n.allReplicas() {
+	for _, r := range d.running.all() {
 		g := r.group
 		if g.raft.State() != raft.Leader {
 			continue
@@ -622,44 +637,44 @@ func (n *Node) selfStalled(gap time.Duration) {
 		g.doubted.Store(true)
 		r.proposer.abort()
 		doubted++
-		go n.confirmLeadership(g)
+		go d.confirmLeadership(g)
 	}
-	n.logger.Warn("process stalled: confirming leaderships before serving them again", "gap", gap, "leaderships", doubted)
-	n.reportAll()
+	d.logger.Warn("process stalled: confirming leaderships before serving them again", "gap", gap, "leaderships", doubted)
+	d.reports.addAll()
 }
 
 // confirmLeadership commits barriers until one succeeds (this node still
 // leads) or raft has stepped down, then lifts the doubt.
-func (n *Node) confirmLeadership(g *raftGroup) {
+func (d *electionDriver) confirmLeadership(g *raftGroup) {
 	defer g.doubted.Store(false)
 	wait := 100 * time.Millisecond
-	for n.ctx.Err() == nil && !g.isStopped() && g.raft.State() == raft.Leader {
+	for d.ctx.Err() == nil && !g.isStopped() && g.raft.State() == raft.Leader {
 		if g.raft.Barrier(5*time.Second).Error() == nil {
 			return
 		}
 		select {
 		case <-time.After(wait):
-		case <-n.ctx.Done():
+		case <-d.ctx.Done():
 		}
 		wait = min(2*wait, 5*time.Second)
 	}
 }
 
 // onReachability is the node transport's liveness callback.
-func (n *Node) onReachability(peer int32, up bool) {
+func (d *electionDriver) onReachability(peer int32, up bool) {
 	if up {
-		n.peerReachable(peer)
+		d.peerReachable(peer)
 	} else {
-		n.peerUnreachable(peer)
+		d.peerUnreachable(peer)
 	}
 }
 
 // quorumReachable reports whether a majority of voters, this node
 // included, answer this node.
-func (n *Node) quorumReachable(voters []int32) bool {
+func (d *electionDriver) quorumReachable(voters []int32) bool {
 	up := 0
 	for _, v := range voters {
-		if v == n.cfg.NodeID || n.nt.Reachable(v) {
+		if v == d.self || d.nt.Reachable(v) {
 			up++
 		}
 	}

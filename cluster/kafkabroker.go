@@ -126,7 +126,9 @@ func (n kafkaBroker) LeaderLive(id int32) bool { return n.leaderLive(id) }
 func (n kafkaBroker) ConfirmLeader(ctx context.Context, id int32) error { return n.nt.Confirm(ctx, id) }
 
 // QuorumReachable reports whether a majority of replicas answers this node.
-func (n kafkaBroker) QuorumReachable(replicas []int32) bool { return n.quorumReachable(replicas) }
+func (n kafkaBroker) QuorumReachable(replicas []int32) bool {
+	return n.elections.quorumReachable(replicas)
+}
 
 // MetaState is the metadata as this node has applied it.
 func (n kafkaBroker) MetaState() *fsm.MetaState { return n.meta.state() }

@@ -96,7 +96,7 @@ func (n *Node) knownLeader(key tp, t *fsm.Topic, a fsm.Assignment) (int32, int32
 // and a guess that stayed wrong would hold such a client until it
 // happened to ask another broker. -1 when this node is not cut off.
 func (n *Node) likelyLeader(r *replica) int32 {
-	if n.quorumReachable(r.replicas) || len(r.replicas)-1 < len(r.replicas)/2+1 {
+	if n.elections.quorumReachable(r.replicas) || len(r.replicas)-1 < len(r.replicas)/2+1 {
 		return -1
 	}
 	others := make([]int32, 0, len(r.group.voters))

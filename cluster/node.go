@@ -95,13 +95,13 @@ func Start(cfg Config, logger hclog.Logger) (*Node, error) {
 		metrics:    newNodeMetrics(reg),
 		meta:       metadata{fsm: fsm.NewMetaFSM(), duties: make(chan struct{}, 1)},
 		replicas:   lifecycle{running: newRegistry(), wake: make(chan struct{}, 1)},
-		elections:  newElectionDriver(),
 		obs:        observations{ch: make(chan raft.Observation, 16384), done: make(chan struct{})},
 		leadership: leadership{reports: newReportSet(), rebalance: make(chan struct{}, 1)},
 		started:    make(chan struct{}),
 		ctx:        ctx,
 		cancel:     cancel,
 	}
+	n.elections = newElectionDriver(n)
 	if _, err := os.Stat(filepath.Join(cfg.DataDir, "meta", "raft.db")); err == nil {
 		n.replicas.hadState = true
 	}
@@ -139,10 +139,10 @@ func (n *Node) start() error {
 		ID:              n.cfg.NodeID,
 		Addr:            n.cfg.NodeAddr,
 		Resolve:         n.resolveNode,
-		OnPeerDown:      n.peerGone,
-		OnReachability:  n.onReachability,
-		OnReconnect:     n.peerReachable,
-		OnStall:         n.selfStalled,
+		OnPeerDown:      n.elections.peerGone,
+		OnReachability:  n.elections.onReachability,
+		OnReconnect:     n.elections.peerReachable,
+		OnStall:         n.elections.selfStalled,
 		LivenessTimeout: n.cfg.LivenessTimeout,
 		Faults:          n.cfg.Faults,
 		Logger:          n.logger.Named("node-transport"),
@@ -151,6 +151,7 @@ func (n *Node) start() error {
 	if err != nil {
 		return err
 	}
+	n.elections.nt = n.nt
 	n.advNode = n.cfg.advertisedNode(n.nt.Addr().String())
 	if n.cfg.AdminAddr != "" {
 		if n.admin, err = startAdmin(n); err != nil {
@@ -169,7 +170,7 @@ func (n *Node) start() error {
 	n.nt.Handle(rpcMetaFormed, n.handleMetaFormed)
 	n.nt.Handle(rpcMetaReadIndex, n.meta.handleReadIndex)
 	n.nt.Handle(rpcGroupFormed, n.handleGroupFormed)
-	n.nt.Handle(rpcAgree, n.handleAgree)
+	n.nt.Handle(rpcAgree, n.elections.handleAgree)
 	n.nt.Handle(rpcEndOffsets, n.handleEndOffsets)
 	if err := n.startGossip(); err != nil {
 		return err
@@ -179,7 +180,10 @@ func (n *Node) start() error {
 		go n.loop(d, n.leadership.rebalance, n.rebalanceLeaders)
 	}
 	n.wg.Add(6)
-	go n.runElections()
+	go func() {
+		defer n.wg.Done()
+		n.elections.runElections()
+	}()
 	go n.snapshotLoop()
 	go n.quiesceLoop()
 	if !metaRebuilding {

@@ -145,7 +145,7 @@ func (n *Node) startReplica(t tp, topic *fsm.Topic) (*replica, error) {
 		minISR:          tc.minISR,
 		replicas:        voters,
 	}
-	r.quorum = func() bool { return n.quorumReachable(r.replicas) }
+	r.quorum = func() bool { return n.elections.quorumReachable(r.replicas) }
 	r.proposer.onPropose = func() { g.active(n.quietTimeout(), n.cfg.GroupTimeout) }
 	// The log found at start counts as snapshotted: a restart must not
 	// set thousands of replicas snapshotting at once.

@@ -79,5 +79,5 @@ func (n *Node) electingHere(topic string, part int32) bool {
 		return false
 	}
 	leader, _, _ := n.knownLeader(key, t, t.Partitions[part])
-	return leader < 0 && n.quorumReachable(r.replicas)
+	return leader < 0 && n.elections.quorumReachable(r.replicas)
 }
