@@ -27,7 +27,22 @@ import (
 	"github.com/quirelog/quire/transport/node"
 )
 
-// Node is one running Quire broker.
+// Node is one running Quire broker. It wires parts that each own one
+// concern and the state that goes with it:
+//
+//   - meta (metadata.go): the metadata group's replica, its FSM and
+//     whether it is current;
+//   - replicas (reconcile.go, replica.go): the replica lifecycle, which
+//     starts and stops partition replicas to match the metadata, and the
+//     registry of what runs;
+//   - elections (elections.go): leader elections for partition groups and
+//     the reactions to peers going and coming back;
+//   - leadership and obs (leaders.go): raft observations, leader reports
+//     to the controller and preferred-leader hand-offs;
+//   - pids (controller.go): producer-id blocks;
+//   - groupCoord (package groups): the consumer group coordinator;
+//   - kafka (package kafkaapi through kafkaBroker), nt and gossip: the
+//     Kafka listener, node-to-node transport and membership.
 type Node struct {
 	cfg     Config
 	logger  hclog.Logger
