@@ -9,6 +9,7 @@ import (
 // Partition-group command types: the first byte of every Raft entry.
 const (
 	cmdProduce byte = 1
+	cmdMarker  byte = 2
 )
 
 // ProduceCommand packs record batches (already validated by the leader)

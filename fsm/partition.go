@@ -49,6 +49,8 @@ type manifest struct {
 	NextOffset  int64           `json:"next_offset"`
 	Producers   []producerState `json:"producers"`
 	Epochs      []EpochStart    `json:"epochs"`
+	OpenTxns    []openTxn       `json:"open_txns,omitempty"`
+	AbortedTxns []AbortedTxn    `json:"aborted_txns,omitempty"`
 	Segments    []segmentRef    `json:"segments,omitempty"`
 }
 
@@ -82,7 +84,14 @@ type PartitionFSM struct {
 	// Owned by the FSM goroutine.
 	applied   uint64
 	producers map[int64]*producerState
-	scratch   []byte
+	// open is the transactions that wrote here and have no marker yet.
+	open    map[int64]*openTxn
+	scratch []byte
+
+	// txnMu guards aborted, which Fetch reads.
+	txnMu   sync.RWMutex
+	aborted []AbortedTxn
+	lso     atomic.Int64
 
 	// epochsMu guards epochs, which readers (OffsetForLeaderEpoch) share.
 	epochsMu sync.RWMutex
@@ -117,6 +126,7 @@ func OpenPartition(dir string, cfg partition.Config, logger hclog.Logger, truste
 		log:       log,
 		logger:    logger,
 		producers: make(map[int64]*producerState),
+		open:      make(map[int64]*openTxn),
 		notify:    make(chan struct{}),
 	}
 	cp, err := readCheckpoint(filepath.Join(dir, checkpointFile))
@@ -181,8 +191,23 @@ func (p *PartitionFSM) recoverTo(cp *manifest) error {
 		p.producers[st.ID] = &st
 	}
 	p.epochs = cp.Epochs
+	p.setTxns(cp)
 	p.hw.Store(p.log.NextOffset())
 	return nil
+}
+
+// setTxns replaces the transaction state with a checkpoint's or a
+// snapshot's.
+func (p *PartitionFSM) setTxns(m *manifest) {
+	p.open = make(map[int64]*openTxn, len(m.OpenTxns))
+	for i := range m.OpenTxns {
+		o := m.OpenTxns[i]
+		p.open[o.ProducerID] = &o
+	}
+	p.txnMu.Lock()
+	p.aborted = append([]AbortedTxn(nil), m.AbortedTxns...)
+	p.txnMu.Unlock()
+	p.updateLSO()
 }
 
 func readCheckpoint(path string) (*manifest, error) {
@@ -208,6 +233,9 @@ func (p *PartitionFSM) Apply(l *raft.Log) interface{} {
 	if l.Index <= p.applied {
 		return nil // applied before the last restart
 	}
+	if len(l.Data) > 0 && l.Data[0] == cmdMarker {
+		return p.applyMarkerEntry(l)
+	}
 	batches, err := decodeProduce(l.Data)
 	if err != nil {
 		// Only our own leader writes commands; an undecodable one means
@@ -222,6 +250,22 @@ func (p *PartitionFSM) Apply(l *raft.Log) interface{} {
 	}
 	p.applied = l.Index
 	if appended {
+		p.updateLSO()
+		p.hw.Store(p.log.NextOffset())
+		p.wake()
+	}
+	return res
+}
+
+func (p *PartitionFSM) applyMarkerEntry(l *raft.Log) interface{} {
+	m, err := decodeMarker(l.Data)
+	if err != nil {
+		panic(fmt.Sprintf("partition %s: entry %d: %v", p.dir, l.Index, err))
+	}
+	res := p.applyMarker(m, int32(l.Term))
+	p.applied = l.Index
+	if res.Err == nil {
+		p.updateLSO()
 		p.hw.Store(p.log.NextOffset())
 		p.wake()
 	}
@@ -244,6 +288,9 @@ func (p *PartitionFSM) applyBatch(b []byte, term int32) BatchResult {
 			return BatchResult{BaseOffset: chk.dupOffset}
 		}
 	}
+	if err := p.checkTxn(h); err != nil {
+		return BatchResult{BaseOffset: -1, Err: err}
+	}
 	base := p.log.NextOffset()
 	// The entry's bytes may be shared with raft's log cache, so rewrite
 	// the header on a private copy.
@@ -262,6 +309,7 @@ func (p *PartitionFSM) applyBatch(b []byte, term int32) BatchResult {
 			p.producers[h.ProducerID] = st
 		}
 		st.record(h, base)
+		p.noteTxnBatch(h, base)
 	}
 	return BatchResult{BaseOffset: base}
 }
@@ -347,12 +395,17 @@ func (p *PartitionFSM) currentManifest() manifest {
 	p.epochsMu.RLock()
 	epochs := append([]EpochStart(nil), p.epochs...)
 	p.epochsMu.RUnlock()
+	p.txnMu.RLock()
+	aborted := append([]AbortedTxn(nil), p.aborted...)
+	p.txnMu.RUnlock()
 	return manifest{
 		Index:       p.applied,
 		StartOffset: p.log.StartOffset(),
 		NextOffset:  p.log.NextOffset(),
 		Producers:   sortedProducers(p.producers),
 		Epochs:      epochs,
+		OpenTxns:    sortedOpen(p.open),
+		AbortedTxns: aborted,
 	}
 }
 
@@ -392,6 +445,7 @@ func (p *PartitionFSM) Restore(rc io.ReadCloser) error {
 	p.epochsMu.Lock()
 	p.epochs = m.Epochs
 	p.epochsMu.Unlock()
+	p.setTxns(m)
 	p.hw.Store(p.log.NextOffset())
 	if err := p.log.Sync(); err != nil {
 		return err

@@ -50,6 +50,7 @@ func val(i int) []byte {
 func history(n int) []*raft.Log {
 	var logs []*raft.Log
 	seq := int32(0)
+	txnEpoch, txnSeq := int16(0), int32(0)
 	for i := 1; i <= n; i++ {
 		term := uint64(1 + i/40)
 		ts := int64(1_700_000_000_000 + i)
@@ -73,6 +74,25 @@ func history(n int) []*raft.Log {
 			batches = append(batches, batchtest.Idempotent(0, ts, 9, 2, 0, val(i))) // fenced epoch
 		}
 		logs = append(logs, entry(uint64(len(logs)+1), term, batches...))
+		// Transactions of producer 11 ride along: a batch every entry,
+		// ended by a marker every seventh, alternately committed and
+		// aborted, with a bumped epoch (transaction version 2) every
+		// other time, and now and then a stale marker that is refused.
+		logs = append(logs, entry(uint64(len(logs)+1), term, batchtest.Transactional(0, ts, 11, txnEpoch, txnSeq, val(i))))
+		txnSeq++
+		if i%7 == 0 {
+			next := txnEpoch
+			if i%14 == 0 {
+				next++
+			}
+			m := Marker{ProducerID: 11, Epoch: next, Commit: i%21 != 0, CoordinatorEpoch: 3, Timestamp: ts}
+			logs = append(logs, &raft.Log{Index: uint64(len(logs) + 1), Term: term, Type: raft.LogCommand, Data: EncodeMarker(m)})
+			if next != txnEpoch {
+				txnEpoch, txnSeq = next, 0
+				stale := Marker{ProducerID: 11, Epoch: txnEpoch - 1, Commit: false, Timestamp: ts}
+				logs = append(logs, &raft.Log{Index: uint64(len(logs) + 1), Term: term, Type: raft.LogCommand, Data: EncodeMarker(stale)})
+			}
+		}
 	}
 	return logs
 }
@@ -82,6 +102,10 @@ func applyAll(t *testing.T, p *PartitionFSM, logs []*raft.Log) []string {
 	var out []string
 	for _, l := range logs {
 		r := p.Apply(l)
+		if m, ok := r.(*MarkerResult); ok {
+			out = append(out, fmt.Sprintf("%d:marker:%d:%v", l.Index, m.Offset, m.Err))
+			continue
+		}
 		res, ok := r.(*ProduceResult)
 		if !ok {
 			out = append(out, fmt.Sprintf("%d:-", l.Index))
@@ -127,6 +151,9 @@ func TestReplayIsByteIdentical(t *testing.T) {
 	}
 	if !bytes.Equal(la, lb) {
 		t.Fatal("two replays of one log produced different partitions")
+	}
+	if a.LastStableOffset() != b.LastStableOffset() || fmt.Sprint(a.AbortedTxns(0, 1<<62)) != fmt.Sprint(b.AbortedTxns(0, 1<<62)) {
+		t.Fatal("two replays of one log produced different transaction state")
 	}
 	if a.HighWatermark() != b.HighWatermark() || a.HighWatermark() != a.Log().NextOffset() {
 		t.Fatalf("high watermarks %d %d, next offset %d", a.HighWatermark(), b.HighWatermark(), a.Log().NextOffset())
@@ -317,6 +344,10 @@ func TestSnapshotRestoreIsByteIdentical(t *testing.T) {
 			}
 			if !bytes.Equal(logBytes(t, src), logBytes(t, dst)) {
 				t.Fatal("restored partition files differ")
+			}
+			if src.LastStableOffset() != dst.LastStableOffset() || len(src.AbortedTxns(0, 1<<62)) == 0 ||
+				fmt.Sprint(src.AbortedTxns(0, 1<<62)) != fmt.Sprint(dst.AbortedTxns(0, 1<<62)) {
+				t.Fatalf("restored transaction state differs: last stable offsets %d and %d", src.LastStableOffset(), dst.LastStableOffset())
 			}
 		})
 	}

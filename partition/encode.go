@@ -18,6 +18,55 @@ type Record struct {
 // EncodeBatch encodes recs (at least one) as one uncompressed record batch
 // v2 at base, from the producer (id -1 for none), with a real CRC-32C.
 func EncodeBatch(base int64, producerID int64, epoch int16, seq int32, recs []Record) []byte {
+	return encodeBatch(base, 0, producerID, epoch, seq, recs)
+}
+
+// Batch attribute bits.
+const (
+	attrTransactional = 0x10
+	attrControl       = 0x20
+)
+
+// EncodeTxnBatch is EncodeBatch for a batch written inside the producer's
+// transaction.
+func EncodeTxnBatch(base int64, producerID int64, epoch int16, seq int32, recs []Record) []byte {
+	return encodeBatch(base, attrTransactional, producerID, epoch, seq, recs)
+}
+
+// EncodeControlBatch encodes a transaction marker: a transactional control
+// batch of one control record whose key says commit or abort and whose
+// value carries the coordinator epoch, as Kafka writes them.
+func EncodeControlBatch(base int64, producerID int64, epoch int16, commit bool, coordinatorEpoch int32, ts int64) []byte {
+	key := kmsg.ControlRecordKey{Type: kmsg.ControlRecordKeyTypeAbort}
+	if commit {
+		key.Type = kmsg.ControlRecordKeyTypeCommit
+	}
+	val := kmsg.EndTxnMarker{CoordinatorEpoch: coordinatorEpoch}
+	rec := Record{Key: key.AppendTo(nil), Value: val.AppendTo(nil), Timestamp: ts}
+	return encodeBatch(base, attrTransactional|attrControl, producerID, epoch, -1, []Record{rec})
+}
+
+// ControlType reads a control batch's record key: commit or abort. ok is
+// false for a batch that is not a transaction marker.
+func ControlType(b []byte) (commit, ok bool) {
+	recs, _, err := DecodeRecords(b)
+	if err != nil || len(recs) != 1 {
+		return false, false
+	}
+	var key kmsg.ControlRecordKey
+	if key.ReadFrom(recs[0].Key) != nil {
+		return false, false
+	}
+	switch key.Type {
+	case kmsg.ControlRecordKeyTypeCommit:
+		return true, true
+	case kmsg.ControlRecordKeyTypeAbort:
+		return false, true
+	}
+	return false, false
+}
+
+func encodeBatch(base int64, attrs int16, producerID int64, epoch int16, seq int32, recs []Record) []byte {
 	if len(recs) == 0 {
 		panic("partition: a batch needs at least one record")
 	}
@@ -34,6 +83,7 @@ func EncodeBatch(base int64, producerID int64, epoch int16, seq int32, recs []Re
 		FirstOffset:     base,
 		Length:          int32(minBatchLength + len(body)),
 		Magic:           2,
+		Attributes:      attrs,
 		LastOffsetDelta: int32(len(recs) - 1),
 		FirstTimestamp:  first,
 		MaxTimestamp:    maxTs,

@@ -46,3 +46,13 @@ func Build(base int64, p Producer, recs ...Record) []byte {
 	}
 	return partition.EncodeBatch(base, p.ID, p.Epoch, p.Sequence, out)
 }
+
+// Transactional is Idempotent for a batch written inside the producer's
+// transaction.
+func Transactional(base, ts, producerID int64, epoch int16, seq int32, values ...[]byte) []byte {
+	recs := make([]partition.Record, len(values))
+	for i, v := range values {
+		recs[i] = partition.Record{Value: v, Timestamp: ts + int64(i)}
+	}
+	return partition.EncodeTxnBatch(base, producerID, epoch, seq, recs)
+}
