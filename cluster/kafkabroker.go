@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/twmb/franz-go/pkg/kerr"
 
 	"github.com/quirelog/quire/cluster/kafkaapi"
 	"github.com/quirelog/quire/fsm"
@@ -91,6 +92,28 @@ func (p kafkaPartition) InSync() int            { return p.n.inSync(p.r) }
 
 func (p kafkaPartition) Submit(ctx context.Context, batch []byte) kafkaapi.Proposal {
 	return p.r.proposer.submit(ctx, batch)
+}
+
+// WriteMarker commits a transaction marker through the partition's Raft
+// group. It goes around the produce group commit: a marker is an entry of
+// its own, ordered with the batches by Raft alone.
+func (p kafkaPartition) WriteMarker(ctx context.Context, m fsm.Marker) (int64, error) {
+	timeout := 30 * time.Second
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = time.Until(dl)
+	}
+	f := p.r.group.raft.Apply(fsm.EncodeMarker(m), timeout)
+	if err := f.Error(); err != nil {
+		return -1, raftErrToKafka(err)
+	}
+	res, ok := f.Response().(*fsm.MarkerResult)
+	if !ok {
+		// Applied before this process restarted: the outcome is unknown
+		// here, and a retry is safe (a marker for a closed transaction
+		// only appends another).
+		return -1, kerr.RequestTimedOut
+	}
+	return res.Offset, res.Err
 }
 
 // Wait implements kafkaapi.Proposal.

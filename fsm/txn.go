@@ -165,6 +165,12 @@ func (p *PartitionFSM) updateLSO() {
 // read_committed consumers read no further.
 func (p *PartitionFSM) LastStableOffset() int64 { return p.lso.Load() }
 
+// ReadCommitted is Read for read_committed consumers: never past the last
+// stable offset.
+func (p *PartitionFSM) ReadCommitted(offset int64, maxBytes int) ([]byte, error) {
+	return p.log.Read(offset, maxBytes, p.lso.Load())
+}
+
 // AbortedTxns lists the aborted transactions that overlap [from, to), in
 // the order their markers were written.
 func (p *PartitionFSM) AbortedTxns(from, to int64) []AbortedTxn {

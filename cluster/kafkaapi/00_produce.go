@@ -19,8 +19,13 @@ import (
 // acks=1 is never less durable than acks=all. acks=0 queues the batches and
 // sends no response.
 //
-// Not yet: transactional produce (the batches are appended, but no
-// transaction coordinator exists), LogAppendTime topics.
+// A transactional batch opens its producer's transaction on the partition
+// (read_committed readers stop there) until a WriteTxnMarkers marker ends
+// it; a batch from an epoch older than the producer's last marker is
+// refused with INVALID_PRODUCER_EPOCH.
+//
+// Not yet: the transaction coordinator that adds partitions and writes the
+// markers, LogAppendTime topics.
 func init() { register(kmsg.Produce, 3, 11, ordered(serveProduce)) }
 
 // electionHold bounds the time one request waits in Broker.AwaitElection:

@@ -9,12 +9,12 @@ import (
 	"github.com/quirelog/quire/cluster/kafkaerr"
 )
 
-// ListOffsets v1-6: earliest (-2), latest (-1, the high watermark) and by
-// timestamp (the first batch whose max timestamp
-// is at or after the asked time). Leader epoch fencing from v4.
+// ListOffsets v1-6: earliest (-2), latest (-1: the high watermark, or the
+// last stable offset for read_committed) and by timestamp (the first batch
+// whose max timestamp is at or after the asked time, below the same
+// bound). Leader epoch fencing from v4.
 //
-// Not yet: v7's max-timestamp lookup (-3); read_committed distinguishes
-// nothing (LSO = high watermark).
+// Not yet: v7's max-timestamp lookup (-3).
 func init() { register(kmsg.ListOffsets, 1, 6, plain(serveListOffsets)) }
 
 func serveListOffsets(_ context.Context, b Broker, req *kmsg.ListOffsetsRequest) kmsg.Response {
@@ -26,7 +26,7 @@ func serveListOffsets(_ context.Context, b Broker, req *kmsg.ListOffsetsRequest)
 			rp := kmsg.NewListOffsetsResponseTopicPartition()
 			rp.Partition = p.Partition
 			rp.Timestamp, rp.Offset, rp.LeaderEpoch = -1, -1, -1
-			if err := listOffset(b, t.Topic, p, &rp); err != nil {
+			if err := listOffset(b, t.Topic, req.IsolationLevel, p, &rp); err != nil {
 				rp.ErrorCode = kafkaerr.Code(err)
 				rp.Timestamp, rp.Offset, rp.LeaderEpoch = -1, -1, -1
 			}
@@ -37,7 +37,7 @@ func serveListOffsets(_ context.Context, b Broker, req *kmsg.ListOffsetsRequest)
 	return resp
 }
 
-func listOffset(b Broker, topic string, p kmsg.ListOffsetsRequestTopicPartition, rp *kmsg.ListOffsetsResponseTopicPartition) error {
+func listOffset(b Broker, topic string, isolation int8, p kmsg.ListOffsetsRequestTopicPartition, rp *kmsg.ListOffsetsResponseTopicPartition) error {
 	lp, err := b.LeaderPartition(topic, p.Partition)
 	if err != nil {
 		return err
@@ -47,11 +47,15 @@ func listOffset(b Broker, topic string, p kmsg.ListOffsetsRequestTopicPartition,
 		return err
 	}
 	rp.LeaderEpoch = epoch
+	end := lp.HighWatermark()
+	if isolation == readCommitted {
+		end = lp.LastStableOffset()
+	}
 	switch p.Timestamp {
 	case -2:
 		rp.Offset = lp.StartOffset()
 	case -1:
-		rp.Offset = lp.HighWatermark()
+		rp.Offset = end
 	default:
 		if p.Timestamp < 0 {
 			return kerr.InvalidRequest
@@ -60,7 +64,7 @@ func listOffset(b Broker, topic string, p kmsg.ListOffsetsRequestTopicPartition,
 		if err != nil {
 			return kerr.KafkaStorageError
 		}
-		if found && off < lp.HighWatermark() {
+		if found && off < end {
 			rp.Offset, rp.Timestamp = off, ts
 		}
 	}

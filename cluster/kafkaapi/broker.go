@@ -85,6 +85,13 @@ type Partition interface {
 	// Read returns stored batches from offset, up to maxBytes (the first
 	// batch whole); partition.ErrOffsetOutOfRange outside the log.
 	Read(offset int64, maxBytes int) ([]byte, error)
+	// ReadCommitted is Read stopping at the last stable offset.
+	ReadCommitted(offset int64, maxBytes int) ([]byte, error)
+	// LastStableOffset is where the oldest open transaction begins, or the
+	// high watermark when none is open.
+	LastStableOffset() int64
+	// AbortedTxns lists the aborted transactions that overlap [from, to).
+	AbortedTxns(from, to int64) []fsm.AbortedTxn
 	// Changed is closed when the partition next takes new data.
 	Changed() <-chan struct{}
 	// OffsetForTimestamp finds the first batch whose max timestamp is at
@@ -105,6 +112,9 @@ type WritablePartition interface {
 	InSync() int
 	// Submit queues one record batch for the partition's Raft group.
 	Submit(ctx context.Context, batch []byte) Proposal
+	// WriteMarker commits a transaction marker through the partition's
+	// Raft group and returns its offset.
+	WriteMarker(ctx context.Context, m fsm.Marker) (int64, error)
 	StartOffset() int64
 }
 

@@ -20,6 +20,7 @@ func TestServedVersions(t *testing.T) {
 		kmsg.CreateTopics:           {0, 7},
 		kmsg.DeleteTopics:           {0, 6},
 		kmsg.InitProducerID:         {0, 4},
+		kmsg.WriteTxnMarkers:        {0, 1},
 		kmsg.OffsetForLeaderEpoch:   {0, 4},
 		kmsg.OffsetCommit:           {0, 9},
 		kmsg.OffsetFetch:            {0, 9},

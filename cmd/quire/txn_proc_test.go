@@ -1,0 +1,199 @@
+package main
+
+import (
+	"fmt"
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/quirelog/quire/partition/batchtest"
+)
+
+// Transaction markers on a three-process cluster, written with
+// WriteTxnMarkers as a transaction coordinator writes them: read_committed
+// readers (franz-go, and librdkafka through kcat) stop at an open
+// transaction, drop an aborted one and see a committed one; read_uncommitted
+// readers see everything; a late batch of the aborted transaction is
+// fenced by the marker's newer epoch; and all of it holds on the replica
+// that leads after kill -9 of the leader.
+func TestTxnMarkersAndReadCommitted(t *testing.T) {
+	bs := startCluster(t, 3)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds(bs)...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	const topic = "txn-markers"
+	createTopicWith(t, adm, 30*time.Second, topic, 1, 3)
+	leader := waitLeader(t, adm, topic)
+	pidA, pidB := initProducerID(t, cl), initProducerID(t, cl)
+	ts := time.Now().UnixMilli()
+	for _, b := range [][]byte{
+		batchtest.Batch(0, ts, []byte("p0")),
+		batchtest.Transactional(0, ts, pidA, 0, 0, []byte("a1"), []byte("a2")),
+		batchtest.Transactional(0, ts, pidB, 0, 0, []byte("c1")),
+		batchtest.Batch(0, ts, []byte("p1")),
+	} {
+		if code := produceRaw(t, cl, leader, topic, b); code != 0 {
+			t.Fatalf("produce: %v", kerr.ErrorForCode(code))
+		}
+	}
+	if got := listEnd(t, cl, leader, topic, 1); got != 1 {
+		t.Fatalf("read_committed end offset with A's transaction open at 1: %d", got)
+	}
+	if got := listEnd(t, cl, leader, topic, 0); got != 5 {
+		t.Fatalf("read_uncommitted end offset: %d, want 5", got)
+	}
+
+	// Abort A with a bumped epoch (transaction version 2), commit B.
+	req := kmsg.NewPtrWriteTxnMarkersRequest()
+	for _, m := range []struct {
+		pid    int64
+		epoch  int16
+		commit bool
+	}{{pidA, 1, false}, {pidB, 0, true}} {
+		rm := kmsg.NewWriteTxnMarkersRequestMarker()
+		rm.ProducerID, rm.ProducerEpoch, rm.Committed, rm.CoordinatorEpoch = m.pid, m.epoch, m.commit, 1
+		rt := kmsg.NewWriteTxnMarkersRequestMarkerTopic()
+		rt.Topic, rt.Partitions = topic, []int32{0}
+		rm.Topics = append(rm.Topics, rt)
+		req.Markers = append(req.Markers, rm)
+	}
+	resp, err := req.RequestWith(testCtx(t, 30*time.Second), cl.Broker(int(leader)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range resp.Markers {
+		if code := m.Topics[0].Partitions[0].ErrorCode; code != 0 {
+			t.Fatalf("marker for producer %d: %v", m.ProducerID, kerr.ErrorForCode(code))
+		}
+	}
+	if got := listEnd(t, cl, leader, topic, 1); got != 7 {
+		t.Fatalf("read_committed end offset after both markers: %d, want 7", got)
+	}
+	// A batch of A's aborted transaction that arrives late is fenced.
+	late := batchtest.Transactional(0, ts, pidA, 0, 1, []byte("a3"))
+	if code := produceRaw(t, cl, leader, topic, late); code != kerr.InvalidProducerEpoch.Code {
+		t.Fatalf("late batch of the aborted transaction: %v, want INVALID_PRODUCER_EPOCH", kerr.ErrorForCode(code))
+	}
+
+	committed, all := []string{"p0", "c1", "p1"}, []string{"p0", "a1", "a2", "c1", "p1"}
+	checkRead(t, seeds(bs), topic, kgo.ReadCommitted(), committed)
+	checkRead(t, seeds(bs), topic, kgo.ReadUncommitted(), all)
+	checkKcatRead(t, bs[0].kafkaAddr, topic, committed)
+
+	bs[leader-1].kill9()
+	var next int32
+	deadline := time.Now().Add(60 * time.Second)
+	for next = waitLeader(t, adm, topic); next == leader && time.Now().Before(deadline); next = waitLeader(t, adm, topic) {
+		time.Sleep(200 * time.Millisecond)
+	}
+	if next == leader {
+		t.Fatal("no new leader after kill -9 of the old one")
+	}
+	if got := listEnd(t, cl, next, topic, 1); got != 7 {
+		t.Fatalf("new leader's read_committed end offset: %d, want 7", got)
+	}
+	checkRead(t, seeds(bs), topic, kgo.ReadCommitted(), committed)
+	checkRead(t, seeds(bs), topic, kgo.ReadUncommitted(), all)
+}
+
+func initProducerID(t *testing.T, cl *kgo.Client) int64 {
+	t.Helper()
+	resp, err := kmsg.NewPtrInitProducerIDRequest().RequestWith(testCtx(t, 30*time.Second), cl)
+	if err == nil {
+		err = kerr.ErrorForCode(resp.ErrorCode)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.ProducerID
+}
+
+// produceRaw sends one batch, as built, to the leader with acks=all and
+// returns the partition's error code.
+func produceRaw(t *testing.T, cl *kgo.Client, leader int32, topic string, batch []byte) int16 {
+	t.Helper()
+	req := kmsg.NewPtrProduceRequest()
+	req.Acks, req.TimeoutMillis = -1, 10000
+	rt := kmsg.NewProduceRequestTopic()
+	rt.Topic = topic
+	rp := kmsg.NewProduceRequestTopicPartition()
+	rp.Records = batch
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	resp, err := req.RequestWith(testCtx(t, 30*time.Second), cl.Broker(int(leader)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.Topics[0].Partitions[0].ErrorCode
+}
+
+// listEnd is ListOffsets' latest offset of partition 0 at the isolation
+// level (0 read_uncommitted, 1 read_committed).
+func listEnd(t *testing.T, cl *kgo.Client, leader int32, topic string, isolation int8) int64 {
+	t.Helper()
+	req := kmsg.NewPtrListOffsetsRequest()
+	req.ReplicaID, req.IsolationLevel = -1, isolation
+	rt := kmsg.NewListOffsetsRequestTopic()
+	rt.Topic = topic
+	rp := kmsg.NewListOffsetsRequestTopicPartition()
+	rp.Timestamp = -1
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	resp, err := req.RequestWith(testCtx(t, 30*time.Second), cl.Broker(int(leader)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := resp.Topics[0].Partitions[0]
+	if p.ErrorCode != 0 {
+		t.Fatalf("list offsets: %v", kerr.ErrorForCode(p.ErrorCode))
+	}
+	return p.Offset
+}
+
+// checkRead consumes the topic from the start at the isolation level
+// until the record "p1", which every reader sees last, and compares what
+// came with want.
+func checkRead(t *testing.T, brokers []string, topic string, level kgo.IsolationLevel, want []string) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(level))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx := testCtx(t, 60*time.Second)
+	var got []string
+	for !slices.Contains(got, "p1") {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("%v: read %v before the deadline, want %v", level, got, want)
+		}
+		fs.EachRecord(func(r *kgo.Record) { got = append(got, string(r.Value)) })
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("%v read %v, want %v", level, got, want)
+	}
+}
+
+// checkKcatRead reads the topic with kcat, whose librdkafka reads
+// read_committed by default.
+func checkKcatRead(t *testing.T, addr, topic string, want []string) {
+	t.Helper()
+	out, err := exec.Command("kcat", "-b", addr, "-C", "-t", topic, "-o", "beginning", "-e", "-q", "-f", "%s\n").Output()
+	if err != nil {
+		t.Fatalf("kcat -C: %v\n%s", err, out)
+	}
+	if got := strings.Fields(string(out)); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("kcat read %v, want %v", got, want)
+	}
+}
