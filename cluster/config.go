@@ -98,6 +98,14 @@ type Config struct {
 	// to the per-group max and sum.
 	GroupLagPartitionMetrics bool
 
+	// ProducerIDExpiration is how long a partition remembers an idle
+	// idempotent producer after its last write there
+	// (producer.id.expiration.ms); a producer with an open transaction is
+	// kept. ProducerIDExpirationCheck is how often each leader looks
+	// (producer.id.expiration.check.interval.ms).
+	ProducerIDExpiration      time.Duration
+	ProducerIDExpirationCheck time.Duration
+
 	// GroupCommitBytes bounds the record-batch bytes packed into one Raft
 	// entry. Bytes.
 	GroupCommitBytes int
@@ -169,6 +177,8 @@ func DefaultConfig() Config {
 		OffsetsTopicPartitions:        16,
 		OffsetsTopicReplicationFactor: 3,
 		Groups:                        groups.DefaultConfig(),
+		ProducerIDExpiration:          24 * time.Hour,
+		ProducerIDExpirationCheck:     10 * time.Minute,
 		GroupCommitBytes:              1 << 20,
 		GroupCommitInFlight:           4,
 		ElectionTimeout:               2 * time.Second,
@@ -252,6 +262,9 @@ func (c Config) Validate() error {
 	}
 	if c.RaftLog != RaftLogShared && c.RaftLog != RaftLogPerGroup {
 		errs = append(errs, fmt.Errorf("raft log %q must be %q or %q", c.RaftLog, RaftLogShared, RaftLogPerGroup))
+	}
+	if c.ProducerIDExpiration < time.Second || c.ProducerIDExpirationCheck < 100*time.Millisecond {
+		errs = append(errs, fmt.Errorf("producer id expiration %s must be >= 1s and its check interval %s >= 100ms", c.ProducerIDExpiration, c.ProducerIDExpirationCheck))
 	}
 	if c.SnapshotThreshold < 1 {
 		errs = append(errs, errors.New("snapshot threshold must be >= 1"))

@@ -211,6 +211,8 @@ func (n *Node) start() error {
 	go n.controllerDuties()
 	go n.reportLeaders()
 	go n.reconcileLoop()
+	n.wg.Add(1)
+	go n.expireProducersLoop()
 	// Frees the group state of __consumer_offsets partitions this node
 	// stopped leading.
 	n.wg.Add(1)

@@ -10,6 +10,8 @@ import (
 const (
 	cmdProduce byte = 1
 	cmdMarker  byte = 2
+	// cmdExpireProducers forgets idle producers (see ExpireProducers).
+	cmdExpireProducers byte = 3
 )
 
 // ProduceCommand packs record batches (already validated by the leader)

@@ -98,6 +98,9 @@ type PartitionFSM struct {
 	epochs   []EpochStart
 
 	hw atomic.Int64
+	// producerCount is how many producers the partition remembers, for
+	// the leader deciding whether expiry has anything to look at.
+	producerCount atomic.Int64
 
 	// notifyMu guards notify, closed and replaced after every append so
 	// long-polling fetches wake up.
@@ -191,6 +194,7 @@ func (p *PartitionFSM) recoverTo(cp *manifest) error {
 		p.producers[st.ID] = &st
 	}
 	p.epochs = cp.Epochs
+	p.producerCount.Store(int64(len(p.producers)))
 	p.setTxns(cp)
 	p.hw.Store(p.log.NextOffset())
 	return nil
@@ -236,6 +240,10 @@ func (p *PartitionFSM) Apply(l *raft.Log) interface{} {
 	if len(l.Data) > 0 && l.Data[0] == cmdMarker {
 		return p.applyMarkerEntry(l)
 	}
+	if len(l.Data) > 0 && l.Data[0] == cmdExpireProducers {
+		p.applied = l.Index
+		return p.applyExpire(l.Data)
+	}
 	batches, err := decodeProduce(l.Data)
 	if err != nil {
 		// Only our own leader writes commands; an undecodable one means
@@ -249,6 +257,7 @@ func (p *PartitionFSM) Apply(l *raft.Log) interface{} {
 		appended = appended || res.Batches[i].Err == nil
 	}
 	p.applied = l.Index
+	p.producerCount.Store(int64(len(p.producers)))
 	if appended {
 		p.updateLSO()
 		p.hw.Store(p.log.NextOffset())
@@ -264,6 +273,7 @@ func (p *PartitionFSM) applyMarkerEntry(l *raft.Log) interface{} {
 	}
 	res := p.applyMarker(m, int32(l.Term))
 	p.applied = l.Index
+	p.producerCount.Store(int64(len(p.producers)))
 	if res.Err == nil {
 		p.updateLSO()
 		p.hw.Store(p.log.NextOffset())
@@ -371,6 +381,9 @@ func (p *PartitionFSM) EndOffsetForEpoch(epoch int32) (int32, int64) {
 	return -1, -1
 }
 
+// ProducerCount is how many idempotent producers the partition remembers.
+func (p *PartitionFSM) ProducerCount() int64 { return p.producerCount.Load() }
+
 // Applied is the index of the last applied Raft entry.
 func (p *PartitionFSM) Applied() uint64 { return p.applied }
 
@@ -445,6 +458,7 @@ func (p *PartitionFSM) Restore(rc io.ReadCloser) error {
 	p.epochsMu.Lock()
 	p.epochs = m.Epochs
 	p.epochsMu.Unlock()
+	p.producerCount.Store(int64(len(p.producers)))
 	p.setTxns(m)
 	p.hw.Store(p.log.NextOffset())
 	if err := p.log.Sync(); err != nil {

@@ -1,6 +1,8 @@
 package fsm
 
 import (
+	"encoding/binary"
+	"fmt"
 	"math"
 	"sort"
 
@@ -24,6 +26,10 @@ type producerState struct {
 	ID      int64         `json:"id"`
 	Epoch   int16         `json:"epoch"`
 	Batches []cachedBatch `json:"batches"` // oldest first
+	// LastTimestamp is the newest batch or marker time of the producer
+	// here, what expiry goes by (as Kafka's producer.id.expiration.ms
+	// does); 0 in state written before it was kept, which never expires.
+	LastTimestamp int64 `json:"last_timestamp,omitempty"`
 }
 
 // seqCheck is the outcome of the idempotence check for one batch.
@@ -73,6 +79,7 @@ func (st *producerState) record(h partition.BatchHeader, baseOffset int64) {
 		st.Epoch = h.ProducerEpoch
 		st.Batches = st.Batches[:0]
 	}
+	st.LastTimestamp = max(st.LastTimestamp, h.MaxTimestamp)
 	st.Batches = append(st.Batches, cachedBatch{
 		FirstSeq:   h.BaseSequence,
 		LastSeq:    addSeq(h.BaseSequence, h.LastOffsetDelta),
@@ -94,4 +101,32 @@ func sortedProducers(m map[int64]*producerState) []producerState {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out
+}
+
+// ExpireProducers is the Raft entry that forgets producers whose last
+// write here is older than before (a time in milliseconds the proposing
+// leader chose), unless a transaction of theirs is open. Expiry is an
+// entry, not a clock read in Apply, so that every replica forgets the
+// same producers at the same point of the log.
+func ExpireProducers(before int64) []byte {
+	return binary.BigEndian.AppendUint64([]byte{cmdExpireProducers}, uint64(before))
+}
+
+// ExpireResult is what Apply returns for an expiry entry.
+type ExpireResult struct{ Expired int }
+
+func (p *PartitionFSM) applyExpire(data []byte) *ExpireResult {
+	if len(data) != 9 {
+		panic(fmt.Sprintf("partition %s: expiry entry of %d bytes", p.dir, len(data)))
+	}
+	before := int64(binary.BigEndian.Uint64(data[1:]))
+	res := &ExpireResult{}
+	for id, st := range p.producers {
+		if st.LastTimestamp != 0 && st.LastTimestamp < before && p.open[id] == nil {
+			delete(p.producers, id)
+			res.Expired++
+		}
+	}
+	p.producerCount.Store(int64(len(p.producers)))
+	return res
 }

@@ -139,6 +139,7 @@ func (p *PartitionFSM) applyMarker(m Marker, term int32) *MarkerResult {
 		// A new epoch starts its sequences at zero.
 		st.Epoch, st.Batches = m.Epoch, nil
 	}
+	st.LastTimestamp = max(st.LastTimestamp, m.Timestamp)
 	if o := p.open[m.ProducerID]; o != nil {
 		delete(p.open, m.ProducerID)
 		if !m.Commit {

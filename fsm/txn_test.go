@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"testing"
@@ -137,5 +138,52 @@ func TestSnapshotKeepsTransactions(t *testing.T) {
 	}
 	if dst.LastStableOffset() != 4 {
 		t.Fatalf("last stable offset %d after the commit, want 4", dst.LastStableOffset())
+	}
+}
+
+// Producers idle since before an expiry entry's time are forgotten, on
+// every replica at the same entry, unless a transaction of theirs is
+// open; a forgotten producer's next batch is taken as a new producer's.
+func TestProducerExpiry(t *testing.T) {
+	p := openFSM(t, t.TempDir())
+	defer p.Close()
+	idx := uint64(0)
+	next := func() uint64 { idx++; return idx }
+	apply := func(l *raft.Log) (int64, error) { t.Helper(); return applyOne(t, p, l) }
+	if _, err := apply(entry(next(), 1, batchtest.Idempotent(0, 1000, 5, 0, 0, val(0)))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := apply(entry(next(), 1, batchtest.Transactional(0, 1000, 6, 0, 0, val(1)))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := apply(entry(next(), 1, batchtest.Idempotent(0, 5000, 7, 0, 0, val(2)))); err != nil {
+		t.Fatal(err)
+	}
+	// A gap is refused while producer 5 is remembered.
+	if _, err := apply(entry(next(), 1, batchtest.Idempotent(0, 1000, 5, 0, 9, val(3)))); !errors.Is(err, kerr.OutOfOrderSequenceNumber) {
+		t.Fatalf("gap before expiry: %v", err)
+	}
+	res, ok := p.Apply(&raft.Log{Index: next(), Term: 1, Type: raft.LogCommand, Data: ExpireProducers(2000)}).(*ExpireResult)
+	if !ok || res.Expired != 1 || p.ProducerCount() != 2 {
+		t.Fatalf("expiry before 2000: %+v, %d producers left; want 1 expired (5; 6 has an open transaction, 7 is newer)", res, p.ProducerCount())
+	}
+	if _, err := apply(entry(next(), 1, batchtest.Idempotent(0, 1000, 5, 0, 9, val(4)))); err != nil {
+		t.Fatalf("forgotten producer's batch: %v", err)
+	}
+	// Replay is deterministic: the same entries forget the same producers.
+	q := openFSM(t, t.TempDir())
+	defer q.Close()
+	for _, l := range []*raft.Log{
+		entry(1, 1, batchtest.Idempotent(0, 1000, 5, 0, 0, val(0))),
+		entry(2, 1, batchtest.Transactional(0, 1000, 6, 0, 0, val(1))),
+		entry(3, 1, batchtest.Idempotent(0, 5000, 7, 0, 0, val(2))),
+		entry(4, 1, batchtest.Idempotent(0, 1000, 5, 0, 9, val(3))),
+		{Index: 5, Term: 1, Type: raft.LogCommand, Data: ExpireProducers(2000)},
+		entry(6, 1, batchtest.Idempotent(0, 1000, 5, 0, 9, val(4))),
+	} {
+		q.Apply(l)
+	}
+	if !bytes.Equal(logBytes(t, p), logBytes(t, q)) || fmt.Sprint(sortedProducers(p.producers)) != fmt.Sprint(sortedProducers(q.producers)) {
+		t.Fatal("two replays of an expiry differ")
 	}
 }
