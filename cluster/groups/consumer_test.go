@@ -9,6 +9,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/quirelog/quire/cluster/statelog/statelogtest"
 )
 
 func TestUniformAssignorIsBalancedAndSticky(t *testing.T) {
@@ -165,7 +167,7 @@ func trimID(id [16]byte) []byte {
 // TestConsumerGroupReconciles: a second member gets partitions only after
 // the first has released them, and no partition is ever owned twice.
 func TestConsumerGroupReconciles(t *testing.T) {
-	c, _ := testCoordinator(t, &memLog{epoch: 1})
+	c, _ := testCoordinator(t, statelogtest.New(1))
 	a, b := &cgMember{id: "a"}, &cgMember{id: "b"}
 	if r := cgHeartbeat(t, c, a, true); r.ErrorCode != 0 || a.owned.size() != 4 || a.epoch != 1 {
 		t.Fatalf("a joins: code %d epoch %d owned %v", r.ErrorCode, a.epoch, a.owned)
@@ -214,7 +216,7 @@ func TestConsumerGroupReconciles(t *testing.T) {
 // TestConsumerGroupSurvivesFailover: the next coordinator rebuilds
 // epochs, assignments and commits from the log.
 func TestConsumerGroupSurvivesFailover(t *testing.T) {
-	log := &memLog{epoch: 1}
+	log := statelogtest.New(1)
 	c, _ := testCoordinator(t, log)
 	a, b := &cgMember{id: "a"}, &cgMember{id: "b"}
 	cgHeartbeat(t, c, a, true)
@@ -225,7 +227,7 @@ func TestConsumerGroupSurvivesFailover(t *testing.T) {
 	before := describeCG(t, c)
 	c.Close()
 
-	next, _ := testCoordinator(t, &memLog{epoch: 2, batches: log.batches, next: log.next})
+	next, _ := testCoordinator(t, log.Successor(2))
 	after := describeCG(t, next)
 	if before != after {
 		t.Fatalf("state changed across fail-over:\n%s\n%s", before, after)
@@ -254,7 +256,7 @@ func describeCG(t *testing.T, c *Coordinator) string {
 // heartbeating is removed; a static member that leaves with -2 comes back
 // under a new id with its partitions and epoch.
 func TestConsumerGroupSessionAndStaticMembers(t *testing.T) {
-	log := &memLog{epoch: 1}
+	log := statelogtest.New(1)
 	cfg := DefaultConfig()
 	cfg.ConsumerSessionTimeout = 300 * time.Millisecond
 	cfg.ConsumerHeartbeatInterval = 50 * time.Millisecond
@@ -297,7 +299,7 @@ func TestConsumerGroupSessionAndStaticMembers(t *testing.T) {
 // TestConsumerGroupRegexAndBadInput: a regex subscription follows the
 // topics that exist; bad requests get their codes.
 func TestConsumerGroupRegexAndBadInput(t *testing.T) {
-	c, cl := testCoordinator(t, &memLog{epoch: 1})
+	c, cl := testCoordinator(t, statelogtest.New(1))
 	cl.topics["orders-eu"], cl.topics["orders-us"], cl.topics["other"] = 2, 3, 1
 	r := kmsg.NewPtrConsumerGroupHeartbeatRequest()
 	r.Version, r.Group, r.MemberID = 1, "cg", "m"
@@ -337,7 +339,7 @@ func TestConsumerGroupRegexAndBadInput(t *testing.T) {
 // TestEmptyClassicGroupBecomesConsumerGroup: commits made outside any
 // group survive the group turning into a consumer group.
 func TestEmptyClassicGroupBecomesConsumerGroup(t *testing.T) {
-	c, _ := testCoordinator(t, &memLog{epoch: 1})
+	c, _ := testCoordinator(t, statelogtest.New(1))
 	if code := commitAs(c, 9, "cg", "", -1, 1, 42); code != 0 {
 		t.Fatalf("simple commit: %v", kerr.ErrorForCode(code))
 	}
@@ -367,7 +369,7 @@ func TestEmptyClassicGroupBecomesConsumerGroup(t *testing.T) {
 // last next-generation member leaves the group turns classic, and a
 // next-generation member joining turns it back.
 func TestClassicMembersInConsumerGroup(t *testing.T) {
-	log := &memLog{epoch: 1}
+	log := statelogtest.New(1)
 	c, _ := testCoordinator(t, log)
 	ctx := context.Background()
 	a := &cgMember{id: "a"}
@@ -469,7 +471,7 @@ func TestClassicMembersInConsumerGroup(t *testing.T) {
 	// The upgraded group is what a new coordinator reads back.
 	before := describeCG(t, c)
 	c.Close()
-	next, _ := testCoordinator(t, &memLog{epoch: 2, batches: log.batches, next: log.next})
+	next, _ := testCoordinator(t, log.Successor(2))
 	if after := describeCG(t, next); after != before {
 		t.Fatalf("upgraded group changed across fail-over:\n%s\n%s", before, after)
 	}
@@ -479,7 +481,7 @@ func TestClassicMembersInConsumerGroup(t *testing.T) {
 // partitions that keeps heartbeating without releasing them is removed
 // after its rebalance timeout, and the partitions move on.
 func TestMemberThatKeepsPartitionsIsRemoved(t *testing.T) {
-	c, _ := testCoordinator(t, &memLog{epoch: 1})
+	c, _ := testCoordinator(t, statelogtest.New(1))
 	r := kmsg.NewPtrConsumerGroupHeartbeatRequest()
 	r.Version, r.Group, r.MemberID = 1, "cg", "slow"
 	r.RebalanceTimeoutMillis = 300
@@ -520,7 +522,7 @@ func TestEmptyGroupsExpire(t *testing.T) {
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
 	cfg := DefaultConfig()
 	cfg.Now, cfg.OffsetsRetention = clock, time.Hour
-	c := New(cfg, &oneLeader{log: &memLog{epoch: 1}, topics: map[string]int32{"t": 4}}, nil)
+	c := New(cfg, &oneLeader{log: statelogtest.New(1), topics: map[string]int32{"t": 4}}, nil)
 	t.Cleanup(c.Close)
 	commitTo := func(group string) {
 		if code := commitAs(c, 8, group, "", -1, 0, 5); code != 0 {
@@ -548,7 +550,7 @@ func TestEmptyGroupsExpire(t *testing.T) {
 // commits, and stays deleted for the next coordinator; one with members
 // is refused.
 func TestDeleteConsumerGroup(t *testing.T) {
-	log := &memLog{epoch: 1}
+	log := statelogtest.New(1)
 	c, _ := testCoordinator(t, log)
 	ctx := context.Background()
 	a := &cgMember{id: "a"}
@@ -566,7 +568,7 @@ func TestDeleteConsumerGroup(t *testing.T) {
 		t.Fatalf("delete: %v", kerr.ErrorForCode(code))
 	}
 	c.Close()
-	next, _ := testCoordinator(t, &memLog{epoch: 2, batches: log.batches, next: log.next})
+	next, _ := testCoordinator(t, log.Successor(2))
 	d := kmsg.NewPtrConsumerGroupDescribeRequest()
 	d.Groups = []string{"cg"}
 	if code := next.ConsumerGroupDescribe(ctx, d).Groups[0].ErrorCode; code != kerr.GroupIDNotFound.Code {

@@ -14,31 +14,21 @@ package groups
 import (
 	"context"
 	"fmt"
-	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode/utf16"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/twmb/franz-go/pkg/kerr"
+
+	"github.com/quirelog/quire/cluster/statelog"
 )
 
 // Topic is the internal topic that holds group state.
 const Topic = "__consumer_offsets"
 
 // Log is one __consumer_offsets partition as its leader sees it.
-type Log interface {
-	// Epoch is the leader epoch (Raft term) this view serves in.
-	Epoch() int32
-	StartOffset() int64
-	HighWatermark() int64
-	// Read returns stored batches from offset, at most about maxBytes.
-	Read(offset int64, maxBytes int) ([]byte, error)
-	// Append commits one batch through the partition's Raft group and
-	// returns its base offset. It fails once leadership of Epoch is lost.
-	Append(ctx context.Context, batch []byte) (int64, error)
-}
+type Log = statelog.Log
 
 // Cluster is what the coordinator needs from the node it runs on.
 type Cluster interface {
@@ -132,10 +122,7 @@ type Coordinator struct {
 	cfg     Config
 	cluster Cluster
 	logger  hclog.Logger
-
-	mu     sync.Mutex
-	shards map[int32]*shard
-	closed bool
+	shards  statelog.Shards[*shard]
 	// expiring is set while a sweep deletes expired groups.
 	expiring atomic.Bool
 
@@ -165,34 +152,19 @@ func New(cfg Config, cluster Cluster, logger hclog.Logger) *Coordinator {
 	if logger == nil {
 		logger = hclog.NewNullLogger()
 	}
-	return &Coordinator{cfg: cfg, cluster: cluster, logger: logger, shards: make(map[int32]*shard)}
+	c := &Coordinator{cfg: cfg, cluster: cluster, logger: logger}
+	c.shards.Leading = cluster.Leading
+	c.shards.New = func(p int32, log Log) *shard { return newShard(c, p, log) }
+	return c
 }
 
 // Close drops every shard.
-func (c *Coordinator) Close() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.closed = true
-	for p, s := range c.shards {
-		s.drop()
-		delete(c.shards, p)
-	}
-}
+func (c *Coordinator) Close() { c.shards.Close() }
 
-// PartitionFor is the __consumer_offsets partition of a group: Java's
-// String.hashCode, as Kafka computes it, so a group maps where it would in
-// Kafka with the same partition count.
+// PartitionFor is the __consumer_offsets partition of a group, where
+// Kafka would put it with the same partition count.
 func PartitionFor(group string, partitions int32) int32 {
-	var h int32
-	for _, u := range utf16.Encode([]rune(group)) {
-		h = 31*h + int32(u)
-	}
-	if h == -1<<31 {
-		h = 0
-	} else if h < 0 {
-		h = -h
-	}
-	return h % partitions
+	return statelog.PartitionFor(group, partitions)
 }
 
 // errClosed answers requests that arrive while the node shuts down.
@@ -217,64 +189,19 @@ func (c *Coordinator) groupShard(ctx context.Context, group string) (*shard, err
 }
 
 func (c *Coordinator) shard(ctx context.Context, p int32) (*shard, error) {
-	log, err := c.cluster.Leading(p)
-	c.mu.Lock()
-	if c.closed {
-		c.mu.Unlock()
-		return nil, errClosed
-	}
-	old := c.shards[p]
+	s, err := c.shards.Get(ctx, p)
 	if err != nil {
-		if old != nil {
-			old.drop()
-			delete(c.shards, p)
-		}
-		c.mu.Unlock()
 		return nil, err
 	}
-	if old != nil && old.epoch == log.Epoch() {
-		c.mu.Unlock()
-		return old.ready(ctx)
-	}
-	if old != nil {
-		old.drop()
-	}
-	s := newShard(c, p, log)
-	c.shards[p] = s
-	c.mu.Unlock()
-	go s.load()
-	return s.ready(ctx)
+	return s, nil
 }
 
 // Sweep drops the shards of partitions this node no longer leads, so their
-// timers stop and their memory is freed, and loads those it newly leads.
-// The node calls it every few seconds.
+// timers stop and their memory is freed, and loads those it newly leads:
+// the coordinator of a fail-over is ready sooner, and lag is reported for
+// every group. The node calls it every few seconds.
 func (c *Coordinator) Sweep() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for p, s := range c.shards {
-		log, err := c.cluster.Leading(p)
-		if err != nil || log.Epoch() != s.epoch {
-			s.drop()
-			delete(c.shards, p)
-		}
-	}
-	// Partitions led here but not loaded yet are loaded now, before a
-	// member asks: the coordinator of a fail-over is ready sooner, and
-	// lag is reported for every group.
-	if c.closed {
-		return
-	}
-	for p := int32(0); p < c.cluster.Partitions(); p++ {
-		if _, ok := c.shards[p]; ok {
-			continue
-		}
-		if log, err := c.cluster.Leading(p); err == nil {
-			s := newShard(c, p, log)
-			c.shards[p] = s
-			go s.load()
-		}
-	}
+	c.shards.Sweep(c.cluster.Partitions())
 	if c.cfg.OffsetsRetention > 0 && !c.expiring.Swap(true) {
 		go func() {
 			defer c.expiring.Store(false)
@@ -287,10 +214,8 @@ func (c *Coordinator) Sweep() {
 // retention, as DeleteGroups would: tombstones through Raft.
 func (c *Coordinator) expire() {
 	cutoff := c.cfg.Now().Add(-c.cfg.OffsetsRetention).UnixMilli()
-	for _, s := range c.sortedShards() {
-		select {
-		case <-s.loaded:
-		default:
+	for _, s := range c.shards.Sorted() {
+		if !s.Loaded() {
 			continue
 		}
 		for _, g := range s.sortedGroups() {
@@ -304,18 +229,6 @@ func (c *Coordinator) expire() {
 			cancel()
 		}
 	}
-}
-
-// sortedShards lists the shards by partition, for listing and metrics.
-func (c *Coordinator) sortedShards() []*shard {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	out := make([]*shard, 0, len(c.shards))
-	for _, s := range c.shards {
-		out = append(out, s)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].part < out[j].part })
-	return out
 }
 
 // Validate rejects settings out of range, naming the setting.

@@ -9,54 +9,10 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
-	"github.com/quirelog/quire/partition"
+	"github.com/quirelog/quire/cluster/statelog/statelogtest"
 )
 
-// memLog is one partition kept in memory, with the offsets and batch
-// format of a real one: the coordinator cannot tell them apart.
-type memLog struct {
-	mu      sync.Mutex
-	epoch   int32
-	batches [][]byte
-	next    int64
-	fail    error
-}
-
-func (l *memLog) Epoch() int32       { return l.epoch }
-func (l *memLog) StartOffset() int64 { return 0 }
-func (l *memLog) HighWatermark() int64 {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.next
-}
-
-func (l *memLog) Read(off int64, _ int) ([]byte, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var out []byte
-	for _, b := range l.batches {
-		h, _ := partition.ParseBatchHeader(b)
-		if h.LastOffset() >= off {
-			out = append(out, b...)
-		}
-	}
-	return out, nil
-}
-
-func (l *memLog) Append(_ context.Context, b []byte) (int64, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.fail != nil {
-		return 0, l.fail
-	}
-	h, _ := partition.ParseBatchHeader(b)
-	b = append([]byte(nil), b...)
-	partition.SetBaseOffset(b, l.next)
-	base := l.next
-	l.next += int64(h.LastOffsetDelta) + 1
-	l.batches = append(l.batches, b)
-	return base, nil
-}
+type memLog = statelogtest.MemLog
 
 // oneLeader leads a single __consumer_offsets partition.
 type oneLeader struct {
@@ -205,7 +161,7 @@ func fetched(t *testing.T, c *Coordinator, part int32) int64 {
 }
 
 func TestJoinSyncCommitAndFencing(t *testing.T) {
-	c, _ := testCoordinator(t, &memLog{epoch: 1})
+	c, _ := testCoordinator(t, statelogtest.New(1))
 	leader, follower, gen := formTwo(t, c)
 	if code := heartbeat(c, follower, gen); code != 0 {
 		t.Fatalf("heartbeat: %v", kerr.ErrorForCode(code))
@@ -241,7 +197,7 @@ func TestJoinSyncCommitAndFencing(t *testing.T) {
 }
 
 func TestNewLeaderRebuildsGroups(t *testing.T) {
-	log := &memLog{epoch: 1}
+	log := statelogtest.New(1)
 	c, _ := testCoordinator(t, log)
 	leader, follower, gen := formTwo(t, c)
 	if code := commit(c, follower, gen, 0, 100); code != 0 {
@@ -250,7 +206,7 @@ func TestNewLeaderRebuildsGroups(t *testing.T) {
 	c.Close()
 
 	// The same log under a new epoch, as a new leader sees it.
-	next := &memLog{epoch: 2, batches: log.batches, next: log.next}
+	next := log.Successor(2)
 	c2, _ := testCoordinator(t, next)
 	if got := fetched(t, c2, 0); got != 100 {
 		t.Fatalf("rebuilt offset %d, want 100", got)
@@ -269,7 +225,7 @@ func TestNewLeaderRebuildsGroups(t *testing.T) {
 }
 
 func TestLostLeadershipAnswersNotCoordinator(t *testing.T) {
-	c, cl := testCoordinator(t, &memLog{epoch: 1})
+	c, cl := testCoordinator(t, statelogtest.New(1))
 	leader, _, gen := formTwo(t, c)
 	cl.log = nil
 	if code := heartbeat(c, leader, gen); code != kerr.NotCoordinator.Code {
@@ -278,7 +234,7 @@ func TestLostLeadershipAnswersNotCoordinator(t *testing.T) {
 }
 
 func TestExpiredMemberTriggersRebalance(t *testing.T) {
-	c, _ := testCoordinator(t, &memLog{epoch: 1})
+	c, _ := testCoordinator(t, statelogtest.New(1))
 	ctx := context.Background()
 	r := c.JoinGroup(ctx, Client{ID: "a"}, joinReq("", nil, 200*time.Millisecond))
 	a := c.JoinGroup(ctx, Client{ID: "a"}, joinReq(r.MemberID, nil, 200*time.Millisecond))
@@ -298,7 +254,7 @@ func TestExpiredMemberTriggersRebalance(t *testing.T) {
 }
 
 func TestStaticMemberTakesItsPlace(t *testing.T) {
-	c, _ := testCoordinator(t, &memLog{epoch: 1})
+	c, _ := testCoordinator(t, statelogtest.New(1))
 	ctx := context.Background()
 	inst := kmsg.StringPtr("i-1")
 	a := c.JoinGroup(ctx, Client{ID: "a"}, joinReq("", inst, 10*time.Second))
@@ -345,7 +301,7 @@ func TestStaticMemberTakesItsPlace(t *testing.T) {
 }
 
 func TestBadJoinsLeaveTheGroupAlone(t *testing.T) {
-	c, _ := testCoordinator(t, &memLog{epoch: 1})
+	c, _ := testCoordinator(t, statelogtest.New(1))
 	leader, follower, gen := formTwo(t, c)
 	ctx := context.Background()
 	bad := []func(r *kmsg.JoinGroupRequest){
@@ -372,7 +328,7 @@ func TestBadJoinsLeaveTheGroupAlone(t *testing.T) {
 }
 
 func TestDeleteGroupNeedsEmpty(t *testing.T) {
-	c, _ := testCoordinator(t, &memLog{epoch: 1})
+	c, _ := testCoordinator(t, statelogtest.New(1))
 	leader, follower, gen := formTwo(t, c)
 	del := kmsg.NewPtrDeleteGroupsRequest()
 	del.Groups = []string{"g", "missing"}

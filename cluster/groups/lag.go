@@ -52,8 +52,8 @@ func (c *Coordinator) Lag(ctx context.Context, ends EndOffsets) []GroupLag {
 	}
 	var snaps []snap
 	need := map[TopicPartition]bool{}
-	for _, s := range c.sortedShards() {
-		if _, err := s.ready(ctx); err != nil {
+	for _, s := range c.shards.Sorted() {
+		if err := s.Ready(ctx); err != nil {
 			continue
 		}
 		for _, g := range s.sortedGroups() {

@@ -4,12 +4,12 @@ import (
 	"context"
 	"sort"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 
 	"github.com/quirelog/quire/cluster/kafkaerr"
+	"github.com/quirelog/quire/cluster/statelog"
 	"github.com/quirelog/quire/partition"
 )
 
@@ -17,50 +17,29 @@ import (
 // leads it in one epoch. A new epoch gets a new shard, loaded from the
 // log: another leader may have written in between.
 type shard struct {
+	statelog.Loading
 	c     *Coordinator
 	part  int32
 	epoch int32
 	log   Log
-
-	loaded  chan struct{}
-	loadErr error
-	dead    atomic.Bool
 
 	mu     sync.Mutex
 	groups map[string]*group
 }
 
 func newShard(c *Coordinator, part int32, log Log) *shard {
-	return &shard{c: c, part: part, epoch: log.Epoch(), log: log, loaded: make(chan struct{}), groups: make(map[string]*group)}
+	s := &shard{c: c, part: part, epoch: log.Epoch(), log: log, groups: make(map[string]*group)}
+	s.Init()
+	return s
 }
 
-// loadWait bounds how long a request waits for a shard to load before it
-// is answered COORDINATOR_LOAD_IN_PROGRESS, which clients retry.
-const loadWait = 5 * time.Second
+// Epoch is the leader epoch the shard was loaded in.
+func (s *shard) Epoch() int32 { return s.epoch }
 
-func (s *shard) ready(ctx context.Context) (*shard, error) {
-	t := time.NewTimer(loadWait)
-	defer t.Stop()
-	select {
-	case <-s.loaded:
-	case <-ctx.Done():
-		return nil, kerr.CoordinatorLoadInProgress
-	case <-t.C:
-		return nil, kerr.CoordinatorLoadInProgress
-	}
-	if s.loadErr != nil {
-		return nil, s.loadErr
-	}
-	if s.dead.Load() {
-		return nil, kerr.NotCoordinator
-	}
-	return s, nil
-}
-
-// drop ends the shard: its timers stop acting, and requests that hold it
+// Drop ends the shard: its timers stop acting, and requests that hold it
 // answer NOT_COORDINATOR.
-func (s *shard) drop() {
-	if s.dead.Swap(true) {
+func (s *shard) Drop() {
+	if !s.Kill() {
 		return
 	}
 	s.mu.Lock()
@@ -72,45 +51,32 @@ func (s *shard) drop() {
 
 // load replays the partition from its start to the high watermark: the
 // latest record per key is the state.
-func (s *shard) load() {
-	defer close(s.loaded)
+func (s *shard) Load() {
 	start := s.c.cfg.Now()
-	hw := s.log.HighWatermark()
 	records := 0
-	for off := s.log.StartOffset(); off < hw; {
-		data, err := s.log.Read(off, 1<<20)
+	err := statelog.Replay(s.log, func(h partition.BatchHeader, b []byte) {
+		if h.IsControl() {
+			return
+		}
+		recs, _, err := partition.DecodeRecords(b)
 		if err != nil {
-			s.loadErr = kerr.CoordinatorNotAvailable
-			s.c.logger.Error("group state load failed", "partition", s.part, "offset", off, "error", err)
+			s.c.logger.Error("group state batch unreadable; skipped", "partition", s.part, "offset", h.BaseOffset, "error", err)
 			return
 		}
-		batches, err := partition.SplitBatches(data)
-		if err != nil || len(batches) == 0 {
-			s.loadErr = kerr.CoordinatorNotAvailable
-			s.c.logger.Error("group state load failed", "partition", s.part, "offset", off, "error", err)
-			return
-		}
-		for _, b := range batches {
-			h, _ := partition.ParseBatchHeader(b)
-			off = h.LastOffset() + 1
-			if h.IsControl() {
-				continue
-			}
-			recs, _, err := partition.DecodeRecords(b)
+		for _, r := range recs {
+			rec, err := decodeRecord(r)
 			if err != nil {
-				s.c.logger.Error("group state batch unreadable; skipped", "partition", s.part, "offset", h.BaseOffset, "error", err)
+				s.c.logger.Warn("group state record unreadable; skipped", "partition", s.part, "error", err)
 				continue
 			}
-			for _, r := range recs {
-				rec, err := decodeRecord(r)
-				if err != nil {
-					s.c.logger.Warn("group state record unreadable; skipped", "partition", s.part, "error", err)
-					continue
-				}
-				s.replay(rec)
-				records++
-			}
+			s.replay(rec)
+			records++
 		}
+	})
+	if err != nil {
+		s.c.logger.Error("group state load failed", "partition", s.part, "error", err)
+		s.Finish(kerr.CoordinatorNotAvailable)
+		return
 	}
 	s.mu.Lock()
 	for _, g := range s.groups {
@@ -121,6 +87,7 @@ func (s *shard) load() {
 	n := len(s.groups)
 	s.mu.Unlock()
 	s.c.logger.Info("group coordinator loaded", "partition", s.part, "epoch", s.epoch, "groups", n, "records", records, "took", s.c.cfg.Now().Sub(start))
+	s.Finish(nil)
 }
 
 // replay applies one stored record to the shard's state.
@@ -193,7 +160,7 @@ func (s *shard) sortedGroups() []*group {
 
 // write commits records through the partition's Raft group.
 func (s *shard) write(ctx context.Context, keys, values [][]byte) error {
-	if s.dead.Load() {
+	if s.Dead() {
 		return kerr.NotCoordinator
 	}
 	wctx, cancel := context.WithTimeout(ctx, writeTimeout)
