@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/quirelog/quire/cluster/groups"
+	"github.com/quirelog/quire/cluster/txn"
 	"github.com/quirelog/quire/partition"
 	"github.com/quirelog/quire/transport/kafka"
 	"github.com/quirelog/quire/transport/node"
@@ -91,6 +92,14 @@ type Config struct {
 	// to the live brokers when there are fewer
 	// (offsets.topic.replication.factor).
 	OffsetsTopicReplicationFactor int16
+	// TransactionStatePartitions and TransactionStateReplicationFactor
+	// are those of __transaction_state when it is created
+	// (transaction.state.log.num.partitions and
+	// transaction.state.log.replication.factor).
+	TransactionStatePartitions        int32
+	TransactionStateReplicationFactor int16
+	// Txn tunes the transaction coordinator.
+	Txn txn.Config
 	// Groups tunes the consumer group coordinator (session timeout
 	// bounds, initial rebalance delay, group size).
 	Groups groups.Config
@@ -157,37 +166,40 @@ const (
 // DefaultConfig returns defaults for a single local node.
 func DefaultConfig() Config {
 	return Config{
-		NodeID:                        1,
-		DataDir:                       "./data",
-		Kafka:                         kafka.DefaultConfig(),
-		AdminAddr:                     "127.0.0.1:9644",
-		NodeAddr:                      "127.0.0.1:33145",
-		GossipAddr:                    "127.0.0.1:33146",
-		BootstrapExpect:               1,
-		Controller:                    true,
-		ReplicaLagTimeMax:             10 * time.Second,
-		LeaderRebalanceInterval:       5 * time.Minute,
-		ClusterID:                     "quire",
-		AutoCreateTopics:              true,
-		DefaultPartitions:             1,
-		DefaultReplicationFactor:      1,
-		MaxMessageBytes:               1048588,
-		MaxPartitionsPerNode:          2000,
-		Log:                           partition.DefaultConfig(),
-		OffsetsTopicPartitions:        16,
-		OffsetsTopicReplicationFactor: 3,
-		Groups:                        groups.DefaultConfig(),
-		ProducerIDExpiration:          24 * time.Hour,
-		ProducerIDExpirationCheck:     10 * time.Minute,
-		GroupCommitBytes:              1 << 20,
-		GroupCommitInFlight:           4,
-		ElectionTimeout:               2 * time.Second,
-		GroupTimeout:                  time.Minute,
-		LivenessTimeout:               time.Second,
-		SnapshotThreshold:             512,
-		TrailingLogs:                  128,
-		SnapshotInterval:              2 * time.Second,
-		RaftLog:                       RaftLogShared,
+		NodeID:                            1,
+		DataDir:                           "./data",
+		Kafka:                             kafka.DefaultConfig(),
+		AdminAddr:                         "127.0.0.1:9644",
+		NodeAddr:                          "127.0.0.1:33145",
+		GossipAddr:                        "127.0.0.1:33146",
+		BootstrapExpect:                   1,
+		Controller:                        true,
+		ReplicaLagTimeMax:                 10 * time.Second,
+		LeaderRebalanceInterval:           5 * time.Minute,
+		ClusterID:                         "quire",
+		AutoCreateTopics:                  true,
+		DefaultPartitions:                 1,
+		DefaultReplicationFactor:          1,
+		MaxMessageBytes:                   1048588,
+		MaxPartitionsPerNode:              2000,
+		Log:                               partition.DefaultConfig(),
+		OffsetsTopicPartitions:            16,
+		OffsetsTopicReplicationFactor:     3,
+		Groups:                            groups.DefaultConfig(),
+		TransactionStatePartitions:        16,
+		TransactionStateReplicationFactor: 3,
+		Txn:                               txn.DefaultConfig(),
+		ProducerIDExpiration:              24 * time.Hour,
+		ProducerIDExpirationCheck:         10 * time.Minute,
+		GroupCommitBytes:                  1 << 20,
+		GroupCommitInFlight:               4,
+		ElectionTimeout:                   2 * time.Second,
+		GroupTimeout:                      time.Minute,
+		LivenessTimeout:                   time.Second,
+		SnapshotThreshold:                 512,
+		TrailingLogs:                      128,
+		SnapshotInterval:                  2 * time.Second,
+		RaftLog:                           RaftLogShared,
 	}
 }
 
@@ -229,6 +241,15 @@ func (c Config) Validate() error {
 	}
 	if c.OffsetsTopicPartitions < 1 || c.OffsetsTopicPartitions > 1000 {
 		errs = append(errs, fmt.Errorf("offsets topic partitions %d must be in [1, 1000]", c.OffsetsTopicPartitions))
+	}
+	if c.TransactionStatePartitions < 1 || c.TransactionStatePartitions > 1000 {
+		errs = append(errs, fmt.Errorf("transaction state partitions %d must be in [1, 1000]", c.TransactionStatePartitions))
+	}
+	if c.TransactionStateReplicationFactor < 1 {
+		errs = append(errs, fmt.Errorf("transaction state replication factor %d must be >= 1", c.TransactionStateReplicationFactor))
+	}
+	if err := c.Txn.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.OffsetsTopicReplicationFactor < 1 {
 		errs = append(errs, fmt.Errorf("offsets topic replication factor %d must be >= 1", c.OffsetsTopicReplicationFactor))

@@ -9,6 +9,7 @@ import (
 
 	"github.com/quirelog/quire/cluster/groups"
 	"github.com/quirelog/quire/cluster/kafkaapi"
+	"github.com/quirelog/quire/cluster/statelog"
 	"github.com/quirelog/quire/fsm"
 )
 
@@ -31,8 +32,14 @@ func (g *groupsCluster) Partitions() int32 {
 	return 0
 }
 
-func (g *groupsCluster) Leading(p int32) (groups.Log, error) {
-	r, err := g.n.leaderReplica(groups.Topic, p)
+func (g *groupsCluster) Leading(p int32) (groups.Log, error) { return g.n.leadingLog(groups.Topic, p) }
+
+func (g *groupsCluster) PartitionCount(topic string) int32 { return g.n.partitionCount(topic) }
+
+// leadingLog is a partition of an internal topic as its coordinator
+// writes it: only while this node leads it, in the epoch it leads in.
+func (n *Node) leadingLog(topic string, p int32) (statelog.Log, error) {
+	r, err := n.leaderReplica(topic, p)
 	if err != nil {
 		return nil, kerr.NotCoordinator
 	}
@@ -43,8 +50,9 @@ func (g *groupsCluster) Leading(p int32) (groups.Log, error) {
 	return &offsetsLog{r: r, epoch: epoch}, nil
 }
 
-func (g *groupsCluster) PartitionCount(topic string) int32 {
-	if t := g.n.meta.state().Topics[topic]; t != nil {
+// partitionCount is a topic's partition count, -1 when it does not exist.
+func (n *Node) partitionCount(topic string) int32 {
+	if t := n.meta.state().Topics[topic]; t != nil {
 		return int32(len(t.Partitions))
 	}
 	return -1
@@ -77,7 +85,7 @@ func (g *groupsCluster) Topics() *groups.TopicSet {
 	return g.set
 }
 
-// offsetsLog is one __consumer_offsets partition in one leader epoch.
+// offsetsLog is one partition of an internal topic in one leader epoch.
 type offsetsLog struct {
 	r     *replica
 	epoch int32
@@ -105,28 +113,33 @@ func (l *offsetsLog) Append(ctx context.Context, batch []byte) (int64, error) {
 func (n kafkaBroker) GroupsTopic(ctx context.Context) (*fsm.Topic, error) { return n.groupsTopic(ctx) }
 
 // groupsTopic returns __consumer_offsets, creating it when the first
-// group asks: internal, with OffsetsTopicPartitions partitions and the
-// replication factor lowered to the live brokers.
+// group asks (see internalTopic).
 func (n *Node) groupsTopic(ctx context.Context) (*fsm.Topic, error) {
-	if t := n.meta.state().Topics[groups.Topic]; t != nil {
+	return n.internalTopic(ctx, groups.Topic, n.cfg.OffsetsTopicPartitions, n.cfg.OffsetsTopicReplicationFactor)
+}
+
+// internalTopic returns an internal topic, creating it when it does not
+// exist: with the given partitions, and the replication factor lowered to
+// the live brokers.
+func (n *Node) internalTopic(ctx context.Context, name string, partitions int32, rf int16) (*fsm.Topic, error) {
+	if t := n.meta.state().Topics[name]; t != nil {
 		return t, nil
 	}
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	n.awaitCluster(cctx)
-	rf := n.cfg.OffsetsTopicReplicationFactor
 	if live := int16(len(n.liveBrokers())); rf > live && live > 0 {
 		rf = live
 	}
-	t, err := n.createTopic(cctx, kafkaapi.TopicSpec{Name: groups.Topic, Partitions: n.cfg.OffsetsTopicPartitions, ReplicationFactor: rf})
+	t, err := n.createTopic(cctx, kafkaapi.TopicSpec{Name: name, Partitions: partitions, ReplicationFactor: rf})
 	if err != nil {
-		if t := n.meta.state().Topics[groups.Topic]; t != nil {
+		if t := n.meta.state().Topics[name]; t != nil {
 			return t, nil
 		}
-		n.logger.Warn("creating the consumer offsets topic failed", "error", err)
+		n.logger.Warn("creating an internal topic failed", "topic", name, "error", err)
 		return nil, kerr.CoordinatorNotAvailable
 	}
-	n.logger.Info("created the consumer offsets topic", "partitions", len(t.Partitions), "replication_factor", rf)
+	n.logger.Info("created an internal topic", "topic", name, "partitions", len(t.Partitions), "replication_factor", rf)
 	n.waitTopicReady(cctx, t)
 	return t, nil
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/quirelog/quire/cluster/groups"
 	"github.com/quirelog/quire/cluster/kafkaapi"
 	"github.com/quirelog/quire/cluster/raftlog"
+	"github.com/quirelog/quire/cluster/txn"
 	"github.com/quirelog/quire/fsm"
 	"github.com/quirelog/quire/partition"
 	"github.com/quirelog/quire/transport/kafka"
@@ -40,7 +41,8 @@ import (
 //   - leadership and obs (leaders.go): raft observations, leader reports
 //     to the controller and preferred-leader hand-offs;
 //   - pids (controller.go): producer-id blocks;
-//   - groupCoord (package groups): the consumer group coordinator;
+//   - groupCoord (package groups) and txnCoord (package txn): the
+//     consumer group and transaction coordinators;
 //   - kafka (package kafkaapi through kafkaBroker), nt and gossip: the
 //     Kafka listener, node-to-node transport and membership.
 type Node struct {
@@ -74,6 +76,9 @@ type Node struct {
 	// groupCoord is the consumer group coordinator of the
 	// __consumer_offsets partitions this node leads.
 	groupCoord *groups.Coordinator
+	// txnCoord is the transaction coordinator of the
+	// __transaction_state partitions this node leads.
+	txnCoord *txn.Coordinator
 
 	// pids is the producer-id block InitProducerID hands out from.
 	pids pidBlock
@@ -127,6 +132,7 @@ func Start(cfg Config, logger hclog.Logger) (*Node, error) {
 	}
 	n.replicas.cleanStart = clean
 	n.groupCoord = groups.New(cfg.Groups, &groupsCluster{n: n}, n.logger.Named("groups"))
+	n.txnCoord = txn.New(cfg.Txn, txnCluster{n}, n.logger.Named("txn"))
 	reg.MustRegister(newGroupLagCollector(n, cfg.GroupLagPartitionMetrics))
 	n.setMemoryLimit(0)
 	// Before any group starts: raft blocks on observations nobody reads.
@@ -187,6 +193,7 @@ func (n *Node) start() error {
 	n.nt.Handle(rpcGroupFormed, n.handleGroupFormed)
 	n.nt.Handle(rpcAgree, n.elections.handleAgree)
 	n.nt.Handle(rpcEndOffsets, n.handleEndOffsets)
+	n.nt.Handle(rpcTxnMarkers, n.handleTxnMarkers)
 	if err := n.startGossip(); err != nil {
 		return err
 	}
@@ -215,8 +222,12 @@ func (n *Node) start() error {
 	go n.expireProducersLoop()
 	// Frees the group state of __consumer_offsets partitions this node
 	// stopped leading.
-	n.wg.Add(1)
+	n.wg.Add(2)
 	go n.loop(2*time.Second, nil, n.groupCoord.Sweep)
+	// Loads the __transaction_state partitions this node newly leads (so
+	// a fail-over finishes decided transactions at once) and aborts
+	// transactions past their timeout.
+	go n.loop(time.Second, nil, n.txnCoord.Sweep)
 	n.triggerReconcile()
 	close(n.started)
 	n.logger.Info("broker started", "kafka", n.kafka.Addr().String(), "advertised", n.advKafka,
@@ -339,6 +350,9 @@ func (n *Node) Close() error {
 	n.wg.Wait()
 	if n.groupCoord != nil {
 		n.groupCoord.Close()
+	}
+	if n.txnCoord != nil {
+		n.txnCoord.Close()
 	}
 	start := time.Now()
 	handed := n.handOffLeadership()

@@ -8,15 +8,17 @@ import (
 
 	"github.com/quirelog/quire/cluster/groups"
 	"github.com/quirelog/quire/cluster/kafkaerr"
+	"github.com/quirelog/quire/cluster/statelog"
+	"github.com/quirelog/quire/cluster/txn"
+	"github.com/quirelog/quire/fsm"
 )
 
 // FindCoordinator v0-6; v4+ asks for several keys at once. A group's
-// coordinator is the leader of its __consumer_offsets partition (Java's
-// hash of the group id, modulo the partition count, as in Kafka). The
-// topic is created, internal, when the first group asks.
-//
-// Not yet: transaction coordinators (key type 1) answer
-// COORDINATOR_NOT_AVAILABLE until transactions exist.
+// coordinator is the leader of its __consumer_offsets partition, a
+// transactional id's the leader of its __transaction_state partition
+// (Java's hash of the key, modulo the partition count, as in Kafka). Each
+// topic is created, internal, when the first key of its kind is asked
+// for.
 func init() { register(kmsg.FindCoordinator, 0, 6, plain(findCoordinator)) }
 
 func findCoordinator(ctx context.Context, b Broker, req *kmsg.FindCoordinatorRequest) kmsg.Response {
@@ -47,21 +49,26 @@ func findCoordinator(ctx context.Context, b Broker, req *kmsg.FindCoordinatorReq
 }
 
 func locateCoordinator(ctx context.Context, b Broker, keyType int8, key string, c *kmsg.FindCoordinatorResponseCoordinator) error {
+	var t *fsm.Topic
+	var err error
 	switch keyType {
 	case 0:
+		if key == "" || len(key) > groups.MaxGroupIDBytes {
+			return kafkaerr.Errorf(kerr.InvalidRequest, "group id of %d bytes; want 1 to %d", len(key), groups.MaxGroupIDBytes)
+		}
+		t, err = b.GroupsTopic(ctx)
 	case 1:
-		return kafkaerr.Errorf(kerr.CoordinatorNotAvailable, "transactions are not served yet")
+		if key == "" || len(key) > txn.MaxIDBytes {
+			return kafkaerr.Errorf(kerr.InvalidRequest, "transactional id of %d bytes; want 1 to %d", len(key), txn.MaxIDBytes)
+		}
+		t, err = b.TxnTopic(ctx)
 	default:
 		return kafkaerr.Errorf(kerr.InvalidRequest, "coordinator type %d", keyType)
 	}
-	if key == "" || len(key) > groups.MaxGroupIDBytes {
-		return kafkaerr.Errorf(kerr.InvalidRequest, "group id of %d bytes; want 1 to %d", len(key), groups.MaxGroupIDBytes)
-	}
-	t, err := b.GroupsTopic(ctx)
 	if err != nil {
 		return err
 	}
-	p := groups.PartitionFor(key, int32(len(t.Partitions)))
+	p := statelog.PartitionFor(key, int32(len(t.Partitions)))
 	md := b.PartitionMetadata(t, p)
 	if md.Leader < 0 {
 		return kerr.CoordinatorNotAvailable

@@ -17,9 +17,11 @@ import (
 // committed through the partition's Raft group as an entry of its own; a
 // marker from an epoch older than the producer's is refused with
 // INVALID_PRODUCER_EPOCH. Partitions are written concurrently.
-func init() { register(kmsg.WriteTxnMarkers, 0, 1, plain(serveWriteTxnMarkers)) }
+func init() { register(kmsg.WriteTxnMarkers, 0, 1, plain(WriteTxnMarkers)) }
 
-func serveWriteTxnMarkers(ctx context.Context, b Broker, req *kmsg.WriteTxnMarkersRequest) kmsg.Response {
+// WriteTxnMarkers writes the markers of req on the partitions this broker
+// leads; the node also serves it to peer coordinators over the node port.
+func WriteTxnMarkers(ctx context.Context, b Broker, req *kmsg.WriteTxnMarkersRequest) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.WriteTxnMarkersResponse)
 	now := time.Now().UnixMilli()
 	var wg sync.WaitGroup

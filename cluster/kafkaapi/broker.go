@@ -7,6 +7,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/quirelog/quire/cluster/groups"
+	"github.com/quirelog/quire/cluster/txn"
 	"github.com/quirelog/quire/fsm"
 )
 
@@ -32,6 +33,11 @@ type Coordinators interface {
 	// GroupsTopic is __consumer_offsets, created (internal) when it does
 	// not exist yet.
 	GroupsTopic(ctx context.Context) (*fsm.Topic, error)
+	// Txns is the transaction coordinator of this node.
+	Txns() *txn.Coordinator
+	// TxnTopic is __transaction_state, created (internal) when it does not
+	// exist yet.
+	TxnTopic(ctx context.Context) (*fsm.Topic, error)
 }
 
 // Runtime is the running broker itself.

@@ -21,6 +21,9 @@ func TestServedVersions(t *testing.T) {
 		kmsg.DeleteTopics:           {0, 6},
 		kmsg.InitProducerID:         {0, 4},
 		kmsg.WriteTxnMarkers:        {0, 1},
+		kmsg.AddPartitionsToTxn:     {0, 3},
+		kmsg.AddOffsetsToTxn:        {0, 3},
+		kmsg.EndTxn:                 {0, 4},
 		kmsg.OffsetForLeaderEpoch:   {0, 4},
 		kmsg.OffsetCommit:           {0, 9},
 		kmsg.OffsetFetch:            {0, 9},
@@ -45,8 +48,8 @@ func TestServedVersions(t *testing.T) {
 			t.Errorf("%s: v%d-%d (served %v), want v%d-%d", kmsg.NameForKey(int16(key)), lo, hi, ok, v[0], v[1])
 		}
 	}
-	if _, _, ok := Versions(int16(kmsg.EndTxn)); ok {
-		t.Error("EndTxn served")
+	if _, _, ok := Versions(int16(kmsg.AlterConfigs)); ok {
+		t.Error("AlterConfigs served")
 	}
 }
 

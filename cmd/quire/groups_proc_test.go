@@ -312,9 +312,9 @@ func checkLagEndpoints(t *testing.T, bs []*broker, group string, members int) {
 	}
 }
 
-func mustClient(t *testing.T, bs []*broker) *kgo.Client {
+func mustClient(t *testing.T, bs []*broker, opts ...kgo.Opt) *kgo.Client {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds(bs)...))
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(seeds(bs)...)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}

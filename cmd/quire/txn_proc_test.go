@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os/exec"
 	"slices"
@@ -196,4 +197,97 @@ func checkKcatRead(t *testing.T, addr, topic string, want []string) {
 	if got := strings.Fields(string(out)); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("kcat read %v, want %v", got, want)
 	}
+}
+
+// franz-go's transactional producer against a three-process cluster:
+// committed transactions are read by read_committed consumers, aborted
+// ones only by read_uncommitted ones, and a second producer instance with
+// the same transactional id fences the first.
+func TestFranzGoTransactions(t *testing.T) {
+	bs := startCluster(t, 3)
+	adm := kadm.NewClient(mustClient(t, bs))
+	const topic = "txn-franz"
+	createTopicWith(t, adm, 30*time.Second, topic, 3, 3)
+	prod := mustClient(t, bs, kgo.TransactionalID("franz-tx"), kgo.DefaultProduceTopic(topic),
+		kgo.RecordPartitioner(kgo.RoundRobinPartitioner()))
+	ctx := testCtx(t, 2*time.Minute)
+	txnOf := func(prefix string, n int, commit bool) {
+		t.Helper()
+		if err := prod.BeginTransaction(); err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < n; i++ {
+			if err := prod.ProduceSync(ctx, kgo.StringRecord(fmt.Sprintf("%s-%d", prefix, i))).FirstErr(); err != nil {
+				t.Fatalf("produce in %s: %v", prefix, err)
+			}
+		}
+		if err := prod.EndTransaction(ctx, kgo.TransactionEndTry(commit)); err != nil {
+			t.Fatalf("end %s: %v", prefix, err)
+		}
+	}
+	txnOf("c1", 6, true)
+	txnOf("a1", 6, false)
+	txnOf("c2", 6, true)
+
+	// A second instance fences the first: the first's next transaction
+	// fails.
+	second := mustClient(t, bs, kgo.TransactionalID("franz-tx"), kgo.DefaultProduceTopic(topic))
+	if err := second.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	if err := second.ProduceSync(ctx, kgo.StringRecord("last")).FirstErr(); err != nil {
+		t.Fatalf("second instance: %v", err)
+	}
+	if err := second.EndTransaction(ctx, kgo.TryCommit); err != nil {
+		t.Fatalf("second instance commits: %v", err)
+	}
+	if err := prod.BeginTransaction(); err == nil {
+		err = prod.ProduceSync(ctx, kgo.StringRecord("zombie")).FirstErr()
+		if err == nil {
+			err = prod.EndTransaction(ctx, kgo.TryCommit)
+		}
+		if err == nil {
+			t.Fatal("the fenced instance committed a transaction")
+		}
+	}
+
+	committed := readValues(t, bs, topic, kgo.ReadCommitted(), 13)
+	for _, v := range committed {
+		if strings.HasPrefix(v, "a1-") || v == "zombie" {
+			t.Fatalf("read_committed read %q", v)
+		}
+	}
+	all := readValues(t, bs, topic, kgo.ReadUncommitted(), 19)
+	aborted := 0
+	for _, v := range all {
+		if strings.HasPrefix(v, "a1-") {
+			aborted++
+		}
+	}
+	if aborted != 6 {
+		t.Fatalf("read_uncommitted read %d of the aborted records, want 6", aborted)
+	}
+}
+
+// readValues reads want records of the topic from the start at the
+// isolation level, then makes sure no more come.
+func readValues(t *testing.T, bs []*broker, topic string, level kgo.IsolationLevel, want int) []string {
+	t.Helper()
+	cl := mustClient(t, bs, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(level))
+	ctx := testCtx(t, 60*time.Second)
+	var got []string
+	for len(got) < want {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("%v: read %d records, want %d: %v", level, len(got), want, got)
+		}
+		fs.EachRecord(func(r *kgo.Record) { got = append(got, string(r.Value)) })
+	}
+	extra, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	cl.PollFetches(extra).EachRecord(func(r *kgo.Record) { got = append(got, string(r.Value)) })
+	if len(got) != want {
+		t.Fatalf("%v: read %d records, want %d: %v", level, len(got), want, got)
+	}
+	return got
 }
