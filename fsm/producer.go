@@ -55,6 +55,10 @@ func checkSequence(st *producerState, h partition.BatchHeader) seqCheck {
 	switch {
 	case h.ProducerEpoch < st.Epoch:
 		return seqCheck{err: kerr.InvalidProducerEpoch}
+	case h.BaseSequence < 0:
+		// No sequence: a coordinator wrote it for the producer (its
+		// transactional offset commits); only the epoch is checked.
+		return seqCheck{}
 	case h.ProducerEpoch > st.Epoch:
 		if h.BaseSequence != 0 {
 			return seqCheck{err: kerr.OutOfOrderSequenceNumber}
@@ -80,6 +84,9 @@ func (st *producerState) record(h partition.BatchHeader, baseOffset int64) {
 		st.Batches = st.Batches[:0]
 	}
 	st.LastTimestamp = max(st.LastTimestamp, h.MaxTimestamp)
+	if h.BaseSequence < 0 {
+		return
+	}
 	st.Batches = append(st.Batches, cachedBatch{
 		FirstSeq:   h.BaseSequence,
 		LastSeq:    addSeq(h.BaseSequence, h.LastOffsetDelta),

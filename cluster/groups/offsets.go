@@ -155,7 +155,7 @@ func (c *Coordinator) OffsetFetch(ctx context.Context, req *kmsg.OffsetFetchRequ
 	resp := req.ResponseKind().(*kmsg.OffsetFetchResponse)
 	if req.Version >= 8 {
 		for _, rg := range req.Groups {
-			resp.Groups = append(resp.Groups, c.fetchGroup(ctx, rg))
+			resp.Groups = append(resp.Groups, c.fetchGroup(ctx, rg, req.RequireStable))
 		}
 		return resp
 	}
@@ -167,7 +167,7 @@ func (c *Coordinator) OffsetFetch(ctx context.Context, req *kmsg.OffsetFetchRequ
 			rg.Topics = append(rg.Topics, kmsg.OffsetFetchRequestGroupTopic{Topic: t.Topic, Partitions: t.Partitions})
 		}
 	}
-	g := c.fetchGroup(ctx, rg)
+	g := c.fetchGroup(ctx, rg, req.RequireStable)
 	resp.ErrorCode = g.ErrorCode
 	for _, t := range g.Topics {
 		rt := kmsg.NewOffsetFetchResponseTopic()
@@ -190,7 +190,10 @@ func (c *Coordinator) OffsetFetch(ctx context.Context, req *kmsg.OffsetFetchRequ
 	return resp
 }
 
-func (c *Coordinator) fetchGroup(ctx context.Context, rg kmsg.OffsetFetchRequestGroup) kmsg.OffsetFetchResponseGroup {
+// fetchGroup answers for one group. With requireStable (v7+), a partition
+// whose offsets a transaction has pending answers UNSTABLE_OFFSET_COMMIT,
+// which clients retry until the transaction ends.
+func (c *Coordinator) fetchGroup(ctx context.Context, rg kmsg.OffsetFetchRequestGroup, requireStable bool) kmsg.OffsetFetchResponseGroup {
 	out := kmsg.NewOffsetFetchResponseGroup()
 	out.Group = rg.Group
 	s, err := c.groupShard(ctx, rg.Group)
@@ -231,6 +234,9 @@ func (c *Coordinator) fetchGroup(ctx context.Context, rg kmsg.OffsetFetchRequest
 			if o, ok := offsets[topicPart{t.Topic, p}]; ok {
 				rp.Offset, rp.LeaderEpoch = o.offset, o.leaderEpoch
 				rp.Metadata = kmsg.StringPtr(o.metadata)
+			}
+			if requireStable && s.unstable(rg.Group, topicPart{t.Topic, p}) {
+				rp.ErrorCode = kerr.UnstableOffsetCommit.Code
 			}
 			rt.Partitions = append(rt.Partitions, rp)
 		}

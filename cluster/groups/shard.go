@@ -25,10 +25,13 @@ type shard struct {
 
 	mu     sync.Mutex
 	groups map[string]*group
+	// pending holds, per producer id, the offsets its open transaction
+	// committed here (see TxnOffsetCommit).
+	pending map[int64][]stateRecord
 }
 
 func newShard(c *Coordinator, part int32, log Log) *shard {
-	s := &shard{c: c, part: part, epoch: log.Epoch(), log: log, groups: make(map[string]*group)}
+	s := &shard{c: c, part: part, epoch: log.Epoch(), log: log, groups: make(map[string]*group), pending: make(map[int64][]stateRecord)}
 	s.Init()
 	return s
 }
@@ -55,6 +58,10 @@ func (s *shard) Load() {
 	start := s.c.cfg.Now()
 	records := 0
 	err := statelog.Replay(s.log, func(h partition.BatchHeader, b []byte) {
+		if h.IsTransactional() {
+			s.replayTxn(h, b)
+			return
+		}
 		if h.IsControl() {
 			return
 		}

@@ -149,6 +149,11 @@ func produceTarget(electing context.Context, b Broker, topic string, part int32,
 		if h.IsControl() {
 			return nil, nil, kerr.InvalidRecord
 		}
+		if h.ProducerID >= 0 && h.BaseSequence < 0 {
+			// Only coordinators write a producer's batches without a
+			// sequence; from a client it would skip de-duplication.
+			return nil, nil, kerr.InvalidRecord
+		}
 		if h.Compression() > 4 {
 			return nil, nil, kerr.UnsupportedCompressionType
 		}

@@ -8,6 +8,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/quirelog/quire/cluster/groups"
 	"github.com/quirelog/quire/cluster/kafkaerr"
 	"github.com/quirelog/quire/fsm"
 )
@@ -60,6 +61,10 @@ func writeMarker(ctx context.Context, b Broker, topic string, part int32, m fsm.
 	if err != nil {
 		return kafkaerr.Code(err)
 	}
-	_, err = p.WriteMarker(ctx, m)
+	if _, err = p.WriteMarker(ctx, m); err == nil && topic == groups.Topic {
+		// The group coordinator of this partition runs here: the
+		// transaction's offsets take effect (or are dropped) now.
+		b.Groups().TxnEnded(ctx, part, m.ProducerID, m.Commit)
+	}
 	return kafkaerr.Code(err)
 }

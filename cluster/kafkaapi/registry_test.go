@@ -24,6 +24,7 @@ func TestServedVersions(t *testing.T) {
 		kmsg.AddPartitionsToTxn:     {0, 3},
 		kmsg.AddOffsetsToTxn:        {0, 3},
 		kmsg.EndTxn:                 {0, 4},
+		kmsg.TxnOffsetCommit:        {0, 3},
 		kmsg.OffsetForLeaderEpoch:   {0, 4},
 		kmsg.OffsetCommit:           {0, 9},
 		kmsg.OffsetFetch:            {0, 9},
