@@ -51,16 +51,9 @@ func (c *Coordinator) OffsetCommit(ctx context.Context, req *kmsg.OffsetCommitRe
 		for _, p := range t.Partitions {
 			rp := kmsg.NewOffsetCommitResponseTopicPartition()
 			rp.Partition = p.Partition
-			switch {
-			case p.Partition < 0 || p.Partition >= count:
-				rp.ErrorCode = kerr.UnknownTopicOrPartition.Code
-			case p.Metadata != nil && len(*p.Metadata) > c.cfg.MaxMetadataBytes:
-				rp.ErrorCode = kerr.OffsetMetadataTooLarge.Code
-			default:
-				o := committed{offset: p.Offset, leaderEpoch: p.LeaderEpoch, timestamp: now}
-				if p.Metadata != nil {
-					o.metadata = *p.Metadata
-				}
+			o, code := c.commitEntry(count, p.Partition, p.Offset, p.LeaderEpoch, p.Metadata, now)
+			rp.ErrorCode = code
+			if code == 0 {
 				key := topicPart{t.Topic, p.Partition}
 				keys = append(keys, offsetKey(g.id, key.topic, key.partition))
 				values = append(values, offsetValue(o))
@@ -90,6 +83,22 @@ func (c *Coordinator) OffsetCommit(ctx context.Context, req *kmsg.OffsetCommitRe
 	}
 	g.mu.Unlock()
 	return resp
+}
+
+// commitEntry checks one partition's commit against the topic's partition
+// count and returns the value to store, or the partition's error code.
+func (c *Coordinator) commitEntry(count, part int32, offset int64, leaderEpoch int32, metadata *string, now int64) (committed, int16) {
+	switch {
+	case part < 0 || part >= count:
+		return committed{}, kerr.UnknownTopicOrPartition.Code
+	case metadata != nil && len(*metadata) > c.cfg.MaxMetadataBytes:
+		return committed{}, kerr.OffsetMetadataTooLarge.Code
+	}
+	o := committed{offset: offset, leaderEpoch: leaderEpoch, timestamp: now}
+	if metadata != nil {
+		o.metadata = *metadata
+	}
+	return o, 0
 }
 
 // checkCommit applies Kafka's rules for who may commit now.

@@ -60,16 +60,9 @@ func (c *Coordinator) TxnOffsetCommit(ctx context.Context, req *kmsg.TxnOffsetCo
 		for _, p := range t.Partitions {
 			rp := kmsg.NewTxnOffsetCommitResponseTopicPartition()
 			rp.Partition = p.Partition
-			switch {
-			case p.Partition < 0 || p.Partition >= count:
-				rp.ErrorCode = kerr.UnknownTopicOrPartition.Code
-			case p.Metadata != nil && len(*p.Metadata) > c.cfg.MaxMetadataBytes:
-				rp.ErrorCode = kerr.OffsetMetadataTooLarge.Code
-			default:
-				o := committed{offset: p.Offset, leaderEpoch: p.LeaderEpoch, timestamp: now}
-				if p.Metadata != nil {
-					o.metadata = *p.Metadata
-				}
+			o, code := c.commitEntry(count, p.Partition, p.Offset, p.LeaderEpoch, p.Metadata, now)
+			rp.ErrorCode = code
+			if code == 0 {
 				recs = append(recs, partition.Record{Key: offsetKey(g.id, t.Topic, p.Partition), Value: offsetValue(o), Timestamp: now})
 				v := kmsg.NewOffsetCommitValue()
 				v.Offset, v.LeaderEpoch, v.Metadata, v.CommitTimestamp = o.offset, o.leaderEpoch, o.metadata, o.timestamp
