@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/IBM/sarama"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -290,4 +291,62 @@ func readValues(t *testing.T, bs []*broker, topic string, level kgo.IsolationLev
 		t.Fatalf("%v: read %d records, want %d: %v", level, len(got), want, got)
 	}
 	return got
+}
+
+// sarama's transactional producer, at its default protocol version and at
+// V4_0_0_0, commits and aborts: read_committed readers see the committed
+// transactions only.
+func TestSaramaTransactions(t *testing.T) {
+	bs := startCluster(t, 3)
+	adm := kadm.NewClient(mustClient(t, bs))
+	for _, v := range []struct {
+		name    string
+		version sarama.KafkaVersion
+	}{{"default", sarama.NewConfig().Version}, {"4.0", sarama.V4_0_0_0}} {
+		t.Run(v.name, func(t *testing.T) {
+			topic := "txn-sarama-" + strings.ReplaceAll(v.name, ".", "")
+			createTopicWith(t, adm, 30*time.Second, topic, 2, 3)
+			cfg := sarama.NewConfig()
+			cfg.Version = v.version
+			cfg.Producer.Idempotent = true
+			cfg.Producer.RequiredAcks = sarama.WaitForAll
+			cfg.Producer.Return.Successes = true
+			cfg.Producer.Transaction.ID = "sarama-tx-" + v.name
+			cfg.Net.MaxOpenRequests = 1
+			prod, err := sarama.NewSyncProducer(seeds(bs), cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer prod.Close()
+			send := func(prefix string, commit bool) {
+				t.Helper()
+				if err := prod.BeginTxn(); err != nil {
+					t.Fatal(err)
+				}
+				for i := 0; i < 4; i++ {
+					msg := &sarama.ProducerMessage{Topic: topic, Value: sarama.StringEncoder(fmt.Sprintf("%s-%d", prefix, i))}
+					if _, _, err := prod.SendMessage(msg); err != nil {
+						t.Fatalf("send in %s: %v", prefix, err)
+					}
+				}
+				end := prod.CommitTxn
+				if !commit {
+					end = prod.AbortTxn
+				}
+				if err := end(); err != nil {
+					t.Fatalf("end %s: %v", prefix, err)
+				}
+			}
+			send("c1", true)
+			send("a1", false)
+			send("c2", true)
+			got := readValues(t, bs, topic, kgo.ReadCommitted(), 8)
+			for _, v := range got {
+				if strings.HasPrefix(v, "a1-") {
+					t.Fatalf("read_committed read the aborted %q", v)
+				}
+			}
+			readValues(t, bs, topic, kgo.ReadUncommitted(), 12)
+		})
+	}
 }
