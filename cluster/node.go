@@ -194,6 +194,7 @@ func (n *Node) start() error {
 	n.nt.Handle(rpcAgree, n.elections.handleAgree)
 	n.nt.Handle(rpcEndOffsets, n.handleEndOffsets)
 	n.nt.Handle(rpcTxnMarkers, n.handleTxnMarkers)
+	n.nt.Handle(rpcTxnVerify, n.handleTxnVerify)
 	if err := n.startGossip(); err != nil {
 		return err
 	}

@@ -99,6 +99,59 @@ func (n *Node) handleTxnMarkers(ctx context.Context, _ int32, body []byte) ([]by
 	return kafkaapi.WriteTxnMarkers(ctx, kafkaBroker{n}, req).AppendTo(nil), nil
 }
 
+// rpcTxnVerify carries an AddPartitionsToTxn request (kmsg-encoded,
+// version 4, verify_only) from a partition leader to a transaction
+// coordinator on another node.
+const rpcTxnVerify = "txn.verify"
+
+// VerifyTxn asks the transactional id's coordinator whether the producer's
+// current transaction holds the partition: this node's coordinator, or the
+// one on the node leading the id's __transaction_state partition.
+func (n kafkaBroker) VerifyTxn(ctx context.Context, id string, pid int64, epoch int16, topic string, part int32) error {
+	count := n.partitionCount(txn.Topic)
+	if count <= 0 {
+		return kerr.CoordinatorNotAvailable
+	}
+	leader, _ := n.PartitionLeader(txn.Topic, statelog.PartitionFor(id, count))
+	if leader < 0 {
+		return kerr.CoordinatorNotAvailable
+	}
+	req := kmsg.NewPtrAddPartitionsToTxnRequest()
+	req.Version = 4
+	tx := kmsg.NewAddPartitionsToTxnRequestTransaction()
+	tx.TransactionalID, tx.ProducerID, tx.ProducerEpoch, tx.VerifyOnly = id, pid, epoch, true
+	tx.Topics = []kmsg.AddPartitionsToTxnRequestTransactionTopic{{Topic: topic, Partitions: []int32{part}}}
+	req.Transactions = append(req.Transactions, tx)
+	var resp *kmsg.AddPartitionsToTxnResponse
+	if leader == n.cfg.NodeID {
+		resp = kafkaapi.AddPartitionsToTxn(ctx, n, req).(*kmsg.AddPartitionsToTxnResponse)
+	} else {
+		out, err := n.nt.Call(ctx, leader, rpcTxnVerify, req.AppendTo(nil))
+		if err != nil {
+			return kerr.CoordinatorNotAvailable
+		}
+		resp = kmsg.NewPtrAddPartitionsToTxnResponse()
+		resp.Version = 4
+		if err := resp.ReadFrom(out); err != nil {
+			return fmt.Errorf("verification answer from %d: %w", leader, err)
+		}
+	}
+	if len(resp.Transactions) != 1 || len(resp.Transactions[0].Topics) != 1 || len(resp.Transactions[0].Topics[0].Partitions) != 1 {
+		return fmt.Errorf("verification answer from %d does not answer for %s-%d", leader, topic, part)
+	}
+	return kerr.ErrorForCode(resp.Transactions[0].Topics[0].Partitions[0].ErrorCode)
+}
+
+// handleTxnVerify answers a partition leader's verification request.
+func (n *Node) handleTxnVerify(ctx context.Context, _ int32, body []byte) ([]byte, error) {
+	req := kmsg.NewPtrAddPartitionsToTxnRequest()
+	req.Version = 4
+	if err := req.ReadFrom(body); err != nil {
+		return nil, fmt.Errorf("%s: %w", rpcTxnVerify, err)
+	}
+	return kafkaapi.AddPartitionsToTxn(ctx, kafkaBroker{n}, req).AppendTo(nil), nil
+}
+
 // TxnTopic returns __transaction_state, creating it when the first
 // transactional producer asks for its coordinator.
 func (n kafkaBroker) TxnTopic(ctx context.Context) (*fsm.Topic, error) {

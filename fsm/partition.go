@@ -84,8 +84,10 @@ type PartitionFSM struct {
 	// Owned by the FSM goroutine.
 	applied   uint64
 	producers map[int64]*producerState
-	// open is the transactions that wrote here and have no marker yet.
+	// open is the transactions that wrote here and have no marker yet;
+	// openMu guards its changes against HasOpenTxn.
 	open    map[int64]*openTxn
+	openMu  sync.RWMutex
 	scratch []byte
 
 	// txnMu guards aborted, which Fetch reads.
@@ -203,11 +205,14 @@ func (p *PartitionFSM) recoverTo(cp *manifest) error {
 // setTxns replaces the transaction state with a checkpoint's or a
 // snapshot's.
 func (p *PartitionFSM) setTxns(m *manifest) {
-	p.open = make(map[int64]*openTxn, len(m.OpenTxns))
+	open := make(map[int64]*openTxn, len(m.OpenTxns))
 	for i := range m.OpenTxns {
 		o := m.OpenTxns[i]
-		p.open[o.ProducerID] = &o
+		open[o.ProducerID] = &o
 	}
+	p.openMu.Lock()
+	p.open = open
+	p.openMu.Unlock()
 	p.txnMu.Lock()
 	p.aborted = append([]AbortedTxn(nil), m.AbortedTxns...)
 	p.txnMu.Unlock()

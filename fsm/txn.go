@@ -113,7 +113,19 @@ func (p *PartitionFSM) noteTxnBatch(h partition.BatchHeader, base int64) {
 	if !h.IsTransactional() || p.open[h.ProducerID] != nil {
 		return
 	}
+	p.openMu.Lock()
 	p.open[h.ProducerID] = &openTxn{ProducerID: h.ProducerID, Epoch: h.ProducerEpoch, FirstOffset: base}
+	p.openMu.Unlock()
+}
+
+// HasOpenTxn reports whether the producer has a transaction of this epoch
+// open on the partition: its next batch continues it, and the leader need
+// not ask the coordinator whether the partition is in the transaction.
+func (p *PartitionFSM) HasOpenTxn(pid int64, epoch int16) bool {
+	p.openMu.RLock()
+	defer p.openMu.RUnlock()
+	o := p.open[pid]
+	return o != nil && o.Epoch == epoch
 }
 
 // applyMarker appends m's control batch and ends the producer's open
@@ -141,7 +153,9 @@ func (p *PartitionFSM) applyMarker(m Marker, term int32) *MarkerResult {
 	}
 	st.LastTimestamp = max(st.LastTimestamp, m.Timestamp)
 	if o := p.open[m.ProducerID]; o != nil {
+		p.openMu.Lock()
 		delete(p.open, m.ProducerID)
+		p.openMu.Unlock()
 		if !m.Commit {
 			p.txnMu.Lock()
 			p.aborted = append(p.aborted, AbortedTxn{ProducerID: m.ProducerID, FirstOffset: o.FirstOffset, LastOffset: base})

@@ -21,11 +21,12 @@ import (
 //
 // A transactional batch opens its producer's transaction on the partition
 // (read_committed readers stop there) until a WriteTxnMarkers marker ends
-// it; a batch from an epoch older than the producer's last marker is
-// refused with INVALID_PRODUCER_EPOCH.
+// it; the first one is taken only once the transaction's coordinator
+// confirms the partition is in the transaction (see verifyTxn), and a
+// batch from an epoch older than the producer's last marker is refused
+// with INVALID_PRODUCER_EPOCH.
 //
-// Not yet: the transaction coordinator that adds partitions and writes the
-// markers, LogAppendTime topics.
+// Not yet: LogAppendTime topics.
 func init() { register(kmsg.Produce, 3, 11, ordered(serveProduce)) }
 
 // electionHold bounds the time one request waits in Broker.AwaitElection:
@@ -67,6 +68,9 @@ func serveProduce(ctx context.Context, b Broker, req *kmsg.ProduceRequest) func(
 			if err == nil && req.Acks != 0 && wp.InSync() < wp.MinInSync() {
 				err = kerr.NotEnoughReplicas
 			}
+			if err == nil {
+				err = verifyTxn(wctx, b, req.TransactionID, wp, t.Topic, p.Partition, batches)
+			}
 			if err != nil {
 				rp.ErrorCode = kafkaerr.Code(err)
 				continue
@@ -105,6 +109,32 @@ func serveProduce(ctx context.Context, b Broker, req *kmsg.ProduceRequest) func(
 		}
 		return resp
 	}
+}
+
+// verifyTxn checks a partition's transactional batches before they are
+// queued: the first batch of a transaction on a partition is taken only
+// if the transaction's coordinator says the partition is in it (KIP-890).
+// A late batch from an ended transaction, or one the producer never
+// added, would otherwise open a transaction here that no marker closes,
+// holding read_committed readers back for ever.
+func verifyTxn(ctx context.Context, b Broker, txnID *string, wp WritablePartition, topic string, part int32, batches [][]byte) error {
+	for _, batch := range batches {
+		h, _ := partition.ParseBatchHeader(batch)
+		if !h.IsTransactional() || wp.HasOpenTxn(h.ProducerID, h.ProducerEpoch) {
+			continue
+		}
+		if txnID == nil {
+			return kerr.InvalidTxnState
+		}
+		if err := b.VerifyTxn(ctx, *txnID, h.ProducerID, h.ProducerEpoch, topic, part); err != nil {
+			if kafkaerr.Code(err) == kerr.ProducerFenced.Code {
+				return kerr.InvalidProducerEpoch
+			}
+			return err
+		}
+		return nil // the rest of the request's batches continue it
+	}
+	return nil
 }
 
 // hintLeaders names the current leader of every partition refused with

@@ -38,6 +38,9 @@ type Coordinators interface {
 	// TxnTopic is __transaction_state, created (internal) when it does not
 	// exist yet.
 	TxnTopic(ctx context.Context) (*fsm.Topic, error)
+	// VerifyTxn asks the transactional id's coordinator, wherever it is,
+	// whether the producer's current transaction holds the partition.
+	VerifyTxn(ctx context.Context, id string, pid int64, epoch int16, topic string, partition int32) error
 }
 
 // Runtime is the running broker itself.
@@ -121,6 +124,9 @@ type WritablePartition interface {
 	// WriteMarker commits a transaction marker through the partition's
 	// Raft group and returns its offset.
 	WriteMarker(ctx context.Context, m fsm.Marker) (int64, error)
+	// HasOpenTxn reports whether the producer's transaction of this epoch
+	// is already open on the partition.
+	HasOpenTxn(pid int64, epoch int16) bool
 	StartOffset() int64
 }
 

@@ -21,7 +21,7 @@ func TestServedVersions(t *testing.T) {
 		kmsg.DeleteTopics:           {0, 6},
 		kmsg.InitProducerID:         {0, 4},
 		kmsg.WriteTxnMarkers:        {0, 1},
-		kmsg.AddPartitionsToTxn:     {0, 3},
+		kmsg.AddPartitionsToTxn:     {0, 4},
 		kmsg.AddOffsetsToTxn:        {0, 3},
 		kmsg.EndTxn:                 {0, 4},
 		kmsg.TxnOffsetCommit:        {0, 3},

@@ -161,6 +161,33 @@ func (c *Coordinator) AddPartitions(ctx context.Context, id string, pid int64, e
 	return nil, nil
 }
 
+// Verify checks, for a partition leader about to append the first batch of
+// a transaction, that the producer's current transaction holds the
+// partition (KIP-890's verification). A batch that fails it (a late one
+// from a transaction already ended, or one never added) is refused, so it
+// cannot open a transaction on the partition that no marker would close.
+func (c *Coordinator) Verify(ctx context.Context, id string, pid int64, epoch int16, parts []TopicPartition) (map[TopicPartition]error, error) {
+	_, m, err := c.locked(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	defer m.mu.Unlock()
+	if err := checkProducer(m, pid, epoch); err != nil {
+		return nil, err
+	}
+	var out map[TopicPartition]error
+	ongoing := kmsg.TransactionState(m.state) == kmsg.TransactionStateOngoing
+	for _, tp := range parts {
+		if !ongoing || !m.has(tp) {
+			if out == nil {
+				out = make(map[TopicPartition]error)
+			}
+			out[tp] = kerr.InvalidTxnState
+		}
+	}
+	return out, nil
+}
+
 // EndTxn decides the producer's transaction: the decision is written
 // first, then the markers (in the background; see complete), and the
 // answer does not wait for them. With transaction version 2 (tv2) the

@@ -36,15 +36,26 @@ func TestTxnMarkersAndReadCommitted(t *testing.T) {
 	const topic = "txn-markers"
 	createTopicWith(t, adm, 30*time.Second, topic, 1, 3)
 	leader := waitLeader(t, adm, topic)
-	pidA, pidB := initProducerID(t, cl), initProducerID(t, cl)
+	pidA, pidB := beginRawTxn(t, cl, "raw-a", topic), beginRawTxn(t, cl, "raw-b", topic)
 	ts := time.Now().UnixMilli()
-	for _, b := range [][]byte{
-		batchtest.Batch(0, ts, []byte("p0")),
-		batchtest.Transactional(0, ts, pidA, 0, 0, []byte("a1"), []byte("a2")),
-		batchtest.Transactional(0, ts, pidB, 0, 0, []byte("c1")),
-		batchtest.Batch(0, ts, []byte("p1")),
+	// A transactional batch is taken only inside a transaction the
+	// coordinator knows holds the partition.
+	if code := produceRaw(t, cl, leader, topic, nil, batchtest.Transactional(0, ts, pidA, 0, 0, []byte("x"))); code != kerr.InvalidTxnState.Code {
+		t.Fatalf("transactional batch without a transactional id: %v", kerr.ErrorForCode(code))
+	}
+	if code := produceRaw(t, cl, leader, topic, kmsg.StringPtr("raw-a"), batchtest.Transactional(0, ts, pidA, 1, 0, []byte("x"))); code != kerr.InvalidProducerEpoch.Code {
+		t.Fatalf("transactional batch of an epoch the coordinator never gave: %v", kerr.ErrorForCode(code))
+	}
+	for _, b := range []struct {
+		txn   *string
+		batch []byte
+	}{
+		{nil, batchtest.Batch(0, ts, []byte("p0"))},
+		{kmsg.StringPtr("raw-a"), batchtest.Transactional(0, ts, pidA, 0, 0, []byte("a1"), []byte("a2"))},
+		{kmsg.StringPtr("raw-b"), batchtest.Transactional(0, ts, pidB, 0, 0, []byte("c1"))},
+		{nil, batchtest.Batch(0, ts, []byte("p1"))},
 	} {
-		if code := produceRaw(t, cl, leader, topic, b); code != 0 {
+		if code := produceRaw(t, cl, leader, topic, b.txn, b.batch); code != 0 {
 			t.Fatalf("produce: %v", kerr.ErrorForCode(code))
 		}
 	}
@@ -83,7 +94,7 @@ func TestTxnMarkersAndReadCommitted(t *testing.T) {
 	}
 	// A batch of A's aborted transaction that arrives late is fenced.
 	late := batchtest.Transactional(0, ts, pidA, 0, 1, []byte("a3"))
-	if code := produceRaw(t, cl, leader, topic, late); code != kerr.InvalidProducerEpoch.Code {
+	if code := produceRaw(t, cl, leader, topic, kmsg.StringPtr("raw-a"), late); code != kerr.InvalidProducerEpoch.Code {
 		t.Fatalf("late batch of the aborted transaction: %v, want INVALID_PRODUCER_EPOCH", kerr.ErrorForCode(code))
 	}
 
@@ -108,24 +119,40 @@ func TestTxnMarkersAndReadCommitted(t *testing.T) {
 	checkRead(t, seeds(bs), topic, kgo.ReadUncommitted(), all)
 }
 
-func initProducerID(t *testing.T, cl *kgo.Client) int64 {
+// beginRawTxn starts a transaction of a new transactional id that holds
+// partition 0 of topic, as a producer would, and returns its producer id
+// (epoch 0).
+func beginRawTxn(t *testing.T, cl *kgo.Client, id, topic string) int64 {
 	t.Helper()
-	resp, err := kmsg.NewPtrInitProducerIDRequest().RequestWith(testCtx(t, 30*time.Second), cl)
+	init := kmsg.NewPtrInitProducerIDRequest()
+	init.TransactionalID, init.TransactionTimeoutMillis = kmsg.StringPtr(id), 60000
+	resp, err := init.RequestWith(testCtx(t, 30*time.Second), cl)
 	if err == nil {
 		err = kerr.ErrorForCode(resp.ErrorCode)
 	}
 	if err != nil {
 		t.Fatal(err)
 	}
+	add := kmsg.NewPtrAddPartitionsToTxnRequest()
+	add.TransactionalID, add.ProducerID, add.ProducerEpoch = id, resp.ProducerID, resp.ProducerEpoch
+	add.Topics = []kmsg.AddPartitionsToTxnRequestTopic{{Topic: topic, Partitions: []int32{0}}}
+	added, err := add.RequestWith(testCtx(t, 30*time.Second), cl)
+	if err == nil {
+		err = kerr.ErrorForCode(added.Topics[0].Partitions[0].ErrorCode)
+	}
+	if err != nil {
+		t.Fatalf("add partition: %v", err)
+	}
 	return resp.ProducerID
 }
 
-// produceRaw sends one batch, as built, to the leader with acks=all and
-// returns the partition's error code.
-func produceRaw(t *testing.T, cl *kgo.Client, leader int32, topic string, batch []byte) int16 {
+// produceRaw sends one batch, as built, to the leader with acks=all (as
+// part of the transactional id's transaction when not nil) and returns the
+// partition's error code.
+func produceRaw(t *testing.T, cl *kgo.Client, leader int32, topic string, txnID *string, batch []byte) int16 {
 	t.Helper()
 	req := kmsg.NewPtrProduceRequest()
-	req.Acks, req.TimeoutMillis = -1, 10000
+	req.Acks, req.TimeoutMillis, req.TransactionID = -1, 10000, txnID
 	rt := kmsg.NewProduceRequestTopic()
 	rt.Topic = topic
 	rp := kmsg.NewProduceRequestTopicPartition()
