@@ -43,6 +43,7 @@ func startAdmin(n *Node) (*adminServer, error) {
 	})
 	mux.HandleFunc("/debug/partitions", n.servePartitions)
 	mux.HandleFunc("/v1/groups", n.serveGroups)
+	mux.HandleFunc("/v1/transactions", n.serveTransactions)
 	if n.cfg.FaultInjection {
 		mux.HandleFunc("/debug/faults", n.serveFaults)
 	}

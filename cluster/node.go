@@ -133,7 +133,7 @@ func Start(cfg Config, logger hclog.Logger) (*Node, error) {
 	n.replicas.cleanStart = clean
 	n.groupCoord = groups.New(cfg.Groups, &groupsCluster{n: n}, n.logger.Named("groups"))
 	n.txnCoord = txn.New(cfg.Txn, txnCluster{n}, n.logger.Named("txn"))
-	reg.MustRegister(newGroupLagCollector(n, cfg.GroupLagPartitionMetrics))
+	reg.MustRegister(newGroupLagCollector(n, cfg.GroupLagPartitionMetrics), newTxnCollector(n))
 	n.setMemoryLimit(0)
 	// Before any group starts: raft blocks on observations nobody reads.
 	go n.observe()

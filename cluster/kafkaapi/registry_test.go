@@ -25,6 +25,8 @@ func TestServedVersions(t *testing.T) {
 		kmsg.AddOffsetsToTxn:        {0, 3},
 		kmsg.EndTxn:                 {0, 4},
 		kmsg.TxnOffsetCommit:        {0, 3},
+		kmsg.DescribeTransactions:   {0, 0},
+		kmsg.ListTransactions:       {0, 2},
 		kmsg.OffsetForLeaderEpoch:   {0, 4},
 		kmsg.OffsetCommit:           {0, 9},
 		kmsg.OffsetFetch:            {0, 9},

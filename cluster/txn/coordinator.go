@@ -131,3 +131,7 @@ func (c *Coordinator) Sweep() {
 		}
 	}
 }
+
+// errNotFound answers for a transactional id this coordinator does not
+// know.
+var errNotFound = kerr.TransactionalIDNotFound

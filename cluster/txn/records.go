@@ -59,6 +59,25 @@ func (t *txnState) withParts(add []TopicPartition) []TopicPartition {
 	return out
 }
 
+// TopicPartitions is one topic's partitions.
+type TopicPartitions struct {
+	Topic      string
+	Partitions []int32
+}
+
+// ByTopic groups partitions, sorted by topic, by topic.
+func ByTopic(parts []TopicPartition) []TopicPartitions {
+	var out []TopicPartitions
+	for _, tp := range parts {
+		if n := len(out); n > 0 && out[n-1].Topic == tp.Topic {
+			out[n-1].Partitions = append(out[n-1].Partitions, tp.Partition)
+			continue
+		}
+		out = append(out, TopicPartitions{Topic: tp.Topic, Partitions: []int32{tp.Partition}})
+	}
+	return out
+}
+
 func containsTP(s []TopicPartition, tp TopicPartition) bool {
 	for _, x := range s {
 		if x == tp {
@@ -87,13 +106,9 @@ func encodeRecord(st txnState, now int64) partition.Record {
 	if st.tv2 {
 		v.ClientTransactionVersion = 2
 	}
-	for _, tp := range st.parts {
-		if n := len(v.Topics); n > 0 && v.Topics[n-1].Topic == tp.Topic {
-			v.Topics[n-1].Partitions = append(v.Topics[n-1].Partitions, tp.Partition)
-			continue
-		}
+	for _, tps := range ByTopic(st.parts) {
 		t := kmsg.NewTxnMetadataValueTopic()
-		t.Topic, t.Partitions = tp.Topic, []int32{tp.Partition}
+		t.Topic, t.Partitions = tps.Topic, tps.Partitions
 		v.Topics = append(v.Topics, t)
 	}
 	return partition.Record{Key: key.AppendTo(nil), Value: v.AppendTo(nil), Timestamp: now}

@@ -15,7 +15,7 @@ import (
 	"github.com/quirelog/quire/client"
 )
 
-// groupOptions are the flags every group command shares.
+// groupOptions are the flags every group (and txn) command shares.
 type groupOptions struct {
 	brokers string
 	format  string
@@ -28,12 +28,17 @@ func groupCmd() *cobra.Command {
 		Use:   "group",
 		Short: "List, describe, delete and seek consumer groups",
 	}
+	o.addFlags(cmd)
+	cmd.AddCommand(groupListCmd(o), groupDescribeCmd(o), groupDeleteCmd(o), groupSeekCmd(o))
+	return cmd
+}
+
+// addFlags adds the shared flags to an admin command family.
+func (o *groupOptions) addFlags(cmd *cobra.Command) {
 	f := cmd.PersistentFlags()
 	f.StringVar(&o.brokers, "brokers", "127.0.0.1:9092", "bootstrap brokers host:port,...")
 	f.StringVar(&o.format, "format", "text", "output format: text or json")
 	f.DurationVar(&o.timeout, "timeout", 30*time.Second, "how long to wait for the cluster")
-	cmd.AddCommand(groupListCmd(o), groupDescribeCmd(o), groupDeleteCmd(o), groupSeekCmd(o))
-	return cmd
 }
 
 // admin connects, checking the output format first.

@@ -15,7 +15,7 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(brokerCmd(), devCmd(), benchCmd(), chaosCmd(), groupCmd())
+	root.AddCommand(brokerCmd(), devCmd(), benchCmd(), chaosCmd(), groupCmd(), txnCmd())
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "quire:", err)
 		os.Exit(1)

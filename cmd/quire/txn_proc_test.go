@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os/exec"
 	"slices"
@@ -15,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/quirelog/quire/client"
 	"github.com/quirelog/quire/partition/batchtest"
 )
 
@@ -62,6 +64,7 @@ func TestTxnMarkersAndReadCommitted(t *testing.T) {
 	if got := listEnd(t, cl, leader, topic, 1); got != 1 {
 		t.Fatalf("read_committed end offset with A's transaction open at 1: %d", got)
 	}
+	checkOpenTxnsVisible(t, bs, topic, "raw-a", "raw-b")
 	if got := listEnd(t, cl, leader, topic, 0); got != 5 {
 		t.Fatalf("read_uncommitted end offset: %d, want 5", got)
 	}
@@ -375,5 +378,59 @@ func TestSaramaTransactions(t *testing.T) {
 			}
 			readValues(t, bs, topic, kgo.ReadUncommitted(), 12)
 		})
+	}
+}
+
+// checkOpenTxnsVisible finds the transactions under way where operators
+// look: `quire txn list` and `describe`, /v1/transactions on the
+// coordinators, and the oldest-open-transaction metric.
+func checkOpenTxnsVisible(t *testing.T, bs []*broker, topic string, ids ...string) {
+	t.Helper()
+	want := topic + "-0"
+	out, err := exec.Command(quireBinary(t), "txn", "list", "--brokers", strings.Join(seeds(bs), ","),
+		"--state", "Ongoing", "--format", "json").Output()
+	if err != nil {
+		t.Fatalf("quire txn list: %v\n%s", err, out)
+	}
+	var listed []client.TxnInfo
+	if err := json.Unmarshal(out, &listed); err != nil {
+		t.Fatalf("quire txn list: %v\n%s", err, out)
+	}
+	for _, id := range ids {
+		i := slices.IndexFunc(listed, func(x client.TxnInfo) bool { return x.ID == id })
+		if i < 0 || listed[i].State != "Ongoing" || !slices.Contains(listed[i].Partitions, want) || listed[i].StartMs <= 0 {
+			t.Fatalf("quire txn list has no ongoing %s on %s: %s", id, want, out)
+		}
+	}
+	text, err := exec.Command(quireBinary(t), "txn", "describe", "--brokers", strings.Join(seeds(bs), ","), ids[0]).Output()
+	if err != nil || !strings.Contains(string(text), ids[0]) || !strings.Contains(string(text), "Ongoing") {
+		t.Fatalf("quire txn describe %s: %v\n%s", ids[0], err, text)
+	}
+	var onAdmin []string
+	oldest := 0.0
+	for _, b := range bs {
+		var ds []struct {
+			ID    string `json:"transactional_id"`
+			State string `json:"state"`
+		}
+		if err := getJSON("http://"+b.adminAddr+"/v1/transactions?state=Ongoing", &ds); err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range ds {
+			onAdmin = append(onAdmin, d.ID)
+		}
+		v, err := metricValue("http://"+b.adminAddr+"/metrics", "quire_txn_oldest_open_seconds")
+		if err != nil {
+			t.Fatal(err)
+		}
+		oldest = max(oldest, v)
+	}
+	for _, id := range ids {
+		if !slices.Contains(onAdmin, id) {
+			t.Fatalf("/v1/transactions lists %v, not %s", onAdmin, id)
+		}
+	}
+	if oldest <= 0 {
+		t.Fatal("quire_txn_oldest_open_seconds is 0 on every broker with transactions open")
 	}
 }
