@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os/exec"
 	"slices"
 	"strings"
@@ -20,15 +22,25 @@ import (
 	"github.com/quirelog/quire/partition/batchtest"
 )
 
-// Transaction markers on a three-process cluster, written with
-// WriteTxnMarkers as a transaction coordinator writes them: read_committed
-// readers (franz-go, and librdkafka through kcat) stop at an open
-// transaction, drop an aborted one and see a committed one; read_uncommitted
-// readers see everything; a late batch of the aborted transaction is
-// fenced by the marker's newer epoch; and all of it holds on the replica
-// that leads after kill -9 of the leader.
-func TestTxnMarkersAndReadCommitted(t *testing.T) {
+// TestTransactions runs the transactional clients' checks and then the
+// markers' check on one three-process cluster.
+func TestTransactions(t *testing.T) {
 	bs := startCluster(t, 3)
+	// The clients' checks first: the markers' check kills a node.
+	t.Run("franz-go", func(t *testing.T) { checkFranzGoTransactions(t, bs) })
+	t.Run("sarama", func(t *testing.T) { checkSaramaTransactions(t, bs) })
+	t.Run("markers", func(t *testing.T) { checkMarkersAndReadCommitted(t, bs) })
+}
+
+// checkMarkersAndReadCommitted: transaction markers written with
+// WriteTxnMarkers as a transaction coordinator writes them.
+// read_committed readers (franz-go, and librdkafka through kcat) stop at
+// an open transaction, drop an aborted one and see a committed one;
+// read_uncommitted readers see everything; a batch outside a transaction
+// the coordinator knows, or late from the aborted one, is refused; the
+// open transactions are visible to operators; and all of it holds on the
+// replica that leads after kill -9 of the leader.
+func checkMarkersAndReadCommitted(t *testing.T, bs []*broker) {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds(bs)...))
 	if err != nil {
 		t.Fatal(err)
@@ -230,12 +242,11 @@ func checkKcatRead(t *testing.T, addr, topic string, want []string) {
 	}
 }
 
-// franz-go's transactional producer against a three-process cluster:
+// checkFranzGoTransactions: franz-go's transactional producer against a three-process cluster:
 // committed transactions are read by read_committed consumers, aborted
 // ones only by read_uncommitted ones, and a second producer instance with
 // the same transactional id fences the first.
-func TestFranzGoTransactions(t *testing.T) {
-	bs := startCluster(t, 3)
+func checkFranzGoTransactions(t *testing.T, bs []*broker) {
 	adm := kadm.NewClient(mustClient(t, bs))
 	const topic = "txn-franz"
 	createTopicWith(t, adm, 30*time.Second, topic, 3, 3)
@@ -323,11 +334,10 @@ func readValues(t *testing.T, bs []*broker, topic string, level kgo.IsolationLev
 	return got
 }
 
-// sarama's transactional producer, at its default protocol version and at
+// checkSaramaTransactions: sarama's transactional producer, at its default protocol version and at
 // V4_0_0_0, commits and aborts: read_committed readers see the committed
 // transactions only.
-func TestSaramaTransactions(t *testing.T) {
-	bs := startCluster(t, 3)
+func checkSaramaTransactions(t *testing.T, bs []*broker) {
 	adm := kadm.NewClient(mustClient(t, bs))
 	for _, v := range []struct {
 		name    string
@@ -432,5 +442,105 @@ func checkOpenTxnsVisible(t *testing.T, bs []*broker, topic string, ids ...strin
 	}
 	if oldest <= 0 {
 		t.Fatal("quire_txn_oldest_open_seconds is 0 on every broker with transactions open")
+	}
+}
+
+// A transaction coordinator killed -9 after EndTxn has recorded a commit
+// but before its markers reached the partition: the coordinator that
+// takes over finishes the commit, and the records appear exactly once.
+// The markers are held back by cutting the coordinator's node off from
+// the partition leader's (node transport faults) until the kill.
+func TestTxnCoordinatorKilledBeforeMarkers(t *testing.T) {
+	bs := startCluster(t, 3, "--enable-fault-injection")
+	cl := mustClient(t, bs)
+	adm := kadm.NewClient(cl)
+	const topic = "txn-coord-kill"
+	createTopicWith(t, adm, 30*time.Second, topic, 1, 3)
+	leader := waitLeader(t, adm, topic)
+	// A transactional id whose coordinator is not the partition leader.
+	var id string
+	var coord int32
+	for i := 0; id == ""; i++ {
+		cand := fmt.Sprintf("coord-kill-%d", i)
+		req := kmsg.NewPtrFindCoordinatorRequest()
+		req.CoordinatorKey, req.CoordinatorType = cand, 1
+		resp, err := req.RequestWith(testCtx(t, 30*time.Second), cl)
+		if err != nil || resp.ErrorCode != 0 {
+			time.Sleep(200 * time.Millisecond)
+			continue
+		}
+		if resp.NodeID != leader {
+			id, coord = cand, resp.NodeID
+		}
+	}
+	prod := mustClient(t, bs, kgo.TransactionalID(id), kgo.DefaultProduceTopic(topic))
+	ctx := testCtx(t, 2*time.Minute)
+	if err := prod.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 10; i++ {
+		if err := prod.ProduceSync(ctx, kgo.StringRecord(fmt.Sprintf("k-%d", i))).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cut := []byte(fmt.Sprintf(`[{"from":%d,"to":%d,"drop":true}]`, coord, leader))
+	for _, b := range bs {
+		putFaults(t, b, cut)
+	}
+	if err := prod.EndTransaction(ctx, kgo.TryCommit); err != nil {
+		t.Fatalf("commit: %v", err)
+	}
+	prod.Close()
+	// Asked of the coordinator's admin listener: brokers cut off from it
+	// do not name it in Metadata, so a Kafka client may not find it now.
+	var held []struct {
+		State string `json:"state"`
+	}
+	if err := getJSON("http://"+bs[coord-1].adminAddr+"/v1/transactions?transactional_id="+id, &held); err != nil {
+		t.Fatal(err)
+	}
+	if len(held) != 1 || held[0].State != "PrepareCommit" {
+		t.Fatalf("transaction %s before the kill: %+v, want PrepareCommit (markers held back)", id, held)
+	}
+	bs[coord-1].kill9()
+	for _, b := range bs {
+		if b.alive() {
+			putFaults(t, b, []byte("[]"))
+		}
+	}
+	got := readValues(t, bs, topic, kgo.ReadCommitted(), 10)
+	seen := map[string]bool{}
+	for _, v := range got {
+		if seen[v] {
+			t.Fatalf("%s read twice", v)
+		}
+		seen[v] = true
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		d, err := kadm.NewClient(mustClient(t, bs)).DescribeTransactions(testCtx(t, 30*time.Second), id)
+		if err == nil && d[id].State == "CompleteCommit" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("transaction %s not complete after the fail-over: %v %v", id, d[id].State, err)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+func putFaults(t *testing.T, b *broker, rules []byte) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPut, "http://"+b.adminAddr+"/debug/faults", bytes.NewReader(rules))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("PUT /debug/faults on node %d: %s", b.id, resp.Status)
 	}
 }
