@@ -36,6 +36,12 @@ func (g *groupsCluster) Leading(p int32) (groups.Log, error) { return g.n.leadin
 
 func (g *groupsCluster) PartitionCount(topic string) int32 { return g.n.partitionCount(topic) }
 
+// AddToTxn adds a __consumer_offsets partition to a transaction, through
+// the transaction's coordinator wherever it is.
+func (g *groupsCluster) AddToTxn(ctx context.Context, txnID string, pid int64, epoch int16, part int32) error {
+	return kafkaBroker{g.n}.VerifyTxn(ctx, txnID, pid, epoch, groups.Topic, part, true)
+}
+
 // leadingLog is a partition of an internal topic as its coordinator
 // writes it: only while this node leads it, in the epoch it leads in.
 func (n *Node) leadingLog(topic string, p int32) (statelog.Log, error) {

@@ -100,14 +100,16 @@ func (n *Node) handleTxnMarkers(ctx context.Context, _ int32, body []byte) ([]by
 }
 
 // rpcTxnVerify carries an AddPartitionsToTxn request (kmsg-encoded,
-// version 4, verify_only) from a partition leader to a transaction
-// coordinator on another node.
+// version 4; verify_only, or an add for transaction version 2) from a
+// partition leader or group coordinator to a transaction coordinator on
+// another node.
 const rpcTxnVerify = "txn.verify"
 
 // VerifyTxn asks the transactional id's coordinator whether the producer's
-// current transaction holds the partition: this node's coordinator, or the
-// one on the node leading the id's __transaction_state partition.
-func (n kafkaBroker) VerifyTxn(ctx context.Context, id string, pid int64, epoch int16, topic string, part int32) error {
+// current transaction holds the partition (or, with add, to add it): this
+// node's coordinator, or the one on the node leading the id's
+// __transaction_state partition.
+func (n kafkaBroker) VerifyTxn(ctx context.Context, id string, pid int64, epoch int16, topic string, part int32, add bool) error {
 	count := n.partitionCount(txn.Topic)
 	if count <= 0 {
 		return kerr.CoordinatorNotAvailable
@@ -119,7 +121,7 @@ func (n kafkaBroker) VerifyTxn(ctx context.Context, id string, pid int64, epoch 
 	req := kmsg.NewPtrAddPartitionsToTxnRequest()
 	req.Version = 4
 	tx := kmsg.NewAddPartitionsToTxnRequestTransaction()
-	tx.TransactionalID, tx.ProducerID, tx.ProducerEpoch, tx.VerifyOnly = id, pid, epoch, true
+	tx.TransactionalID, tx.ProducerID, tx.ProducerEpoch, tx.VerifyOnly = id, pid, epoch, !add
 	tx.Topics = []kmsg.AddPartitionsToTxnRequestTransactionTopic{{Topic: topic, Partitions: []int32{part}}}
 	req.Transactions = append(req.Transactions, tx)
 	var resp *kmsg.AddPartitionsToTxnResponse

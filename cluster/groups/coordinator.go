@@ -45,6 +45,11 @@ type Cluster interface {
 	// Topics lists every topic, for consumer groups' subscriptions. It
 	// returns the same *TopicSet until the topics may have changed.
 	Topics() *TopicSet
+	// AddToTxn adds a __consumer_offsets partition to the producer's
+	// transaction through the transaction coordinator, for clients of
+	// transaction version 2 (TxnOffsetCommit v5+), which send no
+	// AddOffsetsToTxn.
+	AddToTxn(ctx context.Context, txnID string, pid int64, epoch int16, partition int32) error
 }
 
 // TopicSet is the cluster's topics at one moment.

@@ -34,6 +34,8 @@ func (o *oneLeader) PartitionCount(t string) int32 {
 	return -1
 }
 
+func (o *oneLeader) AddToTxn(context.Context, string, int64, int16, int32) error { return nil }
+
 // Topics is made anew on every call, so a test may change o.topics.
 func (o *oneLeader) Topics() *TopicSet {
 	set := &TopicSet{}

@@ -10,14 +10,15 @@ import (
 	"github.com/quirelog/quire/partition"
 )
 
-// TxnOffsetCommit v0-3: offsets committed inside a producer's
+// TxnOffsetCommit v0-5: offsets committed inside a producer's
 // transaction. They are written to the group's __consumer_offsets
 // partition as a transactional batch of that producer, and stay pending
 // (invisible to OffsetFetch, which answers UNSTABLE_OFFSET_COMMIT to
 // require_stable fetches) until the transaction's marker reaches the
 // partition: a commit marker makes them the group's committed offsets, an
 // abort drops them. A producer whose epoch was bumped is fenced by the
-// partition itself.
+// partition itself. From v5 (transaction version 2) the partition is
+// added to the transaction here, as AddOffsetsToTxn would.
 func (c *Coordinator) TxnOffsetCommit(ctx context.Context, req *kmsg.TxnOffsetCommitRequest) *kmsg.TxnOffsetCommitResponse {
 	resp := req.ResponseKind().(*kmsg.TxnOffsetCommitResponse)
 	fill := func(code int16) *kmsg.TxnOffsetCommitResponse {
@@ -75,7 +76,15 @@ func (c *Coordinator) TxnOffsetCommit(ctx context.Context, req *kmsg.TxnOffsetCo
 	if len(recs) == 0 {
 		return resp
 	}
-	if err := s.writeTxn(ctx, req.ProducerID, req.ProducerEpoch, recs); err != nil {
+	err = nil
+	if req.Version >= 5 {
+		// Transaction version 2: the partition joins the transaction here.
+		err = c.cluster.AddToTxn(ctx, req.TransactionalID, req.ProducerID, req.ProducerEpoch, s.part)
+	}
+	if err == nil {
+		err = s.writeTxn(ctx, req.ProducerID, req.ProducerEpoch, recs)
+	}
+	if err != nil {
 		code := kafkaerr.Code(err)
 		if code == kerr.InvalidProducerEpoch.Code && req.Version >= 3 {
 			code = kerr.ProducerFenced.Code

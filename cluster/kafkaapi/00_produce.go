@@ -11,7 +11,9 @@ import (
 	"github.com/quirelog/quire/partition"
 )
 
-// Produce v3-11 (v3 is the first with record batch v2).
+// Produce v3-12 (v3 is the first with record batch v2; v12 is the same
+// request from clients of transaction version 2, whose partitions join the
+// transaction when they are first produced to).
 //
 // acks=-1 answers after the batch is committed by the partition's Raft
 // group (a majority has it fsync'd in its Raft log) and applied. acks=1 is
@@ -27,7 +29,7 @@ import (
 // with INVALID_PRODUCER_EPOCH.
 //
 // Not yet: LogAppendTime topics.
-func init() { register(kmsg.Produce, 3, 11, ordered(serveProduce)) }
+func init() { register(kmsg.Produce, 3, 12, ordered(serveProduce)) }
 
 // electionHold bounds the time one request waits in Broker.AwaitElection:
 // a raft election with every voter answering takes a few hundred
@@ -69,7 +71,7 @@ func serveProduce(ctx context.Context, b Broker, req *kmsg.ProduceRequest) func(
 				err = kerr.NotEnoughReplicas
 			}
 			if err == nil {
-				err = verifyTxn(wctx, b, req.TransactionID, wp, t.Topic, p.Partition, batches)
+				err = verifyTxn(wctx, b, req.TransactionID, req.Version >= 12, wp, t.Topic, p.Partition, batches)
 			}
 			if err != nil {
 				rp.ErrorCode = kafkaerr.Code(err)
@@ -117,7 +119,10 @@ func serveProduce(ctx context.Context, b Broker, req *kmsg.ProduceRequest) func(
 // A late batch from an ended transaction, or one the producer never
 // added, would otherwise open a transaction here that no marker closes,
 // holding read_committed readers back for ever.
-func verifyTxn(ctx context.Context, b Broker, txnID *string, wp WritablePartition, topic string, part int32, batches [][]byte) error {
+//
+// With transaction version 2 (add) the partition is added to the
+// transaction instead: the client sends no AddPartitionsToTxn.
+func verifyTxn(ctx context.Context, b Broker, txnID *string, add bool, wp WritablePartition, topic string, part int32, batches [][]byte) error {
 	for _, batch := range batches {
 		h, _ := partition.ParseBatchHeader(batch)
 		if !h.IsTransactional() || wp.HasOpenTxn(h.ProducerID, h.ProducerEpoch) {
@@ -126,7 +131,7 @@ func verifyTxn(ctx context.Context, b Broker, txnID *string, wp WritablePartitio
 		if txnID == nil {
 			return kerr.InvalidTxnState
 		}
-		if err := b.VerifyTxn(ctx, *txnID, h.ProducerID, h.ProducerEpoch, topic, part); err != nil {
+		if err := b.VerifyTxn(ctx, *txnID, h.ProducerID, h.ProducerEpoch, topic, part, add); err != nil {
 			if kafkaerr.Code(err) == kerr.ProducerFenced.Code {
 				return kerr.InvalidProducerEpoch
 			}

@@ -6,11 +6,13 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-// EndTxn v0-4: commits or aborts the producer's transaction. The answer
+// EndTxn v0-5: commits or aborts the producer's transaction. The answer
 // comes once the decision is recorded through the coordinator's Raft
 // group; the markers follow in the background, and the producer's next
-// transaction waits for them (CONCURRENT_TRANSACTIONS).
-func init() { register(kmsg.EndTxn, 0, 4, plain(serveEndTxn)) }
+// transaction waits for them (CONCURRENT_TRANSACTIONS). v5 is transaction
+// version 2: the epoch is bumped as the transaction ends, and the answer
+// carries the producer id and epoch of the next one.
+func init() { register(kmsg.EndTxn, 0, 5, plain(serveEndTxn)) }
 
 func serveEndTxn(ctx context.Context, b Broker, req *kmsg.EndTxnRequest) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.EndTxnResponse)

@@ -39,8 +39,9 @@ type Coordinators interface {
 	// exist yet.
 	TxnTopic(ctx context.Context) (*fsm.Topic, error)
 	// VerifyTxn asks the transactional id's coordinator, wherever it is,
-	// whether the producer's current transaction holds the partition.
-	VerifyTxn(ctx context.Context, id string, pid int64, epoch int16, topic string, partition int32) error
+	// whether the producer's current transaction holds the partition, or
+	// (add) to add it.
+	VerifyTxn(ctx context.Context, id string, pid int64, epoch int16, topic string, partition int32, add bool) error
 }
 
 // Runtime is the running broker itself.

@@ -12,7 +12,7 @@ import (
 // implemented in full.
 func TestServedVersions(t *testing.T) {
 	want := map[kmsg.Key][2]int16{
-		kmsg.Produce:                {3, 11},
+		kmsg.Produce:                {3, 12},
 		kmsg.Fetch:                  {4, 16},
 		kmsg.ListOffsets:            {1, 6},
 		kmsg.Metadata:               {0, 12},
@@ -23,8 +23,8 @@ func TestServedVersions(t *testing.T) {
 		kmsg.WriteTxnMarkers:        {0, 1},
 		kmsg.AddPartitionsToTxn:     {0, 4},
 		kmsg.AddOffsetsToTxn:        {0, 3},
-		kmsg.EndTxn:                 {0, 4},
-		kmsg.TxnOffsetCommit:        {0, 3},
+		kmsg.EndTxn:                 {0, 5},
+		kmsg.TxnOffsetCommit:        {0, 5},
 		kmsg.DescribeTransactions:   {0, 0},
 		kmsg.ListTransactions:       {0, 2},
 		kmsg.OffsetForLeaderEpoch:   {0, 4},

@@ -17,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/twmb/franz-go/pkg/kversion"
 
 	"github.com/quirelog/quire/client"
 	"github.com/quirelog/quire/partition/batchtest"
@@ -247,11 +248,23 @@ func checkKcatRead(t *testing.T, addr, topic string, want []string) {
 // ones only by read_uncommitted ones, and a second producer instance with
 // the same transactional id fences the first.
 func checkFranzGoTransactions(t *testing.T, bs []*broker) {
+	// By default franz-go sees transaction.version 2 advertised and ends
+	// every transaction with an epoch bump, adding partitions as it
+	// produces; capped at EndTxn v4 it speaks version 1.
+	t.Run("version 2", func(t *testing.T) { checkFranzGoTxnVersion(t, bs, "v2", 2) })
+	t.Run("version 1", func(t *testing.T) {
+		v1 := kversion.Stable()
+		v1.SetMaxKeyVersion(int16(kmsg.EndTxn), 4)
+		checkFranzGoTxnVersion(t, bs, "v1", 1, kgo.MaxVersions(v1))
+	})
+}
+
+func checkFranzGoTxnVersion(t *testing.T, bs []*broker, name string, version int, opts ...kgo.Opt) {
 	adm := kadm.NewClient(mustClient(t, bs))
-	const topic = "txn-franz"
+	topic, id := "txn-franz-"+name, "franz-tx-"+name
 	createTopicWith(t, adm, 30*time.Second, topic, 3, 3)
-	prod := mustClient(t, bs, kgo.TransactionalID("franz-tx"), kgo.DefaultProduceTopic(topic),
-		kgo.RecordPartitioner(kgo.RoundRobinPartitioner()))
+	prod := mustClient(t, bs, append([]kgo.Opt{kgo.TransactionalID(id), kgo.DefaultProduceTopic(topic),
+		kgo.RecordPartitioner(kgo.RoundRobinPartitioner())}, opts...)...)
 	ctx := testCtx(t, 2*time.Minute)
 	txnOf := func(prefix string, n int, commit bool) {
 		t.Helper()
@@ -270,10 +283,18 @@ func checkFranzGoTransactions(t *testing.T, bs []*broker) {
 	txnOf("c1", 6, true)
 	txnOf("a1", 6, false)
 	txnOf("c2", 6, true)
+	// Version 2 bumped the epoch at each of the three ends.
+	d, err := adm.DescribeTransactions(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := map[int]int16{1: 0, 2: 3}[version]; d[id].ProducerEpoch != want {
+		t.Fatalf("transaction version %d: epoch %d after three transactions, want %d", version, d[id].ProducerEpoch, want)
+	}
 
 	// A second instance fences the first: the first's next transaction
 	// fails.
-	second := mustClient(t, bs, kgo.TransactionalID("franz-tx"), kgo.DefaultProduceTopic(topic))
+	second := mustClient(t, bs, append([]kgo.Opt{kgo.TransactionalID(id), kgo.DefaultProduceTopic(topic)}, opts...)...)
 	if err := second.BeginTransaction(); err != nil {
 		t.Fatal(err)
 	}
