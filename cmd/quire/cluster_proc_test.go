@@ -109,7 +109,7 @@ func TestThreeProcessKill9Leader(t *testing.T) {
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
 	createTopicWith(t, adm, 30*time.Second, "k9", 1, 3)
-	leader := waitLeader(t, adm, "k9")
+	leader, epoch := waitLeaderEpoch(t, adm, "k9")
 
 	var acks ackCollector
 	ctx, cancel := context.WithCancel(context.Background())
@@ -142,7 +142,7 @@ func TestThreeProcessKill9Leader(t *testing.T) {
 	waitCount(before + 2000) // a new leader acknowledges again
 	checkEarlyElection(t, bs, killed)
 	killed.launch()
-	checkBackNamesLeader(t, killed, "k9", leader)
+	checkBackNamesLeader(t, killed, "k9", leader, epoch)
 	killed.waitReady()
 	cancel()
 	<-done
@@ -162,10 +162,11 @@ func TestThreeProcessKill9Leader(t *testing.T) {
 // checkBackNamesLeader asks a broker that comes back (restarted, or woken
 // from a pause) for a partition's metadata from the moment its listener
 // accepts, for a few seconds: every answer names a live leader other than
-// that broker (its old leadership is over). Clients ask such a broker as
-// soon as it answers; an answer without a leader sends franz-go to its
-// 5 s metadata minimum age.
-func checkBackNamesLeader(t *testing.T, b *broker, topic string, old int32) {
+// that broker in its old leadership, of epoch oldEpoch (that one is over;
+// the preferred-leader pass may rightly hand the broker a new one).
+// Clients ask such a broker as soon as it answers; an answer without a
+// leader sends franz-go to its 5 s metadata minimum age.
+func checkBackNamesLeader(t *testing.T, b *broker, topic string, old, oldEpoch int32) {
 	t.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(b.kafkaAddr))
 	if err != nil {
@@ -187,9 +188,9 @@ func checkBackNamesLeader(t *testing.T, b *broker, topic string, old int32) {
 		}
 		answers++
 		p := resp.Topics[0].Partitions[0]
-		if p.ErrorCode != 0 || p.Leader < 0 || p.Leader == old {
-			t.Fatalf("broker %d, %v after it came back, answered leader %d error %d after %v",
-				old, asked.Sub(start), p.Leader, p.ErrorCode, time.Since(asked))
+		if p.ErrorCode != 0 || p.Leader < 0 || (p.Leader == old && p.LeaderEpoch <= oldEpoch) {
+			t.Fatalf("broker %d, %v after it came back, answered leader %d epoch %d (was %d) error %d after %v",
+				old, asked.Sub(start), p.Leader, p.LeaderEpoch, oldEpoch, p.ErrorCode, time.Since(asked))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -212,7 +213,7 @@ func TestPausedLeaderWakesNamingTheNewLeader(t *testing.T) {
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
 	createTopicWith(t, adm, 30*time.Second, "frozen", 1, 3)
-	leader := waitLeader(t, adm, "frozen")
+	leader, epoch := waitLeaderEpoch(t, adm, "frozen")
 	paused := bs[leader-1]
 	var survivors []string
 	for _, b := range bs {
@@ -246,7 +247,7 @@ func TestPausedLeaderWakesNamingTheNewLeader(t *testing.T) {
 	// Long enough for the frozen node's gossip to miss several probes.
 	time.Sleep(time.Until(pausedAt.Add(5 * time.Second)))
 	paused.cmd.Process.Signal(syscall.SIGCONT)
-	checkBackNamesLeader(t, paused, "frozen", leader)
+	checkBackNamesLeader(t, paused, "frozen", leader, epoch)
 }
 
 // checkEarlyElection: the survivors found the killed leader's process gone
@@ -445,16 +446,44 @@ func checkAdminEndpoints(t *testing.T, b *broker) {
 
 func waitLeader(t *testing.T, adm *kadm.Client, topic string) int32 {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	leader, _ := waitLeaderEpoch(t, adm, topic)
+	return leader
+}
+
+// waitPreferredLeader waits until partition 0 of topic is led by its
+// preferred replica and answers it. A test that talks to one leader
+// directly starts from there: a new topic's first leader may be any
+// voter, and the early preferred-leader passes (seconds after creation)
+// move leadership that is not on the preferred replica.
+func waitPreferredLeader(t *testing.T, adm *kadm.Client, topic string) int32 {
+	t.Helper()
+	deadline := time.Now().Add(90 * time.Second)
 	for time.Now().Before(deadline) {
 		md, err := adm.Metadata(testCtx(t, 10*time.Second), topic)
 		if err == nil {
-			if p, ok := md.Topics[topic].Partitions[0]; ok && p.Leader > 0 {
+			if p, ok := md.Topics[topic].Partitions[0]; ok && len(p.Replicas) > 0 && p.Leader == p.Replicas[0] {
 				return p.Leader
 			}
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	t.Fatalf("no leader for %s", topic)
+	t.Fatalf("%s is not led by its preferred replica", topic)
 	return -1
+}
+
+// waitLeaderEpoch is waitLeader that also answers the leadership's epoch.
+func waitLeaderEpoch(t *testing.T, adm *kadm.Client, topic string) (int32, int32) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		md, err := adm.Metadata(testCtx(t, 10*time.Second), topic)
+		if err == nil {
+			if p, ok := md.Topics[topic].Partitions[0]; ok && p.Leader > 0 {
+				return p.Leader, p.LeaderEpoch
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("no leader for %s", topic)
+	return -1, -1
 }

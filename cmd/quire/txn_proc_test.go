@@ -50,7 +50,7 @@ func checkMarkersAndReadCommitted(t *testing.T, bs []*broker) {
 	adm := kadm.NewClient(cl)
 	const topic = "txn-markers"
 	createTopicWith(t, adm, 30*time.Second, topic, 1, 3)
-	leader := waitLeader(t, adm, topic)
+	leader := waitPreferredLeader(t, adm, topic)
 	pidA, pidB := beginRawTxn(t, cl, "raw-a", topic), beginRawTxn(t, cl, "raw-b", topic)
 	ts := time.Now().UnixMilli()
 	// A transactional batch is taken only inside a transaction the
@@ -477,7 +477,7 @@ func TestTxnCoordinatorKilledBeforeMarkers(t *testing.T) {
 	adm := kadm.NewClient(cl)
 	const topic = "txn-coord-kill"
 	createTopicWith(t, adm, 30*time.Second, topic, 1, 3)
-	leader := waitLeader(t, adm, topic)
+	leader := waitPreferredLeader(t, adm, topic)
 	// A transactional id whose coordinator is not the partition leader.
 	var id string
 	var coord int32
