@@ -36,8 +36,25 @@ func (r Result) String() string {
 	return s
 }
 
-// CheckAll runs every violation checker, always in the same order.
+// CheckAll runs every violation checker of the history's workload, always
+// in the same order.
 func CheckAll(h []Op) []Result {
+	if isTxnHistory(h) {
+		return []Result{
+			CheckLostWrites(h),
+			CheckInconsistentOffsets(h),
+			CheckDuplicates(h),
+			CheckConsumers(h),
+			CheckUnexpectedValues(h),
+			CheckDivergence(h),
+			CheckGroupCommits(h),
+			CheckAbortedReads(h),
+			CheckTornTxns(h),
+			CheckLostTxns(h),
+			CheckIntermediateReads(h),
+			CheckCopy(h),
+		}
+	}
 	return []Result{
 		CheckLostWrites(h),
 		CheckInconsistentOffsets(h),
@@ -243,13 +260,13 @@ func CheckUnexpectedValues(h []Op) Result {
 	res := Result{Name: "unexpected-value"}
 	invoked := map[string]bool{}
 	for _, op := range h {
-		if op.Kind == Produce && op.Type == Invoke {
+		if (op.Kind == Produce || op.Kind == TxnProduce) && op.Type == Invoke {
 			invoked[op.Value] = true
 		}
 	}
 	seen := map[string]bool{}
 	for _, op := range h {
-		if op.Type != OK || (op.Kind != FinalRead && op.Kind != Consume) || seen[op.Value] {
+		if op.Type != OK || (op.Kind != FinalRead && op.Kind != Consume && op.Kind != OutputRead) || seen[op.Value] {
 			continue
 		}
 		seen[op.Value] = true
@@ -331,14 +348,16 @@ type Availability struct {
 
 // CheckAvailability measures Availability. A heal is a completed nemesis op
 // whose Fault ends in ":stop" or is "heal"; an invoke is only the request.
+// In a transactional history the writes are the commits asked for.
 func CheckAvailability(h []Op) Availability {
 	var a Availability
-	var pending []time.Time // heals not yet followed by an ok produce
+	var pending []time.Time // heals not yet followed by an ok write
+	isWrite := func(op Op) bool { return op.Kind == Produce || (op.Kind == TxnEnd && op.Value == "commit") }
 	for _, op := range h {
 		switch {
-		case op.Kind == Produce && op.Type == Invoke:
+		case isWrite(op) && op.Type == Invoke:
 			a.Invoked++
-		case op.Kind == Produce && op.Type == OK:
+		case isWrite(op) && op.Type == OK:
 			a.OK++
 			for _, t := range pending {
 				a.Heals = append(a.Heals, op.Time.Sub(t))

@@ -141,13 +141,16 @@ func TestCleanHistory(t *testing.T) {
 	}
 }
 
-// anomalies gives each checker a history with exactly its anomaly.
-var anomalies = []struct {
+// anomaly is a history with exactly one checker's anomaly in it.
+type anomaly struct {
 	name    string
 	checker string
 	want    string // substring of an example
 	build   func(b *builder)
-}{
+}
+
+// anomalies gives each checker a history with exactly its anomaly.
+var anomalies = []anomaly{
 	{"acknowledged write lost", "lost-write", `value "a2" acknowledged at t-0@1`, func(b *builder) {
 		b.produceOK(1, "a", 1, "a1", 0, 0)
 		b.produceOK(1, "a", 2, "a2", 0, 1)
@@ -247,26 +250,40 @@ var anomalies = []struct {
 
 // TestAnomalies requires each anomaly to be reported by its checker, with a
 // useful example, and by no other checker.
-func TestAnomalies(t *testing.T) {
-	for _, tt := range anomalies {
+func TestAnomalies(t *testing.T) { runAnomalies(t, anomalies) }
+
+func runAnomalies(t *testing.T, as []anomaly) {
+	for _, tt := range as {
 		t.Run(tt.name, func(t *testing.T) {
 			b := newBuilder()
 			tt.build(b)
-			for _, r := range CheckAll(b.rec.Ops()) {
-				if r.Name != tt.checker {
-					if r.Violations != 0 {
-						t.Errorf("unrelated checker fired: %v", r)
-					}
-					continue
-				}
-				if r.Violations == 0 {
-					t.Fatalf("%s missed the anomaly: %v", tt.checker, r)
-				}
-				if !containsExample(r, tt.want) {
-					t.Errorf("no example contains %q: %v", tt.want, r)
-				}
-			}
+			expectOnly(t, b.rec.Ops(), tt.checker, tt.want)
 		})
+	}
+}
+
+// expectOnly requires checker, and no other, to report a violation in h,
+// with an example containing want.
+func expectOnly(t *testing.T, h []Op, checker, want string) {
+	t.Helper()
+	found := false
+	for _, r := range CheckAll(h) {
+		found = found || r.Name == checker
+		if r.Name != checker {
+			if r.Violations != 0 {
+				t.Errorf("unrelated checker fired: %v", r)
+			}
+			continue
+		}
+		if r.Violations == 0 {
+			t.Fatalf("%s missed the anomaly: %v", checker, r)
+		}
+		if !containsExample(r, want) {
+			t.Errorf("no example contains %q: %v", want, r)
+		}
+	}
+	if !found {
+		t.Errorf("checker %s did not run", checker)
 	}
 }
 

@@ -37,7 +37,7 @@ func (r *run) startGroup(ctx context.Context) *sync.WaitGroup {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r.watchCommits(ctx)
+			r.watchCommits(ctx, r.groupName())
 		}()
 	}
 	return &wg
@@ -68,23 +68,23 @@ func (r *run) groupSeen(v string) {
 	r.groupMu.Unlock()
 }
 
-// watchCommits records the group's committed offsets whenever one
-// changes, twice a second.
-func (r *run) watchCommits(ctx context.Context) {
+// watchCommits records group's committed offsets whenever one changes,
+// twice a second.
+func (r *run) watchCommits(ctx context.Context, group string) {
 	last := map[int32]int64{}
 	for {
 		sleepCtx(ctx, 500*time.Millisecond)
 		if ctx.Err() != nil {
 			return
 		}
-		r.recordCommits(ctx, last)
+		r.recordCommits(ctx, group, last)
 	}
 }
 
-func (r *run) recordCommits(ctx context.Context, last map[int32]int64) {
+func (r *run) recordCommits(ctx context.Context, group string, last map[int32]int64) {
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	offs, err := r.admin.CommittedOffsets(cctx, r.groupName(), r.cfg.Topic)
+	offs, err := r.admin.CommittedOffsets(cctx, group, r.cfg.Topic)
 	if err != nil {
 		return
 	}

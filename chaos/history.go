@@ -40,6 +40,16 @@ const (
 	// Digest is one replica's state after the run: Node holds it, Offset is
 	// its high watermark and Value the hex CRC-32C of its data below that.
 	Digest OpKind = "digest"
+	// TxnProduce is one record written inside transaction Txn: an Invoke,
+	// then OK with its offset once written (not yet committed) or Info.
+	TxnProduce OpKind = "txn-produce"
+	// TxnEnd ends transaction Txn: the Invoke's Value is what was asked
+	// ("commit" or "abort"), the OK's Value what was done; Info is an
+	// unknown outcome.
+	TxnEnd OpKind = "txn-end"
+	// OutputRead is one record of the copier's output topic, as a
+	// read_committed reader finds it after the run.
+	OutputRead OpKind = "output-read"
 )
 
 // NemesisProcess is the Process of every nemesis op, so that fault injection
@@ -63,6 +73,7 @@ type Op struct {
 	Producer  string    `json:"producer,omitempty"` // producer identity, for reorder checks
 	Seq       int64     `json:"seq,omitempty"`      // per-producer sequence of produce invocations
 	Seek      bool      `json:"seek,omitempty"`     // consume: the consumer seeked before this read
+	Txn       string    `json:"txn,omitempty"`      // transaction of a txn-produce or txn-end
 	// MayDuplicate marks a produce from a non-idempotent producer: its
 	// retries may legitimately store the value twice.
 	MayDuplicate bool    `json:"may_duplicate,omitempty"`
@@ -194,7 +205,7 @@ func validate(op Op) error {
 		return fmt.Errorf("%w: unknown type %q", ErrBadOp, op.Type)
 	}
 	switch op.Kind {
-	case Produce, Consume, FinalRead, Nemesis, Digest, GroupConsume, GroupCommit:
+	case Produce, Consume, FinalRead, Nemesis, Digest, GroupConsume, GroupCommit, TxnProduce, TxnEnd, OutputRead:
 	default:
 		return fmt.Errorf("%w: unknown kind %q", ErrBadOp, op.Kind)
 	}

@@ -44,6 +44,7 @@ var nemeses = map[string]nemesis{
 	"partition-kill": {"partition-kill", []capability{needProcesses, needNetwork}, injectPartitionKill},
 	"power-loss":     {"power-loss", []capability{needProcesses, needDisks}, injectPowerLoss},
 	"corrupt":        {"corrupt", []capability{needProcesses, needDisks}, injectCorrupt},
+	"txn-rpc":        {"txn-rpc", []capability{needNetwork}, injectTxnRPC},
 }
 
 // scenarios group nemeses; a run draws one of its scenario's nemeses per
@@ -56,6 +57,15 @@ var scenarios = map[string][]string{
 // Scenarios lists every scenario name `--scenario all` runs, in order.
 func Scenarios() []string {
 	return []string{"kill", "pause", "partition", "network", "pause-kill", "partition-kill", "power-loss", "corrupt"}
+}
+
+// ScenariosFor lists what `--scenario all` runs for workload: the
+// transactional one adds delayed and duplicated transaction RPCs.
+func ScenariosFor(workload string) []string {
+	if workload == WorkloadTxn {
+		return append(Scenarios(), "txn-rpc")
+	}
+	return Scenarios()
 }
 
 // scenarioNemeses resolves a scenario name.
@@ -319,6 +329,18 @@ func injectDelay(ctx context.Context, r *run) (func(context.Context) error, erro
 	d := int64(50 + r.rng.IntN(200))
 	rules := linkRules(ids, r.cfg.Target.Nodes(), func(rl *node.Rule) { rl.DelayMS = d })
 	return r.network(ctx, fmt.Sprintf("delay-%dms", d), kind, ids, rules)
+}
+
+// injectTxnRPC delays every transaction RPC between brokers (the markers
+// a coordinator sends partition leaders, the checks leaders make with a
+// coordinator) by 0.2-3 s and sends each twice, the copy later still: the
+// late and duplicated messages that tore transactions in Kafka before
+// KIP-890 must be fenced.
+func injectTxnRPC(ctx context.Context, r *run) (func(context.Context) error, error) {
+	nodes := r.cfg.Target.Nodes()
+	d := int64(200 + r.rng.IntN(2800))
+	rules := linkRules(nodes, nodes, func(rl *node.Rule) { rl.Method, rl.DelayMS, rl.Duplicate = "txn.", d, true })
+	return r.network(ctx, fmt.Sprintf("txn-rpc-delay-%dms-duplicated", d), allNodes, nodes, rules)
 }
 
 // injectLoss loses 5-30% of the packets on every link of the targets.

@@ -36,6 +36,12 @@ type Config struct {
 	GroupProtocol string
 	Rate          int // produces per second per producer
 
+	// Workload is WorkloadLog (the default) or WorkloadTxn.
+	Workload string
+	// TxnProducers are the transactional workload's producers; each runs
+	// up to Rate/10 transactions a second.
+	TxnProducers int
+
 	// Each cycle waits a healthy gap, injects a fault and holds it for a
 	// fault duration, both drawn uniformly from [min, max].
 	GapMin, GapMax     time.Duration
@@ -47,6 +53,17 @@ type Config struct {
 	Progress io.Writer // live progress lines; nil discards
 	History  io.Writer // the history, streamed as JSON lines; may be nil
 }
+
+// Workloads.
+const (
+	// WorkloadLog: idempotent and plain producers, consumers by
+	// assignment and a consumer group.
+	WorkloadLog = "log"
+	// WorkloadTxn: transactional producers committing and aborting,
+	// read_committed consumers, and a consume-transform-produce copier
+	// committing its offsets in its transactions.
+	WorkloadTxn = "txn"
+)
 
 // WithDefaults fills zero fields.
 func (c Config) WithDefaults() Config {
@@ -79,6 +96,15 @@ func (c Config) WithDefaults() Config {
 	if c.GroupProtocol == "" {
 		c.GroupProtocol = "classic"
 	}
+	if c.Workload == "" {
+		c.Workload = WorkloadLog
+	}
+	if c.Workload == WorkloadTxn {
+		c.Idempotent, c.Plain, c.GroupMembers = 0, 0, 0
+		if c.TxnProducers == 0 {
+			c.TxnProducers = 2
+		}
+	}
 	if c.Topic == "" {
 		c.Topic = fmt.Sprintf("chaos-%s-%d", c.Scenario, c.Seed)
 	}
@@ -91,11 +117,12 @@ func (c Config) WithDefaults() Config {
 // Options lists every derived setting, so a run can be replayed exactly.
 func (c Config) Options() [][2]string {
 	return [][2]string{
-		{"scenario", c.Scenario}, {"duration", c.Duration.String()}, {"seed", fmt.Sprint(c.Seed)},
+		{"scenario", c.Scenario}, {"workload", c.Workload}, {"duration", c.Duration.String()}, {"seed", fmt.Sprint(c.Seed)},
 		{"nodes", fmt.Sprint(len(c.Target.Nodes()))}, {"topic", c.Topic},
 		{"partitions", fmt.Sprint(c.Partitions)}, {"replication", fmt.Sprint(c.Replication)},
 		{"idempotent-producers", fmt.Sprint(c.Idempotent)}, {"plain-producers", fmt.Sprint(c.Plain)},
-		{"consumers", fmt.Sprint(c.Consumers)}, {"group-members", fmt.Sprint(c.GroupMembers)}, {"group-protocol", c.GroupProtocol}, {"rate", fmt.Sprint(c.Rate)},
+		{"consumers", fmt.Sprint(c.Consumers)}, {"group-members", fmt.Sprint(c.GroupMembers)}, {"group-protocol", c.GroupProtocol},
+		{"txn-producers", fmt.Sprint(c.TxnProducers)}, {"rate", fmt.Sprint(c.Rate)},
 		{"gap", c.GapMin.String() + "-" + c.GapMax.String()},
 		{"fault", c.FaultMin.String() + "-" + c.FaultMax.String()},
 		{"recovery", c.Recovery.String()},
@@ -129,6 +156,7 @@ type run struct {
 	rec   *Recorder
 	admin *client.Admin
 	stats stats
+	txn   txnStats
 
 	// groupValues are the values given to the group's members.
 	groupMu     sync.Mutex
@@ -146,6 +174,9 @@ type run struct {
 // compares replicas and checks the history.
 func Run(ctx context.Context, cfg Config) (*Outcome, error) {
 	cfg = cfg.WithDefaults()
+	if cfg.Workload != WorkloadLog && cfg.Workload != WorkloadTxn {
+		return nil, fmt.Errorf("unknown workload %q: want %s or %s", cfg.Workload, WorkloadLog, WorkloadTxn)
+	}
 	ns, err := scenarioNemeses(cfg.Scenario)
 	if err != nil {
 		return nil, err
@@ -169,7 +200,7 @@ func Run(ctx context.Context, cfg Config) (*Outcome, error) {
 	work := r.startWorkload(wctx)
 	gctx, stopGroup := context.WithCancel(ctx)
 	defer stopGroup()
-	group := r.startGroup(gctx)
+	group := r.startReaders(gctx)
 	stopProgress := r.reportProgress(ctx)
 	r.faultPhase(ctx, ns)
 	r.healAll(ctx)
@@ -177,12 +208,15 @@ func Run(ctx context.Context, cfg Config) (*Outcome, error) {
 	sleepCtx(ctx, cfg.Recovery)
 	stopWork()
 	work.Wait()
-	r.drainGroup(ctx, 90*time.Second)
+	r.drainReaders(ctx, 90*time.Second)
 	stopGroup()
 	group.Wait()
-	if r.cfg.GroupMembers > 0 {
+	switch {
+	case cfg.Workload == WorkloadTxn:
+		r.recordCommits(ctx, r.copierGroup(), map[int32]int64{})
+	case cfg.GroupMembers > 0:
 		// The members commit as they leave.
-		r.recordCommits(ctx, map[int32]int64{})
+		r.recordCommits(ctx, r.groupName(), map[int32]int64{})
 	}
 	stopProgress()
 	if ctx.Err() != nil {
@@ -232,20 +266,45 @@ func checkCapabilities(t Target, ns []nemesis) error {
 	return nil
 }
 
+// startReaders starts what reads the topic beside the workload's
+// consumers: the consumer group, or the transactional copier.
+func (r *run) startReaders(ctx context.Context) *sync.WaitGroup {
+	if r.cfg.Workload == WorkloadTxn {
+		return r.startCopier(ctx)
+	}
+	return r.startGroup(ctx)
+}
+
+// drainReaders waits, at most limit, for the readers to catch up.
+func (r *run) drainReaders(ctx context.Context, limit time.Duration) {
+	if r.cfg.Workload == WorkloadTxn {
+		r.drainCopier(ctx, limit)
+		return
+	}
+	r.drainGroup(ctx, limit)
+}
+
 func (r *run) createTopic(ctx context.Context) error {
+	topics := []string{r.cfg.Topic}
+	if r.cfg.Workload == WorkloadTxn {
+		topics = append(topics, r.outputTopic())
+	}
 	cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	for {
-		err := r.admin.CreateTopic(cctx, r.cfg.Topic, r.cfg.Partitions, r.cfg.Replication, nil)
-		if err == nil {
-			return nil
+	for _, topic := range topics {
+		for {
+			err := r.admin.CreateTopic(cctx, topic, r.cfg.Partitions, r.cfg.Replication, nil)
+			if err == nil {
+				break
+			}
+			if cctx.Err() != nil {
+				return fmt.Errorf("create topic %s: %w", topic, err)
+			}
+			r.logf("create topic %s: %v; retrying", topic, err)
+			sleepCtx(cctx, time.Second)
 		}
-		if cctx.Err() != nil {
-			return fmt.Errorf("create topic %s: %w", r.cfg.Topic, err)
-		}
-		r.logf("create topic: %v; retrying", err)
-		sleepCtx(cctx, time.Second)
 	}
+	return nil
 }
 
 // faultPhase runs nemesis cycles until the duration is up. A cycle that

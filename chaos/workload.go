@@ -34,6 +34,9 @@ type stats struct {
 // startWorkload starts every producer and consumer; they stop when ctx
 // ends, after producers flushed what they had in flight.
 func (r *run) startWorkload(ctx context.Context) *sync.WaitGroup {
+	if r.cfg.Workload == WorkloadTxn {
+		return r.startTxnWorkload(ctx)
+	}
 	var wg sync.WaitGroup
 	proc := firstProducer
 	for i := 0; i < r.cfg.Idempotent+r.cfg.Plain; i++ {
@@ -51,6 +54,12 @@ func (r *run) startWorkload(ctx context.Context) *sync.WaitGroup {
 		}(proc)
 		proc++
 	}
+	r.startConsumers(ctx, &wg)
+	return &wg
+}
+
+// startConsumers starts the consumers reading every partition.
+func (r *run) startConsumers(ctx context.Context, wg *sync.WaitGroup) {
 	for i := 0; i < r.cfg.Consumers; i++ {
 		wg.Add(1)
 		go func() {
@@ -60,7 +69,6 @@ func (r *run) startWorkload(ctx context.Context) *sync.WaitGroup {
 			}
 		}()
 	}
-	return &wg
 }
 
 // produce writes unique values round-robin over the partitions at the
@@ -112,10 +120,12 @@ func (r *run) produce(ctx context.Context, proc int, name string, idempotent boo
 }
 
 // consume reads every partition from the start for as long as ctx lasts,
-// recording each record it is given.
+// recording each record it is given; the transactional workload's
+// consumers read committed records only.
 func (r *run) consume(ctx context.Context, proc int) error {
 	c, err := client.NewConsumer(client.ConsumerConfig{Brokers: r.cfg.Target.Brokers(), Topic: r.cfg.Topic,
-		Partitions: r.allPartitions(), ClientID: fmt.Sprintf("quire-chaos-consumer-%d", proc)})
+		Partitions: r.allPartitions(), ClientID: fmt.Sprintf("quire-chaos-consumer-%d", proc),
+		ReadCommitted: r.cfg.Workload == WorkloadTxn})
 	if err != nil {
 		return err
 	}
@@ -155,6 +165,12 @@ func (r *run) reportProgress(ctx context.Context) (stop func()) {
 			case <-t.C:
 			}
 			inv, ok := r.stats.invoked.Load(), r.stats.ok.Load()
+			if r.cfg.Workload == WorkloadTxn {
+				r.logf("t=%3.0fs  transactions committed %d, aborted %d, unknown %d; records copied %d, consumed %d  faults: %s",
+					time.Since(start).Seconds(), r.txn.committed.Load(), r.txn.aborted.Load(), r.txn.unknown.Load(),
+					r.txn.copied.Load(), r.stats.consumed.Load(), r.activeFaults())
+				continue
+			}
 			r.logf("t=%3.0fs  produce %5.0f/s invoked, %5.0f/s ok  (total ok %d, unknown %d, consumed %d)  faults: %s",
 				time.Since(start).Seconds(), float64(inv-lastInv)/5, float64(ok-lastOK)/5,
 				ok, r.stats.failed.Load(), r.stats.consumed.Load(), r.activeFaults())
@@ -165,49 +181,68 @@ func (r *run) reportProgress(ctx context.Context) (stop func()) {
 }
 
 // finalRead waits for every partition to have a leader, then records every
-// stored record up to each partition's high watermark.
+// stored record up to each partition's high watermark; the transactional
+// workload reads committed records, of its output topic too.
 func (r *run) finalRead(ctx context.Context) error {
+	if r.cfg.Workload != WorkloadTxn {
+		return r.readAll(ctx, r.cfg.Topic, FinalRead, false)
+	}
+	if err := r.readAll(ctx, r.cfg.Topic, FinalRead, true); err != nil {
+		return err
+	}
+	return r.readAll(ctx, r.outputTopic(), OutputRead, true)
+}
+
+// readAll records every record of topic below the high watermarks as
+// kind. Read committed, transaction markers come too (unrecorded), so the
+// reader knows it reached the end of a partition that ends in one.
+func (r *run) readAll(ctx context.Context, topic string, kind OpKind, committed bool) error {
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
-	if err := r.admin.WaitLeaders(ctx, r.cfg.Topic); err != nil {
-		return fmt.Errorf("leaders: %w", err)
+	if err := r.admin.WaitLeaders(ctx, topic); err != nil {
+		return fmt.Errorf("leaders of %s: %w", topic, err)
 	}
 	var ends map[int32]int64
 	for {
 		var err error
-		if ends, err = r.admin.EndOffsets(ctx, r.cfg.Topic); err == nil {
+		if ends, err = r.admin.EndOffsets(ctx, topic); err == nil {
 			break
 		}
 		if ctx.Err() != nil {
-			return fmt.Errorf("end offsets: %w", err)
+			return fmt.Errorf("end offsets of %s: %w", topic, err)
 		}
 		sleepCtx(ctx, time.Second)
 	}
-	want := int64(0)
+	left := 0 // partitions not read to their end yet
 	for _, e := range ends {
-		want += e
+		if e > 0 {
+			left++
+		}
 	}
-	r.logf("final read: %d records in %d partitions", want, len(ends))
-	c, err := client.NewConsumer(client.ConsumerConfig{Brokers: r.cfg.Target.Brokers(), Topic: r.cfg.Topic,
-		Partitions: r.allPartitions(), ClientID: "quire-chaos-final-read"})
+	r.logf("final read of %s: %d partitions, %v", topic, len(ends), ends)
+	c, err := client.NewConsumer(client.ConsumerConfig{Brokers: r.cfg.Target.Brokers(), Topic: topic,
+		Partitions: r.allPartitions(), ClientID: "quire-chaos-final-read", ReadCommitted: committed, KeepControl: committed})
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	got := map[int32]int64{}
-	var n int64
-	for n < want {
+	for left > 0 {
 		err := c.Poll(ctx, func(rec client.Record) {
-			if rec.Offset >= ends[rec.Partition] {
+			end := ends[rec.Partition]
+			if rec.Offset >= end {
 				return
 			}
-			r.rec.Record(Op{Process: finalReader, Type: OK, Kind: FinalRead, Topic: r.cfg.Topic,
+			if rec.Offset == end-1 {
+				left--
+			}
+			if rec.Control {
+				return
+			}
+			r.rec.Record(Op{Process: finalReader, Type: OK, Kind: kind, Topic: topic,
 				Partition: rec.Partition, Offset: rec.Offset, Value: string(rec.Value)})
-			got[rec.Partition] = rec.Offset + 1
-			n++
 		})
 		if ctx.Err() != nil {
-			return fmt.Errorf("read %d of %d records (%v): %w", n, want, err, errIncomplete)
+			return fmt.Errorf("read %s, %d partitions short of their end (%v): %w", topic, left, err, errIncomplete)
 		}
 	}
 	return nil

@@ -180,20 +180,12 @@ func NewProducer(cfg ProducerConfig) (*Producer, error) {
 	if cfg.BatchMaxBytes > 0 {
 		opts = append(opts, kgo.ProducerBatchMaxBytes(cfg.BatchMaxBytes))
 	}
-	if cfg.ClientID != "" {
-		opts = append(opts, kgo.ClientID(cfg.ClientID))
-	}
-	if cfg.MetadataMinAge > 0 {
-		opts = append(opts, kgo.MetadataMinAge(cfg.MetadataMinAge))
-	}
+	opts = append(opts, commonOpts(cfg.ClientID, cfg.MetadataMinAge, cfg.RequestTimeout)...)
 	if d := cfg.RetryBackoff; d > 0 {
 		opts = append(opts, kgo.RetryBackoffFn(func(int) time.Duration { return d }))
 	}
 	if cfg.DeliveryTimeout > 0 {
 		opts = append(opts, kgo.RecordDeliveryTimeout(cfg.DeliveryTimeout))
-	}
-	if d := cfg.RequestTimeout; d > 0 {
-		opts = append(opts, kgo.ProduceRequestTimeout(d), kgo.RequestTimeoutOverhead(d/2))
 	}
 	codec, ok := cfg.Compression.codec()
 	if !ok {
@@ -232,6 +224,8 @@ type Record struct {
 	Key       []byte
 	Value     []byte
 	Timestamp time.Time
+	// Control marks a transaction marker (see ConsumerConfig.KeepControl).
+	Control bool
 }
 
 // ConsumerConfig picks what a consumer reads: assigned partitions
@@ -257,6 +251,13 @@ type ConsumerConfig struct {
 	// NextGen makes the member speak the next-generation protocol
 	// (KIP-848), where the brokers assign partitions.
 	NextGen bool
+	// ReadCommitted reads only committed transactional records, up to
+	// the last stable offset.
+	ReadCommitted bool
+	// KeepControl hands transaction markers to Poll too (Record.Control),
+	// so a reader can tell it has passed a partition's last offset when a
+	// marker holds it.
+	KeepControl bool
 }
 
 // Consumer reads records by assignment.
@@ -303,6 +304,12 @@ func NewConsumer(cfg ConsumerConfig) (*Consumer, error) {
 	if cfg.ClientID != "" {
 		opts = append(opts, kgo.ClientID(cfg.ClientID))
 	}
+	if cfg.ReadCommitted {
+		opts = append(opts, kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	}
+	if cfg.KeepControl {
+		opts = append(opts, kgo.KeepControlRecords())
+	}
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return nil, err
@@ -320,7 +327,8 @@ func (c *Consumer) Poll(ctx context.Context, each func(Record)) error {
 		errs = append(errs, fmt.Errorf("%s/%d: %w", topic, p, err))
 	})
 	fs.EachRecord(func(r *kgo.Record) {
-		each(Record{Partition: r.Partition, Offset: r.Offset, Key: r.Key, Value: r.Value, Timestamp: r.Timestamp})
+		each(Record{Partition: r.Partition, Offset: r.Offset, Key: r.Key, Value: r.Value, Timestamp: r.Timestamp,
+			Control: r.Attrs.IsControl()})
 	})
 	return errors.Join(errs...)
 }

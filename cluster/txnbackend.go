@@ -34,8 +34,12 @@ func (t txnCluster) NextProducerID(ctx context.Context) (int64, error) {
 }
 
 // rpcTxnMarkers carries a WriteTxnMarkers request (kmsg-encoded, version
-// 1) from a transaction coordinator to the leader of the partitions in it.
-const rpcTxnMarkers = "txn.markers"
+// 2, which says the transaction version) from a transaction coordinator to
+// the leader of the partitions in it.
+const (
+	rpcTxnMarkers  = "txn.markers"
+	markersVersion = 2
+)
 
 // WriteMarker commits m on tp through its leader: this node's replica, or
 // the leader's over the node port. A partition that has no use for the
@@ -51,9 +55,12 @@ func (t txnCluster) WriteMarker(ctx context.Context, tp txn.TopicPartition, m fs
 		return kerr.NotLeaderForPartition
 	}
 	req := kmsg.NewPtrWriteTxnMarkersRequest()
-	req.Version = 1
+	req.Version = markersVersion
 	rm := kmsg.NewWriteTxnMarkersRequestMarker()
 	rm.ProducerID, rm.ProducerEpoch, rm.Committed, rm.CoordinatorEpoch = m.ProducerID, m.Epoch, m.Commit, m.CoordinatorEpoch
+	if m.TV2 {
+		rm.TransactionVersion = 2
+	}
 	rt := kmsg.NewWriteTxnMarkersRequestMarkerTopic()
 	rt.Topic, rt.Partitions = tp.Topic, []int32{tp.Partition}
 	rm.Topics = append(rm.Topics, rt)
@@ -67,7 +74,7 @@ func (t txnCluster) WriteMarker(ctx context.Context, tp txn.TopicPartition, m fs
 			return err
 		}
 		resp = kmsg.NewPtrWriteTxnMarkersResponse()
-		resp.Version = 1
+		resp.Version = markersVersion
 		if err := resp.ReadFrom(out); err != nil {
 			return fmt.Errorf("marker response from %d: %w", leader, err)
 		}
@@ -92,7 +99,7 @@ func (t txnCluster) WriteMarker(ctx context.Context, tp txn.TopicPartition, m fs
 // transaction coordinator on another node sent.
 func (n *Node) handleTxnMarkers(ctx context.Context, _ int32, body []byte) ([]byte, error) {
 	req := kmsg.NewPtrWriteTxnMarkersRequest()
-	req.Version = 1
+	req.Version = markersVersion
 	if err := req.ReadFrom(body); err != nil {
 		return nil, fmt.Errorf("%s: %w", rpcTxnMarkers, err)
 	}

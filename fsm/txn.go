@@ -20,8 +20,15 @@ type Marker struct {
 	// transaction version 2 the coordinator bumps the epoch as the
 	// transaction ends, so the marker fences every batch of the ending
 	// transaction that arrives late.
-	Epoch            int16
-	Commit           bool
+	Epoch  int16
+	Commit bool
+	// TV2 marks a marker of transaction version 2, whose epoch is always
+	// past the epoch its transaction wrote with. A TV2 marker whose epoch
+	// is not past the producer's is late (a duplicate, or a retry that
+	// lost the race with the first attempt): its transaction has ended
+	// here already, and were it applied, it would end the producer's next
+	// transaction half way through.
+	TV2              bool
 	CoordinatorEpoch int32
 	// Timestamp is the control record's time, chosen by the leader that
 	// proposes the marker so every replica writes the same bytes.
@@ -44,24 +51,34 @@ func EncodeMarker(m Marker) []byte {
 	b = append(b, cmdMarker)
 	b = binary.BigEndian.AppendUint64(b, uint64(m.ProducerID))
 	b = binary.BigEndian.AppendUint16(b, uint16(m.Epoch))
-	commit := byte(0)
+	var flags byte
 	if m.Commit {
-		commit = 1
+		flags |= markerCommit
 	}
-	b = append(b, commit)
+	if m.TV2 {
+		flags |= markerTV2
+	}
+	b = append(b, flags)
 	b = binary.BigEndian.AppendUint32(b, uint32(m.CoordinatorEpoch))
 	return binary.BigEndian.AppendUint64(b, uint64(m.Timestamp))
 }
 
+// Marker flag bits.
+const (
+	markerCommit byte = 1 << iota
+	markerTV2
+)
+
 func decodeMarker(data []byte) (Marker, error) {
-	if len(data) != markerSize || data[0] != cmdMarker || data[11] > 1 {
+	if len(data) != markerSize || data[0] != cmdMarker || data[11]&^(markerCommit|markerTV2) != 0 {
 		return Marker{}, fmt.Errorf("%w: marker of %d bytes", errBadCommand, len(data))
 	}
 	be := binary.BigEndian
 	return Marker{
 		ProducerID:       int64(be.Uint64(data[1:])),
 		Epoch:            int16(be.Uint16(data[9:])),
-		Commit:           data[11] == 1,
+		Commit:           data[11]&markerCommit != 0,
+		TV2:              data[11]&markerTV2 != 0,
 		CoordinatorEpoch: int32(be.Uint32(data[12:])),
 		Timestamp:        int64(be.Uint64(data[16:])),
 	}, nil
@@ -131,10 +148,10 @@ func (p *PartitionFSM) HasOpenTxn(pid int64, epoch int16) bool {
 // applyMarker appends m's control batch and ends the producer's open
 // transaction here, if it has one. A marker from an older epoch than the
 // producer's is refused: its transaction was already ended by a newer
-// one.
+// one; so is a TV2 marker that is not newer (see Marker.TV2).
 func (p *PartitionFSM) applyMarker(m Marker, term int32) *MarkerResult {
 	st := p.producers[m.ProducerID]
-	if st != nil && m.Epoch < st.Epoch {
+	if st != nil && (m.Epoch < st.Epoch || (m.TV2 && m.Epoch == st.Epoch)) {
 		return &MarkerResult{Offset: -1, Err: kerr.InvalidProducerEpoch}
 	}
 	base := p.log.NextOffset()

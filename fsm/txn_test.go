@@ -63,7 +63,7 @@ func TestTransactionsOnAPartition(t *testing.T) {
 	step(entry(next(), 1, partition.EncodeTxnBatch(0, -1, -1, -1, []partition.Record{{Value: val(5)}})), 0, kerr.InvalidRecord)
 
 	// Abort with a bumped epoch (transaction version 2).
-	step(markerEntry(next(), Marker{ProducerID: 5, Epoch: 1, Commit: false, CoordinatorEpoch: 2, Timestamp: 9}), 4, nil)
+	step(markerEntry(next(), Marker{ProducerID: 5, Epoch: 1, Commit: false, TV2: true, CoordinatorEpoch: 2, Timestamp: 9}), 4, nil)
 	lso(2) // producer 6's transaction is still open
 	// A late batch of the aborted transaction is fenced by the new epoch,
 	// and so is a marker of the old one.
@@ -97,6 +97,10 @@ func TestTransactionsOnAPartition(t *testing.T) {
 	// and the state survives a restart.
 	step(entry(next(), 1, batchtest.Transactional(0, 1, 5, 1, 0, val(7))), 6, nil)
 	lso(6)
+	// A late copy of the abort's TV2 marker, of the epoch the new
+	// transaction writes with, must not end that transaction.
+	step(markerEntry(next(), Marker{ProducerID: 5, Epoch: 1, Commit: true, TV2: true}), 0, kerr.InvalidProducerEpoch)
+	lso(6)
 	if err := p.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -106,7 +110,7 @@ func TestTransactionsOnAPartition(t *testing.T) {
 	if got := p.AbortedTxns(0, 100); fmt.Sprint(got) != fmt.Sprint(wantAborted) {
 		t.Fatalf("after restart, aborted %v", got)
 	}
-	step(markerEntry(next(), Marker{ProducerID: 5, Epoch: 1, Commit: true, Timestamp: 10}), 7, nil)
+	step(markerEntry(next(), Marker{ProducerID: 5, Epoch: 2, Commit: true, TV2: true, Timestamp: 10}), 7, nil)
 	lso(8)
 }
 

@@ -13,12 +13,14 @@ import (
 	"github.com/quirelog/quire/fsm"
 )
 
-// WriteTxnMarkers v0-1: the transaction coordinator's request to end a
+// WriteTxnMarkers v0-2: the transaction coordinator's request to end a
 // producer's transaction on partitions this broker leads. Each marker is
 // committed through the partition's Raft group as an entry of its own; a
 // marker from an epoch older than the producer's is refused with
-// INVALID_PRODUCER_EPOCH. Partitions are written concurrently.
-func init() { register(kmsg.WriteTxnMarkers, 0, 1, plain(WriteTxnMarkers)) }
+// INVALID_PRODUCER_EPOCH, and so is a marker of transaction version 2
+// (v2's TransactionVersion) whose epoch is not newer. Partitions are
+// written concurrently.
+func init() { register(kmsg.WriteTxnMarkers, 0, 2, plain(WriteTxnMarkers)) }
 
 // WriteTxnMarkers writes the markers of req on the partitions this broker
 // leads; the node also serves it to peer coordinators over the node port.
@@ -30,7 +32,7 @@ func WriteTxnMarkers(ctx context.Context, b Broker, req *kmsg.WriteTxnMarkersReq
 		rm := kmsg.NewWriteTxnMarkersResponseMarker()
 		rm.ProducerID = m.ProducerID
 		marker := fsm.Marker{ProducerID: m.ProducerID, Epoch: m.ProducerEpoch, Commit: m.Committed,
-			CoordinatorEpoch: m.CoordinatorEpoch, Timestamp: now}
+			TV2: m.TransactionVersion >= 2, CoordinatorEpoch: m.CoordinatorEpoch, Timestamp: now}
 		for _, t := range m.Topics {
 			rt := kmsg.NewWriteTxnMarkersResponseMarkerTopic()
 			rt.Topic = t.Topic

@@ -20,7 +20,7 @@ func TestServedVersions(t *testing.T) {
 		kmsg.CreateTopics:           {0, 7},
 		kmsg.DeleteTopics:           {0, 6},
 		kmsg.InitProducerID:         {0, 4},
-		kmsg.WriteTxnMarkers:        {0, 1},
+		kmsg.WriteTxnMarkers:        {0, 2},
 		kmsg.AddPartitionsToTxn:     {0, 4},
 		kmsg.AddOffsetsToTxn:        {0, 3},
 		kmsg.EndTxn:                 {0, 5},

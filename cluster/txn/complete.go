@@ -23,7 +23,8 @@ func (s *shard) complete(m *txnMeta) {
 	m.completing = true
 	st := m.txnState
 	commit := kmsg.TransactionState(st.state) == kmsg.TransactionStatePrepareCommit
-	marker := fsm.Marker{ProducerID: st.pid, Epoch: st.epoch, Commit: commit,
+	pid, epoch := st.markerProducer()
+	marker := fsm.Marker{ProducerID: pid, Epoch: epoch, Commit: commit, TV2: st.tv2,
 		CoordinatorEpoch: s.epoch, Timestamp: s.c.cfg.Now().UnixMilli()}
 	go func() {
 		var wg sync.WaitGroup

@@ -2,6 +2,7 @@ package txn
 
 import (
 	"fmt"
+	"math"
 	"sort"
 	"sync"
 
@@ -38,6 +39,18 @@ type txnMeta struct {
 	// completing is set while a goroutine writes the markers of a
 	// decided commit or abort.
 	completing bool
+}
+
+// markerProducer is the producer id and epoch the markers of a decided
+// transaction are written with: the state's own, except after a
+// transaction version 2 end that ran out of epochs. Then the producer
+// already holds a new id at epoch 0, and the markers close the old id's
+// transaction with the one epoch past any it wrote with.
+func (t *txnState) markerProducer() (int64, int16) {
+	if t.tv2 && t.epoch == 0 && t.prevPID >= 0 && t.state.preparing() {
+		return t.prevPID, math.MaxInt16
+	}
+	return t.pid, t.epoch
 }
 
 // has reports whether the transaction holds tp.

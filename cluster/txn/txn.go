@@ -99,10 +99,36 @@ func (c *Coordinator) InitProducerID(ctx context.Context, id string, timeoutMs i
 // fenceEpoch is the epoch an abort that fences the producer writes its
 // markers with: one more, unless that would overflow.
 func fenceEpoch(e int16) int16 {
-	if e >= math.MaxInt16-1 {
+	if e == math.MaxInt16 {
 		return e
 	}
 	return e + 1
+}
+
+// bumpForEnd moves next to the epoch a transaction version 2 end gives
+// the producer. Where the epochs run out, the producer moves to a new
+// producer id at epoch 0 and the old one goes to prevPID; the markers
+// still close the old id's transaction (see markerProducer).
+func (c *Coordinator) bumpForEnd(ctx context.Context, next *txnState) error {
+	if next.epoch < math.MaxInt16-1 {
+		next.epoch++
+		return nil
+	}
+	newPID, err := c.cluster.NextProducerID(ctx)
+	if err != nil {
+		return err
+	}
+	next.prevPID, next.pid, next.epoch = next.pid, newPID, 0
+	return nil
+}
+
+// retriedEnd reports whether an EndTxn from pid and epoch is a retry of
+// the transaction version 2 end that moved m to its current epoch.
+func retriedEnd(m *txnMeta, pid int64, epoch int16) bool {
+	if pid == m.pid && epoch == m.epoch-1 {
+		return true
+	}
+	return m.epoch == 0 && pid == m.prevPID && pid >= 0 && epoch >= math.MaxInt16-1
 }
 
 // checkProducer applies the rules every transactional request shares:
@@ -205,7 +231,7 @@ func (c *Coordinator) EndTxn(ctx context.Context, id string, pid int64, epoch in
 		prepare, done = kmsg.TransactionStatePrepareCommit, kmsg.TransactionStateCompleteCommit
 	}
 	state := kmsg.TransactionState(m.state)
-	if tv2 && pid == m.pid && epoch == m.epoch-1 && (state == prepare || state == done) {
+	if tv2 && retriedEnd(m, pid, epoch) && (state == prepare || state == done) {
 		return m.pid, m.epoch, nil // a retry of the request that bumped the epoch
 	}
 	if err := checkProducer(m, pid, epoch); err != nil {
@@ -217,7 +243,9 @@ func (c *Coordinator) EndTxn(ctx context.Context, id string, pid int64, epoch in
 	case state == kmsg.TransactionStateOngoing:
 		next.state = stateOf(prepare)
 		if tv2 {
-			next.epoch = fenceEpoch(m.epoch)
+			if err := c.bumpForEnd(ctx, &next); err != nil {
+				return -1, -1, err
+			}
 		}
 		if err := s.write(ctx, next); err != nil {
 			return -1, -1, err
@@ -228,7 +256,9 @@ func (c *Coordinator) EndTxn(ctx context.Context, id string, pid int64, epoch in
 	case tv2 && !commit:
 		// Transaction version 2 lets a producer abort with nothing under
 		// way; the epoch moves on all the same.
-		next.epoch = fenceEpoch(m.epoch)
+		if err := c.bumpForEnd(ctx, &next); err != nil {
+			return -1, -1, err
+		}
 		next.state, next.parts, next.start = stateOf(done), nil, -1
 		if err := s.write(ctx, next); err != nil {
 			return -1, -1, err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"testing"
 	"time"
@@ -245,6 +246,48 @@ func TestTransactionVersion2BumpsEveryEnd(t *testing.T) {
 	}
 	if _, err := c.AddPartitions(ctx(t), "tx", pid, e1, tps(0)); !errors.Is(err, kerr.ProducerFenced) {
 		t.Fatalf("the previous epoch adds a partition: %v", err)
+	}
+}
+
+// TestTransactionVersion2RunsOutOfEpochs: the end that would take the
+// epoch past its range hands the producer a new id at epoch 0, and the
+// markers close the old id's transaction with an epoch past its last.
+func TestTransactionVersion2RunsOutOfEpochs(t *testing.T) {
+	c, f, _ := newTest(t)
+	pid, _, _ := c.InitProducerID(ctx(t), "tx", 60000, -1, -1)
+	s, err := c.shardFor(ctx(t), "tx")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := s.get("tx")
+	m.mu.Lock()
+	m.epoch = math.MaxInt16 - 1 // thirty thousand transactions later
+	m.mu.Unlock()
+	last := int16(math.MaxInt16 - 1)
+	addParts(t, c, "tx", pid, last, 0)
+	p1, e1, err := c.EndTxn(ctx(t), "tx", pid, last, true, true)
+	if err != nil || p1 == pid || e1 != 0 {
+		t.Fatalf("end at the last epoch: producer %d epoch %d, %v; want a new producer id at epoch 0", p1, e1, err)
+	}
+	if p, e, err := c.EndTxn(ctx(t), "tx", pid, last, true, true); err != nil || p != p1 || e != 0 {
+		t.Fatalf("retried end: %d %d %v", p, e, err)
+	}
+	state(t, c, "tx", kmsg.TransactionStateCompleteCommit)
+	if got := markersFor(f, pid); got != fmt.Sprintf("[t-0:commit@%d]", math.MaxInt16) {
+		t.Fatalf("markers of the old id %s", got)
+	}
+	for _, s := range f.sent() {
+		if !s.m.TV2 {
+			t.Fatalf("marker %+v does not say transaction version 2", s.m)
+		}
+	}
+	addParts(t, c, "tx", p1, 0, 1)
+	if _, e, err := c.EndTxn(ctx(t), "tx", p1, 0, false, true); err != nil || e != 1 {
+		t.Fatalf("the new id's first end: epoch %d, %v", e, err)
+	}
+	state(t, c, "tx", kmsg.TransactionStateCompleteAbort)
+	if got := markersFor(f, p1); got != "[t-1:abort@1]" {
+		t.Fatalf("markers of the new id %s", got)
 	}
 }
 

@@ -106,16 +106,24 @@ func (t *processTarget) signal(id int32, sig syscall.Signal) error {
 // node cannot be reached, and starts again with no faults anyway.
 func (t *processTarget) SetFaults(ctx context.Context, rules []node.Rule) error {
 	if t.lab != nil {
-		if err := t.lab.setRules(rules); err != nil {
-			return err
-		}
-		var delays []node.Rule
+		// Packet filters cannot tell one RPC method from another: method
+		// rules stay with the hooks, as do delays.
+		var packets, hooks []node.Rule
 		for _, r := range rules {
-			if r.DelayMS > 0 {
-				delays = append(delays, node.Rule{From: r.From, To: r.To, DelayMS: r.DelayMS})
+			switch {
+			case r.Method != "":
+				hooks = append(hooks, r)
+			case r.DelayMS > 0:
+				hooks = append(hooks, node.Rule{From: r.From, To: r.To, DelayMS: r.DelayMS})
+				packets = append(packets, r)
+			default:
+				packets = append(packets, r)
 			}
 		}
-		rules = delays
+		if err := t.lab.setRules(packets); err != nil {
+			return err
+		}
+		rules = hooks
 	}
 	running := chaos.AdminEndpoints{}
 	t.mu.Lock()

@@ -109,6 +109,46 @@ func TestChaosShortPass(t *testing.T) {
 	}
 }
 
+// TestChaosTxnShortPass is the short pass of the transactional workload:
+// transactional producers, read_committed consumers and an exactly-once
+// copier under kill -9 and under delayed, duplicated transaction RPCs
+// between brokers, with every checker required to find nothing.
+func TestChaosTxnShortPass(t *testing.T) {
+	if testing.Short() {
+		t.Skip("chaos pass")
+	}
+	out := t.TempDir()
+	stdout, _ := runChaosCmd(t, "--workload", "txn", "--scenario", "kill,txn-rpc",
+		"--duration", "20s", "--seed", "77", "--out", out, "--fault-min", "3s", "--fault-max", "6s")
+	for _, s := range []string{"| kill | 77 |", "| txn-rpc | 78 |", "txn-torn", "txn-copy"} {
+		if !strings.Contains(stdout, s) {
+			t.Errorf("summary lacks %q", s)
+		}
+	}
+	history, err := os.ReadFile(filepath.Join(out, "txn-rpc", "history.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ops, err := chaos.ReadHistory(bytes.NewReader(history))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var commits, aborts, copied int
+	for _, op := range ops {
+		switch {
+		case op.Kind == chaos.TxnEnd && op.Type == chaos.OK && op.Value == "commit":
+			commits++
+		case op.Kind == chaos.TxnEnd && op.Type == chaos.OK && op.Value == "abort":
+			aborts++
+		case op.Kind == chaos.OutputRead:
+			copied++
+		}
+	}
+	if commits == 0 || aborts == 0 || copied == 0 {
+		t.Errorf("txn-rpc history has %d commits, %d aborts and %d copied records; want some of each", commits, aborts, copied)
+	}
+}
+
 // TestChaosAgainstExistingCluster attacks a cluster the runner did not
 // start, as an operator would: only network scenarios can run (through
 // /debug/faults), process and disk scenarios are skipped, and replica

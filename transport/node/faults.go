@@ -4,6 +4,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 )
@@ -23,12 +24,24 @@ type Faults struct {
 	blocked map[route]bool
 	delay   map[route]time.Duration
 	loss    map[route]float64
+	rpc     map[route]rpcFault
 	subs    map[int]func(from, to int32)
 	nextSub int
 }
 
 // route is one direction of traffic between two nodes.
 type route struct{ from, to int32 }
+
+// rpcFault hits the RPC calls on a route whose method starts with prefix:
+// each waits delay before it is sent, and with duplicate a second copy of
+// the request follows the first, another delay later, as a retransmission
+// that arrives late would. It tests how handlers take requests that come
+// late or twice, which no stream-level fault can single out.
+type rpcFault struct {
+	prefix    string
+	delay     time.Duration
+	duplicate bool
+}
 
 // NewFaults returns an empty Faults; the zero value works equally well.
 func NewFaults() *Faults { return &Faults{} }
@@ -95,12 +108,18 @@ func (f *Faults) Heal() { f.SetRules(nil) }
 
 // Rule is one direction's faults in a form that travels as JSON, so a
 // chaos runner can set the faults of a node in another process.
+//
+// A rule with Method hits only RPC calls whose method starts with it:
+// DelayMS delays each such call and Duplicate sends it twice (see
+// rpcFault); Drop and Loss do not apply to it.
 type Rule struct {
-	From    int32   `json:"from"`
-	To      int32   `json:"to"`
-	Drop    bool    `json:"drop,omitempty"`
-	DelayMS int64   `json:"delay_ms,omitempty"`
-	Loss    float64 `json:"loss,omitempty"`
+	From      int32   `json:"from"`
+	To        int32   `json:"to"`
+	Drop      bool    `json:"drop,omitempty"`
+	DelayMS   int64   `json:"delay_ms,omitempty"`
+	Loss      float64 `json:"loss,omitempty"`
+	Method    string  `json:"method,omitempty"`
+	Duplicate bool    `json:"duplicate,omitempty"`
 }
 
 // Rules returns every active rule, ordered by route.
@@ -123,15 +142,21 @@ func (f *Faults) Rules() []Rule {
 	for r, p := range f.loss {
 		get(r).Loss = p
 	}
-	out := make([]Rule, 0, len(byRoute))
+	out := make([]Rule, 0, len(byRoute)+len(f.rpc))
 	for _, r := range byRoute {
 		out = append(out, *r)
+	}
+	for r, rf := range f.rpc {
+		out = append(out, Rule{From: r.from, To: r.to, Method: rf.prefix, DelayMS: rf.delay.Milliseconds(), Duplicate: rf.duplicate})
 	}
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].From != out[j].From {
 			return out[i].From < out[j].From
 		}
-		return out[i].To < out[j].To
+		if out[i].To != out[j].To {
+			return out[i].To < out[j].To
+		}
+		return out[i].Method < out[j].Method
 	})
 	return out
 }
@@ -141,9 +166,16 @@ func (f *Faults) Rules() []Rule {
 func (f *Faults) SetRules(rules []Rule) {
 	f.mu.Lock()
 	old := f.blocked
-	f.blocked, f.delay, f.loss = nil, nil, nil
+	f.blocked, f.delay, f.loss, f.rpc = nil, nil, nil, nil
 	for _, r := range rules {
 		rt := route{r.From, r.To}
+		if r.Method != "" {
+			if f.rpc == nil {
+				f.rpc = make(map[route]rpcFault)
+			}
+			f.rpc[rt] = rpcFault{prefix: r.Method, delay: time.Duration(r.DelayMS) * time.Millisecond, duplicate: r.Duplicate}
+			continue
+		}
 		if r.Drop {
 			if f.blocked == nil {
 				f.blocked = make(map[route]bool)
@@ -212,6 +244,21 @@ func (f *Faults) WriteDelay(from, to int32) time.Duration {
 		d += LossStall
 	}
 	return d
+}
+
+// RPCFault returns how long an RPC call of method from -> to waits before
+// it is sent, and whether a late copy of it follows.
+func (f *Faults) RPCFault(from, to int32, method string) (time.Duration, bool) {
+	if f == nil {
+		return 0, false
+	}
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	rf, ok := f.rpc[route{from, to}]
+	if !ok || !strings.HasPrefix(method, rf.prefix) {
+		return 0, false
+	}
+	return rf.delay, rf.duplicate
 }
 
 // Drops reports whether one datagram from -> to is lost: always while the

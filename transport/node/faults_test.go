@@ -231,3 +231,49 @@ func TestFaultRules(t *testing.T) {
 		t.Error("Heal left faults behind")
 	}
 }
+
+// TestFaultsRPCDelayAndDuplicate: a method rule delays only the calls of
+// its methods, and a duplicating one makes the handler run twice, the
+// copy arriving after the answer; other methods and routes are untouched.
+func TestFaultsRPCDelayAndDuplicate(t *testing.T) {
+	faults := NewFaults()
+	c := newTestCluster(t, 2, faults)
+	var txnCalls, otherCalls atomic.Int32
+	c.nodes[2].Handle("txn.end", func(ctx context.Context, from int32, req []byte) ([]byte, error) {
+		txnCalls.Add(1)
+		return req, nil
+	})
+	c.nodes[2].Handle("other", func(ctx context.Context, from int32, req []byte) ([]byte, error) {
+		otherCalls.Add(1)
+		return req, nil
+	})
+	faults.SetRules([]Rule{{From: 1, To: 2, Method: "txn.", DelayMS: 200, Duplicate: true}})
+	if got := faults.Rules(); len(got) != 1 || got[0].Method != "txn." || !got[0].Duplicate || got[0].DelayMS != 200 {
+		t.Fatalf("Rules() = %+v", got)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	start := time.Now()
+	if _, err := c.nodes[1].Call(ctx, 2, "txn.end", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d < 200*time.Millisecond {
+		t.Errorf("txn call took %v, want at least the 200ms delay", d)
+	}
+	if n := txnCalls.Load(); n != 1 {
+		t.Errorf("the copy arrived with the call: %d calls at the answer", n)
+	}
+	eventually(t, "the late copy to arrive", func() bool { return txnCalls.Load() == 2 })
+	for _, call := range []struct {
+		from, to int32
+		method   string
+	}{{1, 2, "other"}, {2, 2, "txn.end"}} {
+		if _, err := c.nodes[call.from].Call(ctx, call.to, call.method, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(time.Second)
+	if txnCalls.Load() != 3 || otherCalls.Load() != 1 {
+		t.Errorf("calls off the rule were duplicated: txn %d (want 3), other %d (want 1)", txnCalls.Load(), otherCalls.Load())
+	}
+}

@@ -59,6 +59,30 @@ func (t *Transport) Call(ctx context.Context, to int32, method string, req []byt
 		// better look for another node (a new leader) now.
 		return nil, fmt.Errorf("call %s on node %d: %w", method, to, ErrPeerDown)
 	}
+	if delay, dup := t.faults.RPCFault(t.id, to, method); delay > 0 || dup {
+		if dup {
+			go t.lateCopy(to, method, req, 2*delay)
+		}
+		if !t.sleep(delay) {
+			return nil, fmt.Errorf("call %s on node %d: %w", method, to, ErrClosed)
+		}
+	}
+	return t.call(ctx, to, method, req)
+}
+
+// lateCopy sends a second copy of a call after delay, for an RPC fault
+// that duplicates; its answer goes nowhere, as a retransmission's would.
+func (t *Transport) lateCopy(to int32, method string, req []byte, delay time.Duration) {
+	if !t.sleep(delay) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(t.ctx, 10*time.Second)
+	defer cancel()
+	_, _ = t.call(ctx, to, method, req)
+}
+
+// call is Call past the checks and faults.
+func (t *Transport) call(ctx context.Context, to int32, method string, req []byte) ([]byte, error) {
 	c, err := t.openStream(ctx, to, kindRPC, method, encodeRequest(ctx, req))
 	if err != nil {
 		return nil, fmt.Errorf("call %s on node %d: %w", method, to, err)
