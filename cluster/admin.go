@@ -14,8 +14,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-
-	"github.com/quirelog/quire/transport/node"
 )
 
 // adminServer serves Prometheus metrics, health checks and pprof.
@@ -46,6 +44,7 @@ func startAdmin(n *Node) (*adminServer, error) {
 	mux.HandleFunc("/v1/transactions", n.serveTransactions)
 	if n.cfg.FaultInjection {
 		mux.HandleFunc("/debug/faults", n.serveFaults)
+		mux.HandleFunc("/debug/faults/kafka", n.serveKafkaFaults)
 	}
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
@@ -132,24 +131,36 @@ func (n *Node) servePartitions(w http.ResponseWriter, _ *http.Request) {
 // node acts on the rules whose "from" is itself and drops gossip from
 // blocked peers.
 func (n *Node) serveFaults(w http.ResponseWriter, r *http.Request) {
+	serveRules(w, r, n, "network faults", n.cfg.Faults.SetRules, n.cfg.Faults.Rules)
+}
+
+// serveKafkaFaults reads and replaces the Kafka listener's faults:
+// responses of chosen APIs lost, their connection closed instead.
+func (n *Node) serveKafkaFaults(w http.ResponseWriter, r *http.Request) {
+	serveRules(w, r, n, "Kafka listener faults", n.cfg.Kafka.Faults.Set, n.cfg.Kafka.Faults.Rules)
+}
+
+// serveRules answers GET with the rules in force and takes a new list
+// with PUT or POST.
+func serveRules[T any](w http.ResponseWriter, r *http.Request, n *Node, what string, set func([]T), get func() []T) {
 	switch r.Method {
 	case http.MethodGet:
 	case http.MethodPut, http.MethodPost:
-		var rules []node.Rule
+		var rules []T
 		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&rules); err != nil {
-			http.Error(w, "bad fault rules: "+err.Error(), http.StatusBadRequest)
+			http.Error(w, "bad "+what+": "+err.Error(), http.StatusBadRequest)
 			return
 		}
-		n.cfg.Faults.SetRules(rules)
-		n.logger.Warn("network faults set by /debug/faults", "rules", len(rules))
+		set(rules)
+		n.logger.Warn(what+" set through the admin API", "rules", len(rules))
 	default:
 		http.Error(w, "use GET, PUT or POST", http.StatusMethodNotAllowed)
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
-	json.NewEncoder(w).Encode(n.cfg.Faults.Rules())
+	json.NewEncoder(w).Encode(get())
 }
 
 func (a *adminServer) close() error {

@@ -148,6 +148,9 @@ func (n *Node) start() error {
 	var err error
 	// The Kafka listener binds first (requests wait for readiness on
 	// their own), so the advertised addresses are known before gossip.
+	if n.cfg.FaultInjection && n.cfg.Kafka.Faults == nil {
+		n.cfg.Kafka.Faults = kafka.NewFaults()
+	}
 	n.kafka, err = kafka.Listen(n.cfg.Kafka, kafkaapi.New(kafkaBroker{n}), n.logger, n.reg)
 	if err != nil {
 		return err

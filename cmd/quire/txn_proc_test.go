@@ -550,9 +550,11 @@ func TestTxnCoordinatorKilledBeforeMarkers(t *testing.T) {
 	}
 }
 
-func putFaults(t *testing.T, b *broker, rules []byte) {
+func putFaults(t *testing.T, b *broker, rules []byte) { putAdmin(t, b, "/debug/faults", rules) }
+
+func putAdmin(t *testing.T, b *broker, path string, rules []byte) {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodPut, "http://"+b.adminAddr+"/debug/faults", bytes.NewReader(rules))
+	req, err := http.NewRequest(http.MethodPut, "http://"+b.adminAddr+path, bytes.NewReader(rules))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -562,6 +564,6 @@ func putFaults(t *testing.T, b *broker, rules []byte) {
 	}
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("PUT /debug/faults on node %d: %s", b.id, resp.Status)
+		t.Fatalf("PUT %s on node %d: %s", path, b.id, resp.Status)
 	}
 }

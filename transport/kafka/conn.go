@@ -201,6 +201,14 @@ func (s *Server) writeLoop(nc net.Conn, queue <-chan *inflight, cancel context.C
 		if failed || f.resp == nil {
 			continue
 		}
+		if s.cfg.Faults.dropResponse(f.api) {
+			s.metrics.faultDrops.WithLabelValues(f.api).Inc()
+			bw.Flush()
+			failed = true
+			cancel()
+			nc.Close()
+			continue
+		}
 		buf = encodeResponse(buf[:0], f)
 		nc.SetWriteDeadline(time.Now().Add(s.cfg.IdleTimeout))
 		_, err := bw.Write(buf)

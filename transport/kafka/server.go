@@ -54,6 +54,8 @@ type Config struct {
 	// answered, over all connections (queued.max.request.bytes); readers
 	// stop reading while it is reached. Default 128 MiB.
 	MaxQueuedBytes int64
+	// Faults loses responses on purpose (fault injection); nil for none.
+	Faults *Faults
 }
 
 // DefaultConfig returns the listener defaults.
@@ -185,6 +187,8 @@ type metrics struct {
 	duration    *prometheus.HistogramVec
 	badRequests *prometheus.CounterVec
 	conns       prometheus.Gauge
+	// faultDrops counts responses that fault injection lost.
+	faultDrops *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer, queued *budget) *metrics {
@@ -211,5 +215,9 @@ func newMetrics(reg prometheus.Registerer, queued *budget) *metrics {
 			Name: "quire_kafka_connections",
 			Help: "Open Kafka client connections.",
 		}),
+		faultDrops: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "quire_kafka_fault_dropped_responses_total",
+			Help: "Responses not sent, their connection closed instead, by fault injection, by API.",
+		}, []string{"api"}),
 	}
 }
