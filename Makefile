@@ -43,6 +43,7 @@ bench: build
 	./$(BIN) bench --duration $(BENCHTIME) --nodes 3 --partitions 1 --producers 1 --sizes 100 --rate 150000
 	./$(BIN) bench scale --nodes 3 --partitions 100,1000,10000 --settle 60s --idle-window 60s
 	./$(BIN) bench failover --rounds 20
+	./$(BIN) bench txn --duration 20s
 
 # Every chaos scenario against a fresh local 3-node cluster, CHAOSTIME each,
 # then kill and partition faults on a 1,000-partition topic

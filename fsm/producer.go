@@ -71,7 +71,15 @@ func checkSequence(st *producerState, h partition.BatchHeader) seqCheck {
 			return seqCheck{duplicate: true, dupOffset: b.BaseOffset}
 		}
 	}
-	if n := len(st.Batches); n > 0 && h.BaseSequence != addSeq(st.Batches[n-1].LastSeq, 1) {
+	if n := len(st.Batches); n == 0 && h.BaseSequence != 0 {
+		// The epoch is known but no sequence of it: only a marker (or a
+		// coordinator's write) has been appended in it, as after every
+		// end of a transaction of version 2, whose marker carries the
+		// epoch the next transaction writes with. Its first batch is
+		// sequence 0; a later one must not pass it (when the first was
+		// refused, say by its transaction check), as Kafka rules too.
+		return seqCheck{err: kerr.OutOfOrderSequenceNumber}
+	} else if n > 0 && h.BaseSequence != addSeq(st.Batches[n-1].LastSeq, 1) {
 		return seqCheck{err: kerr.OutOfOrderSequenceNumber}
 	}
 	return seqCheck{}

@@ -94,7 +94,9 @@ func TestTransactionsOnAPartition(t *testing.T) {
 	}
 
 	// The next transaction of producer 5 starts at sequence 0 of epoch 1,
-	// and the state survives a restart.
+	// the marker's epoch: a later sequence may not come first. The state
+	// survives a restart.
+	step(entry(next(), 1, batchtest.Transactional(0, 1, 5, 1, 1, val(7))), 0, kerr.OutOfOrderSequenceNumber)
 	step(entry(next(), 1, batchtest.Transactional(0, 1, 5, 1, 0, val(7))), 6, nil)
 	lso(6)
 	// A late copy of the abort's TV2 marker, of the epoch the new

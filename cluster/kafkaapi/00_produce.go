@@ -131,7 +131,7 @@ func verifyTxn(ctx context.Context, b Broker, txnID *string, add bool, wp Writab
 		if txnID == nil {
 			return kerr.InvalidTxnState
 		}
-		if err := b.VerifyTxn(ctx, *txnID, h.ProducerID, h.ProducerEpoch, topic, part, add); err != nil {
+		if err := verifyWaiting(ctx, b, *txnID, h.ProducerID, h.ProducerEpoch, topic, part, add); err != nil {
 			if kafkaerr.Code(err) == kerr.ProducerFenced.Code {
 				return kerr.InvalidProducerEpoch
 			}
@@ -140,6 +140,36 @@ func verifyTxn(ctx context.Context, b Broker, txnID *string, add bool, wp Writab
 		return nil // the rest of the request's batches continue it
 	}
 	return nil
+}
+
+// Verification answered CONCURRENT_TRANSACTIONS is retried here, for up
+// to verifyPatience, backing off from verifyBackoff: the coordinator is
+// writing the markers of the producer's previous transaction, a matter of
+// milliseconds, and a producer of transaction version 2 starts its next
+// transaction at once. Answered to the client, franz-go waits for a
+// metadata refresh before it retries, seconds per transaction (Kafka's
+// brokers retry too: add.partitions.to.txn.retry.backoff.ms).
+const (
+	verifyBackoff    = 5 * time.Millisecond
+	verifyPatience   = time.Second
+	verifyMaxBackoff = 100 * time.Millisecond
+)
+
+func verifyWaiting(ctx context.Context, b Broker, id string, pid int64, epoch int16, topic string, part int32, add bool) error {
+	deadline := time.Now().Add(verifyPatience)
+	for backoff := verifyBackoff; ; backoff = min(2*backoff, verifyMaxBackoff) {
+		err := b.VerifyTxn(ctx, id, pid, epoch, topic, part, add)
+		if kafkaerr.Code(err) != kerr.ConcurrentTransactions.Code || time.Now().Add(backoff).After(deadline) {
+			return err
+		}
+		t := time.NewTimer(backoff)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		}
+	}
 }
 
 // hintLeaders names the current leader of every partition refused with

@@ -90,6 +90,7 @@ codec saved. --same-value brings back the old bench's single reused value.`,
 	cmd.AddCommand(benchScaleCmd())
 	cmd.AddCommand(benchFailoverCmd())
 	cmd.AddCommand(benchGroupsCmd())
+	cmd.AddCommand(benchTxnCmd())
 	return cmd
 }
 
