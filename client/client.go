@@ -403,6 +403,36 @@ func (a *Admin) WaitLeaders(ctx context.Context, topic string) error {
 	}
 }
 
+// WaitPreferredLeaders polls Metadata until every partition of topic is
+// led by its preferred replica, the first of its replicas: where a new
+// topic's leaderships settle a few seconds after creation. Measurements
+// start there, so no leadership moves under them.
+func (a *Admin) WaitPreferredLeaders(ctx context.Context, topic string) error {
+	for {
+		md, err := a.adm.Metadata(ctx, topic)
+		if err == nil {
+			td, ok := md.Topics[topic]
+			if ok && td.Err == nil && len(td.Partitions) > 0 && allLed(td) && allPreferred(td) {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("topic %s: not every partition led by its preferred replica: %w", topic, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func allPreferred(td kadm.TopicDetail) bool {
+	for _, p := range td.Partitions {
+		if len(p.Replicas) == 0 || p.Leader != p.Replicas[0] {
+			return false
+		}
+	}
+	return true
+}
+
 func allLed(td kadm.TopicDetail) bool {
 	for _, p := range td.Partitions {
 		if p.Err != nil || p.Leader < 0 {

@@ -110,7 +110,7 @@ func runBenchTxn(ctx context.Context, o txnBenchOpts, out, progress io.Writer) e
 	defer adm.Close()
 	rf := int16(min(3, len(brokers)))
 	fmt.Fprintf(out, "command: `%s` (build %s)\n\n", commandLine(), buildRevision())
-	fmt.Fprintf(out, "Machine: %d CPUs, %s/%s. Brokers: %d, replication factor %d, %d partitions, %d B records (a different random value each), one franz-go producer with default settings (acks=all, idempotent, snappy, linger 10ms), %v per case, as fast as acknowledged; one read_committed consumer.\n\n",
+	fmt.Fprintf(out, "Machine: %d CPUs, %s/%s. Brokers: %d, replication factor %d, %d partitions, %d B records (a different random value each), one franz-go producer with default settings (acks=all, idempotent, snappy, linger 10ms), %v per case; a read_committed consumer reads each topic back (after the produce phase when measuring throughput, meanwhile when measuring latency).\n\n",
 		runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, len(brokers), rf, o.partitions, o.size, o.duration)
 	cases := append([]time.Duration{0}, intervals...)
 	fmt.Fprintf(out, "As fast as acknowledged:\n\n")
@@ -171,6 +171,12 @@ func benchTxnTopic(ctx context.Context, adm *client.Admin, brokers []string, rf 
 		adm.DeleteTopic(dctx, topic)
 		cancel()
 	}()
+	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	err := adm.WaitPreferredLeaders(wctx, topic)
+	cancel()
+	if err != nil {
+		return txnCaseResult{}, err
+	}
 	r, err := benchTxnCase(ctx, brokers, topic, o, interval, rate, progress)
 	if err != nil {
 		return r, fmt.Errorf("%s: %w", r.name, err)
@@ -199,9 +205,15 @@ func benchTxnCase(ctx context.Context, brokers []string, topic string, o txnBenc
 		return r, err
 	}
 	defer prod.Close()
-	cons, err := startE2EConsumer(brokers, topic)
-	if err != nil {
-		return r, err
+	// Measuring latency, the consumer reads as the producer writes;
+	// measuring throughput, it reads afterwards, checking every record is
+	// there without taking CPU from the producer and brokers.
+	var cons *e2eConsumer
+	if rate > 0 {
+		if cons, err = startE2EConsumer(brokers, topic); err != nil {
+			return r, err
+		}
+		defer cons.stop()
 	}
 	var acked atomic.Int64
 	var failed atomic.Int64
@@ -215,7 +227,12 @@ func benchTxnCase(ctx context.Context, brokers []string, topic string, o txnBenc
 		}
 		acked.Add(1)
 	}
-	stopProgress := benchTicker(progress, r.name, func() (int64, int64) { return acked.Load(), cons.got.Load() })
+	stopProgress := benchTicker(progress, r.name, func() (int64, int64) {
+		if cons == nil {
+			return acked.Load(), 0
+		}
+		return acked.Load(), cons.got.Load()
+	})
 	start := time.Now()
 	end := start.Add(o.duration)
 	pace := newPacer(rate)
@@ -263,12 +280,18 @@ func benchTxnCase(ctx context.Context, brokers []string, topic string, o txnBenc
 		}
 	}
 	r.elapsed = time.Since(start)
+	stopProgress()
+	if cons == nil {
+		if cons, err = startE2EConsumer(brokers, topic); err != nil {
+			return r, err
+		}
+		defer cons.stop()
+	}
 	// The consumer catches up on what was committed, then stops.
 	deadline := time.Now().Add(60 * time.Second)
 	for cons.got.Load() < r.records && time.Now().Before(deadline) && ctx.Err() == nil {
 		time.Sleep(100 * time.Millisecond)
 	}
-	stopProgress()
 	r.e2e = cons.stop()
 	slices.Sort(r.commitLat)
 	if got := cons.got.Load(); got < r.records {
@@ -286,6 +309,7 @@ type e2eConsumer struct {
 	lat    []time.Duration
 	cancel context.CancelFunc
 	done   chan struct{}
+	once   sync.Once
 }
 
 func startE2EConsumer(brokers []string, topic string) (*e2eConsumer, error) {
@@ -310,12 +334,15 @@ func startE2EConsumer(brokers []string, topic string) (*e2eConsumer, error) {
 	return c, nil
 }
 
-// stop ends the consumer and returns its latencies, sorted.
+// stop ends the consumer (once; later calls wait for the first) and
+// returns its latencies, sorted.
 func (c *e2eConsumer) stop() []time.Duration {
-	c.cancel()
-	<-c.done
-	c.cl.Close()
-	slices.Sort(c.lat)
+	c.once.Do(func() {
+		c.cancel()
+		<-c.done
+		c.cl.Close()
+		slices.Sort(c.lat)
+	})
 	return c.lat
 }
 
