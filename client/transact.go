@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -25,6 +26,11 @@ type TxnProducerConfig struct {
 // TxnProducer writes records inside transactions: Begin, Produce, End.
 type TxnProducer struct {
 	cl *kgo.Client
+	// failed counts the current transaction's records that failed: such
+	// a transaction can only be aborted. franz-go's EndTransaction does
+	// not know of them, and commits nothing at all, answering success,
+	// when no record of the transaction reached a partition.
+	failed atomic.Int64
 }
 
 // NewTxnProducer connects a transactional producer. Its producer id is
@@ -72,13 +78,21 @@ func commonOpts(clientID string, metadataMinAge, requestTimeout time.Duration) [
 }
 
 // Begin starts a transaction.
-func (p *TxnProducer) Begin() error { return p.cl.BeginTransaction() }
+func (p *TxnProducer) Begin() error {
+	p.failed.Store(0)
+	return p.cl.BeginTransaction()
+}
 
 // Produce queues one record of the transaction; done runs once it is
 // written (not yet committed) or failed.
 func (p *TxnProducer) Produce(ctx context.Context, topic string, partition int32, value []byte, done func(offset int64, err error)) {
 	r := &kgo.Record{Topic: topic, Partition: partition, Value: value}
-	p.cl.Produce(ctx, r, func(r *kgo.Record, err error) { done(r.Offset, err) })
+	p.cl.Produce(ctx, r, func(r *kgo.Record, err error) {
+		if err != nil {
+			p.failed.Add(1)
+		}
+		done(r.Offset, err)
+	})
 }
 
 // End flushes the transaction's records and commits it, or aborts it when
@@ -88,7 +102,7 @@ func (p *TxnProducer) Produce(ctx context.Context, topic string, partition int32
 func (p *TxnProducer) End(ctx context.Context, commit bool) (committed bool, err error) {
 	ferr := p.cl.Flush(ctx)
 	how := kgo.TryCommit
-	if !commit || ferr != nil {
+	if !commit || ferr != nil || p.failed.Load() > 0 {
 		how = kgo.TryAbort
 		if err := p.cl.AbortBufferedRecords(ctx); err != nil {
 			return false, err
