@@ -213,7 +213,7 @@ func Run(ctx context.Context, cfg Config) (*Outcome, error) {
 	group.Wait()
 	switch {
 	case cfg.Workload == WorkloadTxn:
-		r.recordCommits(ctx, r.copierGroup(), map[int32]int64{})
+		r.recordStableCommits(ctx, r.copierGroup())
 	case cfg.GroupMembers > 0:
 		// The members commit as they leave.
 		r.recordCommits(ctx, r.groupName(), map[int32]int64{})

@@ -199,3 +199,26 @@ func (r *run) drainCopier(ctx context.Context, limit time.Duration) {
 		}
 	}
 }
+
+// recordStableCommits records group's committed offsets once none is
+// pending: the copier's last transaction may have ended with its offsets'
+// marker still on the way, and the output it wrote will be read.
+func (r *run) recordStableCommits(ctx context.Context, group string) {
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		offs, err := r.admin.StableCommittedOffsets(cctx, group, r.cfg.Topic)
+		cancel()
+		if err == nil {
+			for p, o := range offs {
+				r.rec.Record(Op{Process: commitWatcher, Type: OK, Kind: GroupCommit, Topic: r.cfg.Topic, Partition: p, Offset: o})
+			}
+			return
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			r.note(fmt.Sprintf("committed offsets of %s never stable: %v", group, err))
+			return
+		}
+		sleepCtx(ctx, 500*time.Millisecond)
+	}
+}

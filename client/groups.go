@@ -225,6 +225,16 @@ func (a *Admin) SeekGroup(ctx context.Context, group string, topics []string, to
 
 // CommittedOffsets is a group's committed offset per partition of topic.
 func (a *Admin) CommittedOffsets(ctx context.Context, group, topic string) (map[int32]int64, error) {
+	return a.committedOffsets(ctx, group, topic)
+}
+
+// StableCommittedOffsets is CommittedOffsets once no transaction's offsets
+// are pending: until then it fails with UNSTABLE_OFFSET_COMMIT.
+func (a *Admin) StableCommittedOffsets(ctx context.Context, group, topic string) (map[int32]int64, error) {
+	return a.committedOffsets(kadm.RequireStable(ctx), group, topic)
+}
+
+func (a *Admin) committedOffsets(ctx context.Context, group, topic string) (map[int32]int64, error) {
 	resp, err := a.adm.FetchOffsets(ctx, group)
 	if err != nil {
 		return nil, err

@@ -51,6 +51,7 @@ func serveProduce(ctx context.Context, b Broker, req *kmsg.ProduceRequest) func(
 	wctx, cancel := requestTimeout(ctx, req.TimeoutMillis)
 	electing, stopElecting := context.WithTimeout(wctx, electionHold)
 	defer stopElecting()
+	verifyBy := time.Now().Add(verifyPatience) // for the whole request
 	for _, t := range req.Topics {
 		rt := kmsg.NewProduceResponseTopic()
 		rt.Topic = t.Topic
@@ -71,7 +72,7 @@ func serveProduce(ctx context.Context, b Broker, req *kmsg.ProduceRequest) func(
 				err = kerr.NotEnoughReplicas
 			}
 			if err == nil {
-				err = verifyTxn(wctx, b, req.TransactionID, req.Version >= 12, wp, t.Topic, p.Partition, batches)
+				err = verifyTxn(wctx, b, req.TransactionID, req.Version >= 12, wp, t.Topic, p.Partition, batches, verifyBy)
 			}
 			if err != nil {
 				rp.ErrorCode = kafkaerr.Code(err)
@@ -122,7 +123,7 @@ func serveProduce(ctx context.Context, b Broker, req *kmsg.ProduceRequest) func(
 //
 // With transaction version 2 (add) the partition is added to the
 // transaction instead: the client sends no AddPartitionsToTxn.
-func verifyTxn(ctx context.Context, b Broker, txnID *string, add bool, wp WritablePartition, topic string, part int32, batches [][]byte) error {
+func verifyTxn(ctx context.Context, b Broker, txnID *string, add bool, wp WritablePartition, topic string, part int32, batches [][]byte, by time.Time) error {
 	for _, batch := range batches {
 		h, _ := partition.ParseBatchHeader(batch)
 		if !h.IsTransactional() || wp.HasOpenTxn(h.ProducerID, h.ProducerEpoch) {
@@ -131,7 +132,7 @@ func verifyTxn(ctx context.Context, b Broker, txnID *string, add bool, wp Writab
 		if txnID == nil {
 			return kerr.InvalidTxnState
 		}
-		if err := verifyWaiting(ctx, b, *txnID, h.ProducerID, h.ProducerEpoch, topic, part, add); err != nil {
+		if err := verifyWaiting(ctx, b, *txnID, h.ProducerID, h.ProducerEpoch, topic, part, add, by); err != nil {
 			if kafkaerr.Code(err) == kerr.ProducerFenced.Code {
 				return kerr.InvalidProducerEpoch
 			}
@@ -142,8 +143,9 @@ func verifyTxn(ctx context.Context, b Broker, txnID *string, add bool, wp Writab
 	return nil
 }
 
-// Verification answered CONCURRENT_TRANSACTIONS is retried here, for up
-// to verifyPatience, backing off from verifyBackoff: the coordinator is
+// Verification answered CONCURRENT_TRANSACTIONS is retried here, until
+// the deadline (verifyPatience after the request began, for all its
+// partitions), backing off from verifyBackoff: the coordinator is
 // writing the markers of the producer's previous transaction, a matter of
 // milliseconds, and a producer of transaction version 2 starts its next
 // transaction at once. Answered to the client, franz-go waits for a
@@ -155,8 +157,7 @@ const (
 	verifyMaxBackoff = 100 * time.Millisecond
 )
 
-func verifyWaiting(ctx context.Context, b Broker, id string, pid int64, epoch int16, topic string, part int32, add bool) error {
-	deadline := time.Now().Add(verifyPatience)
+func verifyWaiting(ctx context.Context, b Broker, id string, pid int64, epoch int16, topic string, part int32, add bool, deadline time.Time) error {
 	for backoff := verifyBackoff; ; backoff = min(2*backoff, verifyMaxBackoff) {
 		err := b.VerifyTxn(ctx, id, pid, epoch, topic, part, add)
 		if kafkaerr.Code(err) != kerr.ConcurrentTransactions.Code || time.Now().Add(backoff).After(deadline) {

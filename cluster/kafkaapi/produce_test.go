@@ -31,12 +31,12 @@ func (c *concurrentCoordinator) VerifyTxn(context.Context, string, int64, int16,
 func TestVerifyWaitsOutMarkers(t *testing.T) {
 	ctx := context.Background()
 	c := &concurrentCoordinator{busy: 3}
-	if err := verifyWaiting(ctx, c, "tx", 1, 2, "t", 0, true); err != nil || c.calls != 4 {
+	if err := verifyWaiting(ctx, c, "tx", 1, 2, "t", 0, true, time.Now().Add(verifyPatience)); err != nil || c.calls != 4 {
 		t.Fatalf("verify: %v after %d calls; want success on the 4th", err, c.calls)
 	}
 	c = &concurrentCoordinator{busy: 1 << 30}
 	start := time.Now()
-	err := verifyWaiting(ctx, c, "tx", 1, 2, "t", 0, true)
+	err := verifyWaiting(ctx, c, "tx", 1, 2, "t", 0, true, start.Add(verifyPatience))
 	if !errors.Is(err, kerr.ConcurrentTransactions) || time.Since(start) > 5*verifyPatience {
 		t.Fatalf("a coordinator that stays busy: %v after %v", err, time.Since(start))
 	}

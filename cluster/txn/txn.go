@@ -128,7 +128,7 @@ func retriedEnd(m *txnMeta, pid int64, epoch int16) bool {
 	if pid == m.pid && epoch == m.epoch-1 {
 		return true
 	}
-	return m.epoch == 0 && pid == m.prevPID && pid >= 0 && epoch >= math.MaxInt16-1
+	return m.tv2 && m.epoch == 0 && pid == m.prevPID && pid >= 0 && epoch >= math.MaxInt16-1
 }
 
 // checkProducer applies the rules every transactional request shares:
@@ -137,7 +137,9 @@ func checkProducer(m *txnMeta, pid int64, epoch int16) error {
 	switch {
 	case m.pid < 0 || m.pid != pid:
 		return kerr.InvalidProducerIDMapping
-	case epoch != m.epoch:
+	case epoch != m.epoch || epoch == math.MaxInt16:
+		// The last epoch is for markers only (see fenceEpoch): a
+		// producer fenced into it must start over with a new id.
 		return kerr.ProducerFenced
 	case m.state.preparing() || m.completing:
 		return kerr.ConcurrentTransactions
@@ -232,6 +234,10 @@ func (c *Coordinator) EndTxn(ctx context.Context, id string, pid int64, epoch in
 	}
 	state := kmsg.TransactionState(m.state)
 	if tv2 && retriedEnd(m, pid, epoch) && (state == prepare || state == done) {
+		if m.epoch == math.MaxInt16 {
+			// A fence took the last epoch; no transaction may use it.
+			return -1, -1, kerr.ProducerFenced
+		}
 		return m.pid, m.epoch, nil // a retry of the request that bumped the epoch
 	}
 	if err := checkProducer(m, pid, epoch); err != nil {

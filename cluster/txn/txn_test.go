@@ -291,6 +291,40 @@ func TestTransactionVersion2RunsOutOfEpochs(t *testing.T) {
 	}
 }
 
+// TestFenceIntoTheLastEpoch: a transaction of the second-to-last epoch
+// that times out is aborted with the last one, which no producer may then
+// use; the producer starts over with a new id, whose transactions close.
+func TestFenceIntoTheLastEpoch(t *testing.T) {
+	c, f, clk := newTest(t)
+	pid, _, _ := c.InitProducerID(ctx(t), "tx", 10000, -1, -1)
+	s, err := c.shardFor(ctx(t), "tx")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := s.get("tx")
+	m.mu.Lock()
+	m.epoch, m.tv2 = math.MaxInt16-1, true
+	m.mu.Unlock()
+	last := int16(math.MaxInt16 - 1)
+	addParts(t, c, "tx", pid, last, 0)
+	clk.add(11 * time.Second)
+	c.Sweep()
+	state(t, c, "tx", kmsg.TransactionStateCompleteAbort)
+	if got := markersFor(f, pid); got != fmt.Sprintf("[t-0:abort@%d]", math.MaxInt16) {
+		t.Fatalf("markers %s", got)
+	}
+	if _, _, err := c.EndTxn(ctx(t), "tx", pid, last, false, true); !errors.Is(err, kerr.ProducerFenced) {
+		t.Fatalf("the producer's own abort, retried after the fence: %v", err)
+	}
+	if _, err := c.AddPartitions(ctx(t), "tx", pid, math.MaxInt16, tps(1)); !errors.Is(err, kerr.ProducerFenced) {
+		t.Fatalf("a transaction in the last epoch: %v", err)
+	}
+	p2, e2, err := c.InitProducerID(ctx(t), "tx", 10000, -1, -1)
+	if err != nil || p2 == pid || e2 != 0 {
+		t.Fatalf("starting over: producer %d epoch %d, %v", p2, e2, err)
+	}
+}
+
 func TestTimedOutTransactionIsAborted(t *testing.T) {
 	c, f, clk := newTest(t)
 	pid, e0, _ := c.InitProducerID(ctx(t), "tx", 10000, -1, -1)
