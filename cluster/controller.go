@@ -57,6 +57,51 @@ func (n *Node) createTopic(ctx context.Context, spec kafkaapi.TopicSpec) (*fsm.T
 	return &t, nil
 }
 
+// addPartitions grows a topic to count partitions, placing the new ones
+// as createTopic would, with the topic's replication factor.
+func (n *Node) addPartitions(ctx context.Context, name string, count int32, validateOnly bool) (*fsm.Topic, error) {
+	if kafkaapi.IsInternal(name) {
+		return nil, kafkaerr.Errorf(kerr.InvalidRequest, "the partitions of internal topic %s cannot be changed: the coordinators hash onto them", name)
+	}
+	state := n.meta.state()
+	t, ok := state.Topics[name]
+	if !ok {
+		return nil, kafkaerr.Errorf(kerr.UnknownTopicOrPartition, "topic %q does not exist", name)
+	}
+	have := int32(len(t.Partitions))
+	switch {
+	case count == have:
+		return nil, kafkaerr.Errorf(kerr.InvalidPartitions, "topic %s already has %d partitions", name, have)
+	case count < have:
+		return nil, kafkaerr.Errorf(kerr.InvalidPartitions, "topic %s has %d partitions, more than the %d asked; partitions can only be added", name, have, count)
+	case count > 100000:
+		return nil, kafkaerr.Errorf(kerr.InvalidPartitions, "%d partitions; must be at most 100000", count)
+	}
+	rf := int16(len(t.Partitions[0].Replicas))
+	brokers := n.liveBrokers()
+	if int(rf) > len(brokers) {
+		return nil, kafkaerr.Errorf(kerr.InvalidReplicationFactor, "topic %s has replication factor %d, more than the %d live brokers", name, rf, len(brokers))
+	}
+	add := place(brokers, state, count-have, rf)
+	if err := n.checkPartitionLimit(state, add); err != nil {
+		return nil, err
+	}
+	grown := *t
+	grown.Partitions = append(append([]fsm.Assignment(nil), t.Partitions...), add...)
+	if validateOnly {
+		return &grown, nil
+	}
+	res, err := n.proposeMeta(ctx, &fsm.AddPartitionsCmd{Topic: name, TopicID: t.ID, From: have, Add: add})
+	if err != nil {
+		return nil, metaErr(err)
+	}
+	if res.Err != nil {
+		return nil, res.Err
+	}
+	n.triggerReconcile()
+	return &grown, nil
+}
+
 // deleteTopic removes a topic from the metadata; each node then stops its
 // replicas and deletes their files.
 func (n *Node) deleteTopic(ctx context.Context, name string) error {

@@ -189,6 +189,11 @@ func (n kafkaBroker) DeleteTopic(ctx context.Context, name string) error {
 	return n.deleteTopic(ctx, name)
 }
 
+// AddPartitions grows a topic.
+func (n kafkaBroker) AddPartitions(ctx context.Context, name string, count int32, validateOnly bool) (*fsm.Topic, error) {
+	return n.addPartitions(ctx, name, count, validateOnly)
+}
+
 // NextProducerID hands out a fresh producer id.
 func (n kafkaBroker) NextProducerID(ctx context.Context) (int64, error) { return n.nextProducerID(ctx) }
 

@@ -20,6 +20,7 @@ const (
 	metaRegister    byte = 4
 	metaSetLeader   byte = 5
 	metaSetLeaders  byte = 6
+	metaAddParts    byte = 7
 )
 
 // Topic is a topic as the controller knows it.
@@ -104,6 +105,17 @@ type CreateTopicCmd struct {
 	Topic Topic `json:"topic"`
 }
 
+// AddPartitionsCmd grows a topic: Add are the new partitions' assignments,
+// appended after the From partitions the topic has. It applies only to
+// the topic of that id with exactly From partitions, so two growths
+// decided on one view cannot both apply.
+type AddPartitionsCmd struct {
+	Topic   string       `json:"topic"`
+	TopicID [16]byte     `json:"topic_id"`
+	From    int32        `json:"from"`
+	Add     []Assignment `json:"add"`
+}
+
 // DeleteTopicCmd deletes a topic.
 type DeleteTopicCmd struct {
 	Name string `json:"name"`
@@ -161,6 +173,8 @@ func EncodeMeta(cmd interface{}) ([]byte, error) {
 		t = metaSetLeader
 	case *SetLeadersCmd:
 		t = metaSetLeaders
+	case *AddPartitionsCmd:
+		t = metaAddParts
 	default:
 		return nil, fmt.Errorf("unknown metadata command %T", cmd)
 	}
@@ -236,6 +250,12 @@ func (m *MetaFSM) Apply(l *raft.Log) interface{} {
 			res.Err = next.deleteTopic(c.Name)
 			next.PlacementIndex = l.Index
 		}
+	case metaAddParts:
+		var c AddPartitionsCmd
+		if err = json.Unmarshal(l.Data[1:], &c); err == nil {
+			res.Err = next.addPartitions(&c)
+			next.PlacementIndex = l.Index
+		}
 	case metaAllocPIDs:
 		var c AllocPIDsCmd
 		if err = json.Unmarshal(l.Data[1:], &c); err == nil {
@@ -274,6 +294,21 @@ func (s *MetaState) createTopic(t *Topic) error {
 	}
 	s.Topics = copyTopics(s.Topics)
 	s.Topics[t.Name] = t
+	return nil
+}
+
+func (s *MetaState) addPartitions(c *AddPartitionsCmd) error {
+	t, ok := s.Topics[c.Topic]
+	switch {
+	case !ok || t.ID != c.TopicID:
+		return kerr.UnknownTopicOrPartition
+	case int32(len(t.Partitions)) != c.From || len(c.Add) == 0:
+		return kerr.InvalidPartitions
+	}
+	nt := *t
+	nt.Partitions = append(append([]Assignment(nil), t.Partitions...), c.Add...)
+	s.Topics = copyTopics(s.Topics)
+	s.Topics[c.Topic] = &nt
 	return nil
 }
 

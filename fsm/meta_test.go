@@ -49,9 +49,15 @@ func TestMetaFSMApplyAndSnapshot(t *testing.T) {
 		&DeleteTopicCmd{Name: "b"},
 		&DeleteTopicCmd{Name: "zzz"},
 		&AllocPIDsCmd{Count: 1000},
+		// Growing a: only from the count it has, and only the topic of
+		// that id.
+		&AddPartitionsCmd{Topic: "a", TopicID: [16]byte{1}, From: 2, Add: []Assignment{{Replicas: []int32{1}, Leader: -1, LeaderEpoch: -1}}},
+		&AddPartitionsCmd{Topic: "a", TopicID: [16]byte{1}, From: 2, Add: []Assignment{{Replicas: []int32{1}}}},
+		&AddPartitionsCmd{Topic: "a", TopicID: [16]byte{7}, From: 3, Add: []Assignment{{Replicas: []int32{1}}}},
 	}
-	wantErr := []error{nil, nil, kerr.TopicAlreadyExists, nil, nil, kerr.UnknownTopicOrPartition, nil}
-	wantPID := []int64{0, 0, 0, 1000, 0, 0, 2000}
+	wantErr := []error{nil, nil, kerr.TopicAlreadyExists, nil, nil, kerr.UnknownTopicOrPartition, nil,
+		nil, kerr.InvalidPartitions, kerr.UnknownTopicOrPartition}
+	wantPID := []int64{0, 0, 0, 1000, 0, 0, 2000, 0, 0, 0}
 	m1, m2 := NewMetaFSM(), NewMetaFSM()
 	var seen []uint64
 	m1.OnChange(func(s *MetaState) { seen = append(seen, s.Index) })
@@ -67,7 +73,8 @@ func TestMetaFSMApplyAndSnapshot(t *testing.T) {
 		}
 	}
 	s := m1.State()
-	if len(s.Topics) != 1 || s.Topics["a"] == nil || s.Topics["a"].ID != [16]byte{1} || s.NextProducerID != 3000 {
+	if len(s.Topics) != 1 || s.Topics["a"] == nil || s.Topics["a"].ID != [16]byte{1} || s.NextProducerID != 3000 ||
+		len(s.Topics["a"].Partitions) != 3 {
 		t.Fatalf("state: %+v", s)
 	}
 	if len(seen) != len(cmds) {

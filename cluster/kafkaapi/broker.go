@@ -186,6 +186,9 @@ type Topics interface {
 	WaitTopicReady(ctx context.Context, t *fsm.Topic)
 	// DeleteTopic removes a topic from the metadata.
 	DeleteTopic(ctx context.Context, name string) error
+	// AddPartitions grows a topic to count partitions, placed as
+	// CreateTopic places them; it returns the grown topic.
+	AddPartitions(ctx context.Context, name string, count int32, validateOnly bool) (*fsm.Topic, error)
 	// NextProducerID hands out a fresh producer id from a block reserved
 	// through the metadata.
 	NextProducerID(ctx context.Context) (int64, error)
