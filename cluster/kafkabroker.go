@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"github.com/twmb/franz-go/pkg/kmsg"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -187,6 +188,11 @@ func (n kafkaBroker) WaitTopicReady(ctx context.Context, t *fsm.Topic) { n.waitT
 // DeleteTopic removes a topic from the metadata.
 func (n kafkaBroker) DeleteTopic(ctx context.Context, name string) error {
 	return n.deleteTopic(ctx, name)
+}
+
+// DescribeConfigs lists the configs of a topic or of this broker.
+func (n kafkaBroker) DescribeConfigs(typ kmsg.ConfigResourceType, name string) ([]kafkaapi.ConfigValue, error) {
+	return n.describeConfigs(typ, name)
 }
 
 // AddPartitions grows a topic.

@@ -2,6 +2,7 @@ package kafkaapi
 
 import (
 	"context"
+	"github.com/twmb/franz-go/pkg/kmsg"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -186,12 +187,32 @@ type Topics interface {
 	WaitTopicReady(ctx context.Context, t *fsm.Topic)
 	// DeleteTopic removes a topic from the metadata.
 	DeleteTopic(ctx context.Context, name string) error
+	// DescribeConfigs lists the configs of a topic or of this broker.
+	DescribeConfigs(typ kmsg.ConfigResourceType, name string) ([]ConfigValue, error)
 	// AddPartitions grows a topic to count partitions, placed as
 	// CreateTopic places them; it returns the grown topic.
 	AddPartitions(ctx context.Context, name string, count int32, validateOnly bool) (*fsm.Topic, error)
 	// NextProducerID hands out a fresh producer id from a block reserved
 	// through the metadata.
 	NextProducerID(ctx context.Context) (int64, error)
+}
+
+// ConfigValue is one config as DescribeConfigs reports it: its value in
+// force and where that comes from, with the synonyms it overrides, in
+// order of precedence.
+type ConfigValue struct {
+	Name, Value string
+	Source      kmsg.ConfigSource
+	ReadOnly    bool
+	Type        kmsg.ConfigType
+	Doc         string
+	Synonyms    []ConfigSynonym
+}
+
+// ConfigSynonym is a config a value may come from.
+type ConfigSynonym struct {
+	Name, Value string
+	Source      kmsg.ConfigSource
 }
 
 // TopicSpec is a topic creation request after defaults are applied.

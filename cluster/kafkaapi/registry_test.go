@@ -29,6 +29,7 @@ func TestServedVersions(t *testing.T) {
 		kmsg.ListTransactions:       {0, 2},
 		kmsg.DescribeCluster:        {0, 2},
 		kmsg.CreatePartitions:       {0, 3},
+		kmsg.DescribeConfigs:        {0, 4},
 		kmsg.OffsetForLeaderEpoch:   {0, 4},
 		kmsg.OffsetCommit:           {0, 9},
 		kmsg.OffsetFetch:            {0, 9},

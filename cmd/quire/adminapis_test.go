@@ -1,0 +1,121 @@
+package main
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// TestDescribeCluster: sarama's ClusterAdmin at V4_0_0_0 describes the
+// cluster through the DescribeCluster API (it falls back to Metadata only
+// when the API is missing), and a request for controller endpoints gets
+// UNSUPPORTED_ENDPOINT_TYPE, as from a Kafka broker.
+func TestDescribeCluster(t *testing.T) {
+	b := newBroker(t)
+	cfg := sarama.NewConfig()
+	cfg.Version = sarama.V4_0_0_0
+	adm, err := sarama.NewClusterAdmin([]string{b.kafkaAddr}, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer adm.Close()
+	brokers, controller, err := adm.DescribeCluster()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(brokers) != 1 || brokers[0].ID() != 1 || brokers[0].Addr() != b.kafkaAddr || controller != 1 {
+		t.Fatalf("brokers %v, controller %d; want broker 1 at %s, controller 1", brokers, controller, b.kafkaAddr)
+	}
+
+	cl, err := kgo.NewClient(kgo.SeedBrokers(b.kafkaAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	req := kmsg.NewPtrDescribeClusterRequest()
+	req.EndpointType = 2
+	resp, err := req.RequestWith(testCtx(t, 30*time.Second), cl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.ErrorCode != kerr.UnsupportedEndpointType.Code {
+		t.Fatalf("controller endpoints: error %v", kerr.ErrorForCode(resp.ErrorCode))
+	}
+	req.EndpointType = 1
+	if resp, err = req.RequestWith(testCtx(t, 30*time.Second), cl); err != nil || resp.ErrorCode != 0 || resp.ClusterID == "" {
+		t.Fatalf("broker endpoints: %+v, %v", resp, err)
+	}
+}
+
+// TestDescribeConfigs: kadm and sarama read a topic's configs and a
+// broker's. A config set on the topic is a dynamic topic config over the
+// broker's; the others are the broker's, under the broker's name; an
+// unknown topic is UNKNOWN_TOPIC_OR_PARTITION.
+func TestDescribeConfigs(t *testing.T) {
+	b := newBroker(t)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(b.kafkaAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	ctx := testCtx(t, time.Minute)
+	if _, err := adm.CreateTopic(ctx, 1, 1, map[string]*string{"segment.bytes": kmsg.StringPtr("1048576")}, "configured"); err != nil {
+		t.Fatal(err)
+	}
+	rcs, err := adm.DescribeTopicConfigs(ctx, "configured")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err := rcs.On("configured", nil)
+	if err != nil || rc.Err != nil {
+		t.Fatalf("describe: %v %v", err, rc.Err)
+	}
+	got := map[string]kadm.Config{}
+	for _, c := range rc.Configs {
+		got[c.Key] = c
+	}
+	seg, mmb := got["segment.bytes"], got["max.message.bytes"]
+	if seg.Value == nil || *seg.Value != "1048576" || seg.Source != kmsg.ConfigSourceDynamicTopicConfig ||
+		len(seg.Synonyms) != 2 || seg.Synonyms[1].Key != "log.segment.bytes" {
+		t.Errorf("segment.bytes: %+v", seg)
+	}
+	if mmb.Value == nil || mmb.Source != kmsg.ConfigSourceStaticBrokerConfig || len(mmb.Synonyms) != 1 || mmb.Synonyms[0].Key != "message.max.bytes" {
+		t.Errorf("max.message.bytes: %+v", mmb)
+	}
+	brs, err := adm.DescribeBrokerConfigs(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, br := range brs {
+		for _, c := range br.Configs {
+			found = found || (c.Key == "broker.id" && c.Value != nil && *c.Value == "1")
+		}
+	}
+	if !found {
+		t.Errorf("broker configs lack broker.id=1: %+v", brs)
+	}
+	rcs, _ = adm.DescribeTopicConfigs(ctx, "nope")
+	if rc, _ := rcs.On("nope", nil); !errors.Is(rc.Err, kerr.UnknownTopicOrPartition) {
+		t.Errorf("unknown topic: %v", rc.Err)
+	}
+
+	cfg := sarama.NewConfig()
+	cfg.Version = sarama.V4_0_0_0
+	sadm, err := sarama.NewClusterAdmin([]string{b.kafkaAddr}, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sadm.Close()
+	entries, err := sadm.DescribeConfig(sarama.ConfigResource{Type: sarama.TopicResource, Name: "configured", ConfigNames: []string{"segment.bytes"}})
+	if err != nil || len(entries) != 1 || entries[0].Value != "1048576" || entries[0].Source != sarama.SourceTopic {
+		t.Errorf("sarama: %+v, %v", entries, err)
+	}
+}
