@@ -1,7 +1,11 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
+	"os/exec"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -10,6 +14,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/quirelog/quire/client"
 )
 
 // TestDescribeCluster: sarama's ClusterAdmin at V4_0_0_0 describes the
@@ -117,5 +123,47 @@ func TestDescribeConfigs(t *testing.T) {
 	entries, err := sadm.DescribeConfig(sarama.ConfigResource{Type: sarama.TopicResource, Name: "configured", ConfigNames: []string{"segment.bytes"}})
 	if err != nil || len(entries) != 1 || entries[0].Value != "1048576" || entries[0].Source != sarama.SourceTopic {
 		t.Errorf("sarama: %+v, %v", entries, err)
+	}
+}
+
+// TestTopicCLI: `quire topic` creates a topic with a config, lists and
+// describes it (the config with its source), grows it and deletes it.
+func TestTopicCLI(t *testing.T) {
+	b := newBroker(t)
+	run := func(args ...string) string {
+		t.Helper()
+		all := append([]string{"topic", "--brokers", b.kafkaAddr}, args...)
+		out, err := exec.Command(quireBinary(t), all...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("quire %v: %v\n%s", all, err, out)
+		}
+		return string(out)
+	}
+	run("create", "cli-topic", "-p", "3", "-r", "1", "-c", "segment.bytes=1048576")
+	var listed []client.TopicInfo
+	if err := json.Unmarshal([]byte(run("list", "--format", "json")), &listed); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(listed, func(ti client.TopicInfo) bool { return ti.Name == "cli-topic" && ti.Partitions == 3 }) {
+		t.Fatalf("list: %+v", listed)
+	}
+	run("add-partitions", "cli-topic", "--num", "2")
+	var described []client.TopicDetail
+	if err := json.Unmarshal([]byte(run("describe", "cli-topic", "--format", "json")), &described); err != nil {
+		t.Fatal(err)
+	}
+	d := described[0]
+	if d.Partitions != 5 || len(d.PartitionDetails) != 5 {
+		t.Fatalf("after add-partitions: %+v", d)
+	}
+	if !slices.Contains(d.Configs, client.ConfigInfo{Name: "segment.bytes", Value: "1048576", Source: "DYNAMIC_TOPIC_CONFIG"}) {
+		t.Fatalf("configs: %+v", d.Configs)
+	}
+	if text := run("describe", "cli-topic"); !strings.Contains(text, "DYNAMIC_TOPIC_CONFIG") || !strings.Contains(text, "HIGH-WATERMARK") {
+		t.Fatalf("describe text:\n%s", text)
+	}
+	run("delete", "cli-topic")
+	if strings.Contains(run("list"), "cli-topic") {
+		t.Fatal("deleted topic still listed")
 	}
 }

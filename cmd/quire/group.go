@@ -101,23 +101,31 @@ func groupDescribeCmd(o *groupOptions) *cobra.Command {
 		Short: "Show a group's members, committed offsets, log end offsets and lag",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: o.withAdmin(func(cmd *cobra.Command, args []string, ctx context.Context, adm *client.Admin) error {
-			var all []client.GroupDetail
-			for _, g := range args {
-				d, err := adm.DescribeGroup(ctx, g)
-				if err != nil {
-					return err
-				}
-				all = append(all, d)
-			}
-			if o.format == "json" {
-				return o.printJSON(cmd.OutOrStdout(), all)
-			}
-			for _, d := range all {
-				printGroup(cmd.OutOrStdout(), d)
-			}
-			return nil
+			return describeEach(o, cmd.OutOrStdout(), args, func(g string) (client.GroupDetail, error) {
+				return adm.DescribeGroup(ctx, g)
+			}, printGroup)
 		}),
 	}
+}
+
+// describeEach describes every name, then prints them all as one JSON
+// list or one after the other as text.
+func describeEach[T any](o *groupOptions, w io.Writer, names []string, describe func(string) (T, error), print func(io.Writer, T)) error {
+	var all []T
+	for _, name := range names {
+		d, err := describe(name)
+		if err != nil {
+			return err
+		}
+		all = append(all, d)
+	}
+	if o.format == "json" {
+		return o.printJSON(w, all)
+	}
+	for _, d := range all {
+		print(w, d)
+	}
+	return nil
 }
 
 func printGroup(w io.Writer, d client.GroupDetail) {

@@ -15,7 +15,7 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(brokerCmd(), devCmd(), benchCmd(), chaosCmd(), groupCmd(), txnCmd())
+	root.AddCommand(brokerCmd(), devCmd(), benchCmd(), chaosCmd(), groupCmd(), txnCmd(), topicCmd())
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "quire:", err)
 		os.Exit(1)
