@@ -369,6 +369,12 @@ func (p *PartitionFSM) OffsetForTimestamp(ts int64) (int64, int64, bool, error) 
 	return p.log.OffsetForTimestamp(ts)
 }
 
+// MaxTimestampOffset answers ListOffsets for the largest timestamp below
+// end.
+func (p *PartitionFSM) MaxTimestampOffset(end int64) (int64, int64, bool, error) {
+	return p.log.MaxTimestampOffset(end)
+}
+
 // EndOffsetForEpoch answers OffsetForLeaderEpoch: the largest epoch <= the
 // requested one and the offset where the next epoch starts (or the high
 // watermark for the latest epoch).

@@ -59,6 +59,10 @@ func (h BatchHeader) LastOffset() int64 { return h.BaseOffset + int64(h.LastOffs
 // IsTransactional reports attribute bit 4.
 func (h BatchHeader) IsTransactional() bool { return h.Attributes&0x10 != 0 }
 
+// LogAppendTime reports attribute bit 3: the broker's append time is the
+// timestamp of every record, held in MaxTimestamp.
+func (h BatchHeader) LogAppendTime() bool { return h.Attributes&0x08 != 0 }
+
 // IsControl reports attribute bit 5.
 func (h BatchHeader) IsControl() bool { return h.Attributes&0x20 != 0 }
 

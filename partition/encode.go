@@ -98,20 +98,19 @@ func encodeBatch(base int64, attrs int16, producerID int64, epoch int16, seq int
 	return b
 }
 
-// DecodeRecords returns the records of one uncompressed batch, with
-// absolute offsets. Quire decodes only batches it wrote itself; a
-// compressed batch is an error.
+// DecodeRecords returns the records of one batch, decompressed, with
+// absolute offsets.
 func DecodeRecords(b []byte) ([]Record, []int64, error) {
 	h, err := ValidateBatch(b)
 	if err != nil {
 		return nil, nil, err
 	}
-	if h.Compression() != 0 {
-		return nil, nil, fmt.Errorf("%w: compressed batch", ErrCorruptBatch)
+	rest, err := decompress(h.Compression(), b[BatchHeaderSize:h.Size()])
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %v", ErrCorruptBatch, err)
 	}
 	recs := make([]Record, 0, h.NumRecords)
 	offs := make([]int64, 0, h.NumRecords)
-	rest := b[BatchHeaderSize:]
 	for i := int32(0); i < h.NumRecords; i++ {
 		length, n := binary.Varint(rest)
 		if n <= 0 || length < 0 || int64(len(rest)-n) < length {

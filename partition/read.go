@@ -313,3 +313,107 @@ func (l *Log) offsetForTimestampOnce(ts int64) (int64, int64, bool, uint64, erro
 	}
 	return hit.BaseOffset, hit.MaxTimestamp, true, gen, nil
 }
+
+// MaxTimestampOffset finds, below offset end, the record with the largest
+// timestamp (the first of them, where several share it) and returns its
+// offset and timestamp: Kafka's ListOffsets for timestamp -3 (KIP-734).
+// The record is found inside its batch, which is decompressed for it.
+func (l *Log) MaxTimestampOffset(end int64) (offset int64, ts int64, found bool, err error) {
+	for {
+		var gen uint64
+		offset, ts, found, gen, err = l.maxTimestampOnce(end)
+		if gen == l.gen.Load() {
+			return offset, ts, found, err
+		}
+	}
+}
+
+func (l *Log) maxTimestampOnce(end int64) (int64, int64, bool, uint64, error) {
+	l.mu.RLock()
+	gen := l.gen.Load()
+	if l.segs == nil {
+		l.mu.RUnlock()
+		return 0, 0, false, gen, ErrClosed
+	}
+	type seg struct {
+		s     *segment
+		size  int64
+		maxTs int64
+		whole bool // every batch is below end: maxTs holds
+	}
+	var segs []seg
+	for _, s := range l.segs {
+		if s.base >= end || s.maxTs == noTimestamp {
+			continue
+		}
+		s.acquire()
+		segs = append(segs, seg{s: s, size: s.size, maxTs: s.maxTs, whole: s.next <= end})
+	}
+	l.mu.RUnlock()
+	defer func() {
+		for _, sg := range segs {
+			sg.s.release()
+		}
+	}()
+	// scan goes over a segment's batches under end for the largest
+	// timestamp, or, when want is one, for the first batch that has it.
+	scan := func(sg seg, want int64) (BatchHeader, int64, int64, error) {
+		max, hitPos := int64(noTimestamp), int64(-1)
+		var hit BatchHeader
+		_, err := headerScan(sg.s, 0, sg.s.base, sg.size, func(h BatchHeader, pos int64) bool {
+			if h.BaseOffset >= end {
+				return true
+			}
+			if want != noTimestamp && h.MaxTimestamp == want {
+				hit, hitPos = h, pos
+				return true
+			}
+			max = maxTimestamp(max, h.MaxTimestamp)
+			return false
+		})
+		return hit, hitPos, max, err
+	}
+	best, at := int64(noTimestamp), -1
+	for i, sg := range segs {
+		m := sg.maxTs
+		if !sg.whole {
+			var err error
+			if _, _, m, err = scan(sg, noTimestamp); err != nil {
+				return 0, 0, false, gen, err
+			}
+		}
+		if m != noTimestamp && (best == noTimestamp || m > best) {
+			best, at = m, i
+		}
+	}
+	if at < 0 {
+		return 0, 0, false, gen, nil
+	}
+	h, pos, _, err := scan(segs[at], best)
+	if err != nil || pos < 0 {
+		return 0, 0, false, gen, err
+	}
+	b := make([]byte, h.Size())
+	if _, err := segs[at].s.f.ReadAt(b, pos); err != nil {
+		return 0, 0, false, gen, fmt.Errorf("partition: read %s at %d: %w", segs[at].s.path(), pos, err)
+	}
+	recs, offs, err := DecodeRecords(b)
+	if err != nil {
+		return 0, 0, false, gen, err
+	}
+	for i, r := range recs {
+		if r.Timestamp == best || h.IsControl() || h.LogAppendTime() {
+			return offs[i], best, true, gen, nil
+		}
+	}
+	// The batch's max timestamp matched none of its records: trust the
+	// header, and answer its last offset.
+	return h.LastOffset(), best, true, gen, nil
+}
+
+func maxTimestamp(a, b int64) int64 {
+	if a == noTimestamp || b > a {
+		return b
+	}
+	return a
+}

@@ -9,13 +9,17 @@ import (
 	"github.com/quirelog/quire/cluster/kafkaerr"
 )
 
-// ListOffsets v1-6: earliest (-2), latest (-1: the high watermark, or the
-// last stable offset for read_committed) and by timestamp (the first batch
+// ListOffsets v1-8: earliest (-2), latest (-1: the high watermark, or the
+// last stable offset for read_committed), by timestamp (the first batch
 // whose max timestamp is at or after the asked time, below the same
-// bound). Leader epoch fencing from v4.
+// bound), the record with the largest timestamp (-3, v7+, KIP-734: the
+// first such record, found inside its batch), and the earliest local
+// offset (-4, v8+: without tiered storage, the log start). Leader epoch
+// fencing from v4.
 //
-// Not yet: v7's max-timestamp lookup (-3).
-func init() { register(kmsg.ListOffsets, 1, 6, plain(serveListOffsets)) }
+// Not yet: v9+ (-5, the latest tiered offset, and later tiered-storage
+// lookups).
+func init() { register(kmsg.ListOffsets, 1, 8, plain(serveListOffsets)) }
 
 func serveListOffsets(_ context.Context, b Broker, req *kmsg.ListOffsetsRequest) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.ListOffsetsResponse)
@@ -52,10 +56,18 @@ func listOffset(b Broker, topic string, isolation int8, p kmsg.ListOffsetsReques
 		end = lp.LastStableOffset()
 	}
 	switch p.Timestamp {
-	case -2:
+	case -2, -4:
 		rp.Offset = lp.StartOffset()
 	case -1:
 		rp.Offset = end
+	case -3:
+		off, ts, found, err := lp.MaxTimestampOffset(end)
+		if err != nil {
+			return kerr.KafkaStorageError
+		}
+		if found {
+			rp.Offset, rp.Timestamp = off, ts
+		}
 	default:
 		if p.Timestamp < 0 {
 			return kerr.InvalidRequest

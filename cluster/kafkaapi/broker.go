@@ -108,6 +108,9 @@ type Partition interface {
 	// OffsetForTimestamp finds the first batch whose max timestamp is at
 	// or after ts.
 	OffsetForTimestamp(ts int64) (offset, timestamp int64, found bool, err error)
+	// MaxTimestampOffset finds the first record with the largest
+	// timestamp below end.
+	MaxTimestampOffset(end int64) (offset, timestamp int64, found bool, err error)
 	// EndOffsetForEpoch is the largest epoch <= epoch and where the
 	// epoch after it begins (KIP-101).
 	EndOffsetForEpoch(epoch int32) (int32, int64)

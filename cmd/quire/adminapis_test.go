@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"os/exec"
@@ -165,5 +166,51 @@ func TestTopicCLI(t *testing.T) {
 	run("delete", "cli-topic")
 	if strings.Contains(run("list"), "cli-topic") {
 		t.Fatal("deleted topic still listed")
+	}
+}
+
+// TestListOffsetsMaxTimestamp: kadm's max-timestamp lookup (ListOffsets
+// v7, timestamp -3) finds the record with the largest timestamp inside a
+// snappy batch franz-go wrote, and the local log start (v8, -4) is the
+// log start.
+func TestListOffsetsMaxTimestamp(t *testing.T) {
+	b := newBroker(t)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(b.kafkaAddr), kgo.DefaultProduceTopic("stamps"),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerLinger(50*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	ctx := testCtx(t, time.Minute)
+	if _, err := adm.CreateTopic(ctx, 1, 1, nil, "stamps"); err != nil {
+		t.Fatal(err)
+	}
+	base := time.UnixMilli(1_700_000_000_000)
+	var recs []*kgo.Record
+	for i := range 20 {
+		ts := base.Add(time.Duration(i) * time.Second)
+		if i == 13 || i == 17 {
+			ts = base.Add(time.Hour) // the largest, twice: the first counts
+		}
+		recs = append(recs, &kgo.Record{Value: bytes.Repeat([]byte{byte(i)}, 200), Timestamp: ts})
+	}
+	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	maxes, err := adm.ListMaxTimestampOffsets(ctx, "stamps")
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, ok := maxes.Lookup("stamps", 0)
+	if !ok || o.Err != nil || o.Offset != 13 || o.Timestamp != base.Add(time.Hour).UnixMilli() {
+		t.Fatalf("max timestamp: %+v (found %v); want offset 13 at %d", o, ok, base.Add(time.Hour).UnixMilli())
+	}
+	starts, err := adm.ListLocalLogStartOffsets(ctx, "stamps")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o, ok := starts.Lookup("stamps", 0); !ok || o.Err != nil || o.Offset != 0 {
+		t.Fatalf("local log start: %+v", o)
 	}
 }
