@@ -34,6 +34,8 @@ var configDefs = []configDef{
 		func(c Config) string { return itoa(c.MaxMessageBytes) }},
 	{"min.insync.replicas", "min.insync.replicas", kmsg.ConfigTypeInt, "In-sync replicas (Raft voters caught up) an acks=all produce needs.",
 		func(Config) string { return "1" }},
+	{"message.timestamp.type", "log.message.timestamp.type", kmsg.ConfigTypeString, "CreateTime (the producer's) or LogAppendTime (the leader's, when it takes the batch).",
+		func(Config) string { return "CreateTime" }},
 	{"", "broker.id", kmsg.ConfigTypeInt, "This broker's id.",
 		func(c Config) string { return itoa(c.NodeID) }},
 	{"", "broker.rack", kmsg.ConfigTypeString, "This broker's rack.",

@@ -89,6 +89,7 @@ func (p kafkaPartition) LeaderEpoch() int32 {
 
 func (p kafkaPartition) MaxMessageBytes() int32 { return p.r.maxMessageBytes }
 func (p kafkaPartition) MinInSync() int         { return p.r.minISR }
+func (p kafkaPartition) LogAppendTime() bool    { return p.r.logAppendTime }
 func (p kafkaPartition) InSync() int            { return p.n.inSync(p.r) }
 
 func (p kafkaPartition) Submit(ctx context.Context, batch []byte) kafkaapi.Proposal {

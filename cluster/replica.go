@@ -36,6 +36,8 @@ type replica struct {
 	maxMessageBytes int32
 	// minISR is the topic's min.insync.replicas.
 	minISR int
+	// logAppendTime is message.timestamp.type=LogAppendTime.
+	logAppendTime bool
 	// replicas is the partition's replica set, preferred leader first.
 	replicas []int32
 	// holdSince is when snapshots began waiting for a follower to catch
@@ -143,6 +145,7 @@ func (n *Node) startReplica(t tp, topic *fsm.Topic) (*replica, error) {
 		proposer:        newProposer(g.raft, n.cfg.GroupCommitBytes, n.cfg.GroupCommitInFlight, n.metrics),
 		maxMessageBytes: tc.maxMessageBytes,
 		minISR:          tc.minISR,
+		logAppendTime:   tc.logAppendTime,
 		replicas:        voters,
 	}
 	r.quorum = func() bool { return n.elections.quorumReachable(r.replicas) }

@@ -12,11 +12,12 @@ import (
 // topicConfigKeys are the topic configs Quire honours. Anything else is
 // rejected with INVALID_CONFIG rather than silently ignored.
 var topicConfigKeys = map[string]func(string) error{
-	"segment.bytes":        intRange(1024, 1<<40),
-	"segment.ms":           intRange(1, 1<<62),
-	"index.interval.bytes": intRange(1, 1<<30),
-	"max.message.bytes":    intRange(1024, 1<<30),
-	"min.insync.replicas":  intRange(1, 7),
+	"segment.bytes":          intRange(1024, 1<<40),
+	"segment.ms":             intRange(1, 1<<62),
+	"index.interval.bytes":   intRange(1, 1<<30),
+	"max.message.bytes":      intRange(1024, 1<<30),
+	"min.insync.replicas":    intRange(1, 7),
+	"message.timestamp.type": oneOf("CreateTime", "LogAppendTime"),
 }
 
 // topicSettings are the per-topic settings the broker enforces outside the
@@ -24,6 +25,20 @@ var topicConfigKeys = map[string]func(string) error{
 type topicSettings struct {
 	maxMessageBytes int32
 	minISR          int
+	// logAppendTime is message.timestamp.type=LogAppendTime: the leader
+	// stamps each batch with the time it takes it.
+	logAppendTime bool
+}
+
+func oneOf(values ...string) func(string) error {
+	return func(v string) error {
+		for _, ok := range values {
+			if v == ok {
+				return nil
+			}
+		}
+		return fmt.Errorf("%q is not one of %v", v, values)
+	}
 }
 
 func intRange(min, max int64) func(string) error {
@@ -90,6 +105,7 @@ func topicLogConfig(c Config, cfgs map[string]string) (partition.Config, topicSe
 	if n, ok := num("min.insync.replicas"); ok {
 		ts.minISR = int(n)
 	}
+	ts.logAppendTime = cfgs["message.timestamp.type"] == "LogAppendTime"
 	if int(maxMsg) > lc.MaxBatchBytes {
 		lc.MaxBatchBytes = int(maxMsg)
 	}

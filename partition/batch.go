@@ -63,6 +63,17 @@ func (h BatchHeader) IsTransactional() bool { return h.Attributes&0x10 != 0 }
 // timestamp of every record, held in MaxTimestamp.
 func (h BatchHeader) LogAppendTime() bool { return h.Attributes&0x08 != 0 }
 
+// StampLogAppendTime makes b a batch of LogAppendTime: attribute bit 3
+// set, ts as its max timestamp, the CRC recomputed. Kafka's broker does
+// this to every batch of a topic with message.timestamp.type
+// LogAppendTime; readers then take ts as every record's timestamp.
+func StampLogAppendTime(b []byte, ts int64) {
+	be := binary.BigEndian
+	be.PutUint16(b[posAttributes:], be.Uint16(b[posAttributes:])|0x08)
+	be.PutUint64(b[posMaxTimestamp:], uint64(ts))
+	be.PutUint32(b[posCRC:], crc32.Checksum(b[posAttributes:], crcTable))
+}
+
 // IsControl reports attribute bit 5.
 func (h BatchHeader) IsControl() bool { return h.Attributes&0x20 != 0 }
 

@@ -28,7 +28,9 @@ import (
 // batch from an epoch older than the producer's last marker is refused
 // with INVALID_PRODUCER_EPOCH.
 //
-// Not yet: LogAppendTime topics.
+// On a topic whose message.timestamp.type is LogAppendTime the leader
+// stamps each batch with the time it takes it (in the Raft entry, so
+// every replica stores the same bytes), and answers that time.
 func init() { register(kmsg.Produce, 3, 12, ordered(serveProduce)) }
 
 // electionHold bounds the time one request waits in Broker.AwaitElection:
@@ -79,6 +81,13 @@ func serveProduce(ctx context.Context, b Broker, req *kmsg.ProduceRequest) func(
 				continue
 			}
 			w := pending{rp: rp, p: wp}
+			if wp.LogAppendTime() {
+				now := time.Now().UnixMilli()
+				for _, batch := range batches {
+					partition.StampLogAppendTime(batch, now)
+				}
+				rp.LogAppendTime = now
+			}
 			for _, batch := range batches {
 				w.props = append(w.props, wp.Submit(wctx, batch))
 				w.bytes += len(batch)

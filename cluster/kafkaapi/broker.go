@@ -124,6 +124,8 @@ type WritablePartition interface {
 	MinInSync() int
 	// InSync is how many replicas count as in sync for MinInSync.
 	InSync() int
+	// LogAppendTime is the topic's message.timestamp.type=LogAppendTime.
+	LogAppendTime() bool
 	// Submit queues one record batch for the partition's Raft group.
 	Submit(ctx context.Context, batch []byte) Proposal
 	// WriteMarker commits a transaction marker through the partition's

@@ -214,3 +214,38 @@ func TestListOffsetsMaxTimestamp(t *testing.T) {
 		t.Fatalf("local log start: %+v", o)
 	}
 }
+
+// TestLogAppendTime: on a topic of message.timestamp.type LogAppendTime
+// the leader's time replaces the producer's, and a franz-go consumer sees
+// it as a log-append-time timestamp.
+func TestLogAppendTime(t *testing.T) {
+	b := newBroker(t)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(b.kafkaAddr), kgo.DefaultProduceTopic("appended"),
+		kgo.ConsumeTopics("appended"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx := testCtx(t, time.Minute)
+	if _, err := kadm.NewClient(cl).CreateTopic(ctx, 1, 1, map[string]*string{"message.timestamp.type": kmsg.StringPtr("LogAppendTime")}, "appended"); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Date(2001, 1, 1, 0, 0, 0, 0, time.UTC)
+	before := time.Now().Add(-time.Second)
+	if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte("v"), Timestamp: old}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	after := time.Now().Add(time.Second)
+	fs := cl.PollFetches(ctx)
+	if err := fs.Err(); err != nil {
+		t.Fatal(err)
+	}
+	recs := fs.Records()
+	if len(recs) != 1 {
+		t.Fatalf("%d records", len(recs))
+	}
+	r := recs[0]
+	if r.Attrs.TimestampType() != 1 || r.Timestamp.Before(before) || r.Timestamp.After(after) {
+		t.Fatalf("timestamp %v (type %d); want the append time, between %v and %v", r.Timestamp, r.Attrs.TimestampType(), before, after)
+	}
+}
