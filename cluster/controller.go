@@ -96,7 +96,11 @@ func (n *Node) addPartitions(ctx context.Context, name string, count int32, vali
 		return nil, metaErr(err)
 	}
 	if res.Err != nil {
-		return nil, res.Err
+		// A proposal retried after a leadership change may find its
+		// first attempt applied: the topic grew as asked.
+		if now := n.meta.state().Topics[name]; now == nil || now.ID != t.ID || int32(len(now.Partitions)) != count {
+			return nil, res.Err
+		}
 	}
 	n.triggerReconcile()
 	return &grown, nil

@@ -35,11 +35,18 @@ var zstdDecoders = sync.Pool{New: func() any {
 	return d
 }}
 
+// inflating bounds the batches being decompressed at once, so that the
+// per-batch bound also bounds the memory all of them take.
+var inflating = make(chan struct{}, 2)
+
 // decompress inflates a batch's records section written with codec.
 func decompress(codec int8, data []byte) ([]byte, error) {
-	switch codec {
-	case codecNone:
+	if codec == codecNone {
 		return data, nil
+	}
+	inflating <- struct{}{}
+	defer func() { <-inflating }()
+	switch codec {
 	case codecGzip:
 		r, err := gzip.NewReader(bytes.NewReader(data))
 		if err != nil {

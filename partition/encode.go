@@ -105,12 +105,18 @@ func DecodeRecords(b []byte) ([]Record, []int64, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	if h.NumRecords < 0 || int64(h.NumRecords) != int64(h.LastOffsetDelta)+1 {
+		return nil, nil, fmt.Errorf("%w: %d records for an offset range of %d", ErrCorruptBatch, h.NumRecords, int64(h.LastOffsetDelta)+1)
+	}
 	rest, err := decompress(h.Compression(), b[BatchHeaderSize:h.Size()])
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: %v", ErrCorruptBatch, err)
 	}
-	recs := make([]Record, 0, h.NumRecords)
-	offs := make([]int64, 0, h.NumRecords)
+	// A record takes at least 7 bytes: the header's count cannot size
+	// the slices beyond what the bytes can hold.
+	n := min(int(h.NumRecords), len(rest)/7+1)
+	recs := make([]Record, 0, n)
+	offs := make([]int64, 0, n)
 	for i := int32(0); i < h.NumRecords; i++ {
 		length, n := binary.Varint(rest)
 		if n <= 0 || length < 0 || int64(len(rest)-n) < length {

@@ -397,18 +397,19 @@ func (l *Log) maxTimestampOnce(end int64) (int64, int64, bool, uint64, error) {
 	if _, err := segs[at].s.f.ReadAt(b, pos); err != nil {
 		return 0, 0, false, gen, fmt.Errorf("partition: read %s at %d: %w", segs[at].s.path(), pos, err)
 	}
+	// A client wrote the batch: a record the header does not account
+	// for, or one that does not decode, leaves the answer at the batch.
+	last := min(h.LastOffset(), end-1)
 	recs, offs, err := DecodeRecords(b)
 	if err != nil {
-		return 0, 0, false, gen, err
+		return h.BaseOffset, best, true, gen, nil
 	}
 	for i, r := range recs {
 		if r.Timestamp == best || h.IsControl() || h.LogAppendTime() {
-			return offs[i], best, true, gen, nil
+			return max(h.BaseOffset, min(offs[i], last)), best, true, gen, nil
 		}
 	}
-	// The batch's max timestamp matched none of its records: trust the
-	// header, and answer its last offset.
-	return h.LastOffset(), best, true, gen, nil
+	return last, best, true, gen, nil
 }
 
 func maxTimestamp(a, b int64) int64 {

@@ -107,7 +107,7 @@ func serveProduce(ctx context.Context, b Broker, req *kmsg.ProduceRequest) func(
 				res := pr.Wait(wctx)
 				if res.Err != nil {
 					w.rp.ErrorCode = kafkaerr.Code(res.Err)
-					w.rp.BaseOffset = -1
+					w.rp.BaseOffset, w.rp.LogAppendTime = -1, -1
 					break
 				}
 				if i == 0 {
@@ -231,6 +231,11 @@ func produceTarget(electing context.Context, b Broker, topic string, part int32,
 		}
 		if h.Compression() > 4 {
 			return nil, nil, kerr.UnsupportedCompressionType
+		}
+		if h.NumRecords < 1 || int64(h.NumRecords) != int64(h.LastOffsetDelta)+1 {
+			// As Kafka's validator: the record count must match the
+			// offsets the batch claims.
+			return nil, nil, kerr.InvalidRecord
 		}
 	}
 	return p, batches, nil

@@ -30,7 +30,7 @@ func serveListOffsets(_ context.Context, b Broker, req *kmsg.ListOffsetsRequest)
 			rp := kmsg.NewListOffsetsResponseTopicPartition()
 			rp.Partition = p.Partition
 			rp.Timestamp, rp.Offset, rp.LeaderEpoch = -1, -1, -1
-			if err := listOffset(b, t.Topic, req.IsolationLevel, p, &rp); err != nil {
+			if err := listOffset(b, t.Topic, req.Version, req.IsolationLevel, p, &rp); err != nil {
 				rp.ErrorCode = kafkaerr.Code(err)
 				rp.Timestamp, rp.Offset, rp.LeaderEpoch = -1, -1, -1
 			}
@@ -41,7 +41,10 @@ func serveListOffsets(_ context.Context, b Broker, req *kmsg.ListOffsetsRequest)
 	return resp
 }
 
-func listOffset(b Broker, topic string, isolation int8, p kmsg.ListOffsetsRequestTopicPartition, rp *kmsg.ListOffsetsResponseTopicPartition) error {
+func listOffset(b Broker, topic string, version int16, isolation int8, p kmsg.ListOffsetsRequestTopicPartition, rp *kmsg.ListOffsetsResponseTopicPartition) error {
+	if (p.Timestamp == -3 && version < 7) || (p.Timestamp == -4 && version < 8) {
+		return kerr.UnsupportedVersion
+	}
 	lp, err := b.LeaderPartition(topic, p.Partition)
 	if err != nil {
 		return err

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/binary"
+	"hash/crc32"
 	"io"
 	"net"
 	"testing"
@@ -120,6 +121,11 @@ func TestBadInput(t *testing.T) {
 	corrupt := append([]byte(nil), good...)
 	corrupt[len(corrupt)-1] ^= 0xff
 	truncated := good[:len(good)-3]
+	// A valid CRC over a record count the offsets do not match: it once
+	// reached an allocation sized by the count.
+	miscounted := append([]byte(nil), good...)
+	binary.BigEndian.PutUint32(miscounted[57:], 0xffffffff)
+	binary.BigEndian.PutUint32(miscounted[17:], crc32.Checksum(miscounted[21:], crc32.MakeTable(crc32.Castagnoli)))
 	codes := []struct {
 		name string
 		req  *kmsg.ProduceRequest
@@ -127,6 +133,7 @@ func TestBadInput(t *testing.T) {
 	}{
 		{"bad crc", produceReq("good", 0, corrupt), kerr.CorruptMessage.Code},
 		{"truncated batch", produceReq("good", 0, truncated), kerr.CorruptMessage.Code},
+		{"record count against its offsets", produceReq("good", 0, miscounted), kerr.InvalidRecord.Code},
 		{"unknown topic", produceReq("nope", 0, good), kerr.UnknownTopicOrPartition.Code},
 		{"bad partition", produceReq("good", 7, good), kerr.UnknownTopicOrPartition.Code},
 		{"negative partition", produceReq("good", -1, good), kerr.UnknownTopicOrPartition.Code},
