@@ -238,7 +238,11 @@ func (c *Coordinator) EndTxn(ctx context.Context, id string, pid int64, epoch in
 			// A fence took the last epoch; no transaction may use it.
 			return -1, -1, kerr.ProducerFenced
 		}
-		return m.pid, m.epoch, nil // a retry of the request that bumped the epoch
+		// A retry of the request that bumped the epoch.
+		if err := s.confirm(ctx, m); err != nil {
+			return -1, -1, err
+		}
+		return m.pid, m.epoch, nil
 	}
 	if err := checkProducer(m, pid, epoch); err != nil {
 		return -1, -1, err
@@ -271,8 +275,25 @@ func (c *Coordinator) EndTxn(ctx context.Context, id string, pid int64, epoch in
 		}
 		m.txnState = next
 		return m.pid, m.epoch, nil
-	case state == done:
+	case state == done && !tv2:
+		// A retry of a version 1 end, which keeps the epoch. (Under
+		// version 2 a retry carries the epoch before; the current one
+		// here means the client believes in a transaction this
+		// coordinator never saw: INVALID_TXN_STATE, as in Kafka.)
+		if err := s.confirm(ctx, m); err != nil {
+			return -1, -1, err
+		}
 		return m.pid, m.epoch, nil
 	}
 	return -1, -1, kerr.InvalidTxnState
+}
+
+// confirm writes m's state again before an answer that would otherwise
+// rest on this node's memory alone. A coordinator paused past its
+// leadership wakes with a stale view: it once told a producer its
+// commit was done (the last transaction's), while the new coordinator
+// had the producer's next transaction open, and aborted it on timeout.
+// The write goes through Raft only while this node still leads.
+func (s *shard) confirm(ctx context.Context, m *txnMeta) error {
+	return s.write(ctx, m.txnState)
 }

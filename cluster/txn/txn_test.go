@@ -325,6 +325,48 @@ func TestFenceIntoTheLastEpoch(t *testing.T) {
 	}
 }
 
+// TestAnswersFromMemoryAreConfirmed: an end the coordinator would answer
+// from its state alone (a retry) is confirmed through the log first, so a
+// coordinator that lost its leadership unnoticed says NOT_COORDINATOR
+// rather than "committed"; and under version 2 an end with the current
+// epoch after a completed transaction is no retry but INVALID_TXN_STATE.
+func TestAnswersFromMemoryAreConfirmed(t *testing.T) {
+	c, f, _ := newTest(t)
+	pid, e0, _ := c.InitProducerID(ctx(t), "tx", 60000, -1, -1)
+	addParts(t, c, "tx", pid, e0, 0)
+	_, e1, err := c.EndTxn(ctx(t), "tx", pid, e0, true, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	state(t, c, "tx", kmsg.TransactionStateCompleteCommit)
+	if _, _, err := c.EndTxn(ctx(t), "tx", pid, e1, true, true); !errors.Is(err, kerr.InvalidTxnState) {
+		t.Fatalf("version 2 end with the current epoch and nothing under way: %v", err)
+	}
+	f.log.SetFail(kerr.NotLeaderForPartition) // leadership lost, not noticed yet
+	if _, _, err := c.EndTxn(ctx(t), "tx", pid, e0, true, true); !errors.Is(err, kerr.NotCoordinator) {
+		t.Fatalf("retried end on a coordinator that no longer leads: %v", err)
+	}
+	f.log.SetFail(nil)
+	if p, e, err := c.EndTxn(ctx(t), "tx", pid, e0, true, true); err != nil || p != pid || e != e1 {
+		t.Fatalf("retried end: %d %d %v", p, e, err)
+	}
+
+	// Version 1 keeps the epoch: its retry carries the current one.
+	addParts(t, c, "tx", pid, e1, 1)
+	if _, _, err := c.EndTxn(ctx(t), "tx", pid, e1, true, false); err != nil {
+		t.Fatal(err)
+	}
+	state(t, c, "tx", kmsg.TransactionStateCompleteCommit)
+	f.log.SetFail(kerr.NotLeaderForPartition)
+	if _, _, err := c.EndTxn(ctx(t), "tx", pid, e1, true, false); !errors.Is(err, kerr.NotCoordinator) {
+		t.Fatalf("version 1 retry on a coordinator that no longer leads: %v", err)
+	}
+	f.log.SetFail(nil)
+	if _, _, err := c.EndTxn(ctx(t), "tx", pid, e1, true, false); err != nil {
+		t.Fatalf("version 1 retry: %v", err)
+	}
+}
+
 func TestTimedOutTransactionIsAborted(t *testing.T) {
 	c, f, clk := newTest(t)
 	pid, e0, _ := c.InitProducerID(ctx(t), "tx", 10000, -1, -1)
