@@ -160,7 +160,9 @@ func TestBadInput(t *testing.T) {
 		rc.expectClosed()
 	}
 
-	// ApiVersions at a version we do not know: UNSUPPORTED_VERSION in v0.
+	// ApiVersions at a version we do not know: UNSUPPORTED_VERSION in v0,
+	// with only ApiVersions' own range, the version to retry with
+	// (KIP-511).
 	rc := dialRaw(t, b.kafkaAddr)
 	av := kmsg.NewPtrApiVersionsRequest()
 	av.Version = 42
@@ -169,7 +171,8 @@ func TestBadInput(t *testing.T) {
 	body := rc.readFrame()
 	avResp := kmsg.NewPtrApiVersionsResponse()
 	avResp.Version = 0
-	if body == nil || avResp.ReadFrom(body[4:]) != nil || avResp.ErrorCode != kerr.UnsupportedVersion.Code || len(avResp.ApiKeys) == 0 {
+	if body == nil || avResp.ReadFrom(body[4:]) != nil || avResp.ErrorCode != kerr.UnsupportedVersion.Code ||
+		len(avResp.ApiKeys) != 1 || avResp.ApiKeys[0].ApiKey != 18 || avResp.ApiKeys[0].MaxVersion != 4 {
 		t.Fatalf("ApiVersions v42: %+v", avResp)
 	}
 

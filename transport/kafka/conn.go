@@ -126,13 +126,22 @@ func (s *Server) readLoop(ctx context.Context, nc net.Conn, queue chan<- *inflig
 func (s *Server) serve(ctx context.Context, info *ConnInfo, req kmsg.Request, hdr header) func() kmsg.Response {
 	if hdr.unsupportedApiVersions {
 		// Kafka answers an ApiVersions request it cannot parse with a v0
-		// response carrying UNSUPPORTED_VERSION and the supported ranges,
-		// so the client can retry at a version both sides know.
+		// response carrying UNSUPPORTED_VERSION and only ApiVersions' own
+		// range (KIP-511), so the client retries at a version both sides
+		// know. With every range, franz-go keeps the v0 answer, which has
+		// no features: it then did not see transaction.version 2.
 		finish := s.handler.Serve(ctx, info, req)
 		return func() kmsg.Response {
 			resp := finish()
 			if av, ok := resp.(*kmsg.ApiVersionsResponse); ok {
 				av.ErrorCode = kerr.UnsupportedVersion.Code
+				keys := av.ApiKeys[:0]
+				for _, k := range av.ApiKeys {
+					if k.ApiKey == apiVersionsKey {
+						keys = append(keys, k)
+					}
+				}
+				av.ApiKeys = keys
 			}
 			return resp
 		}
