@@ -94,22 +94,34 @@ that reproduces them.`,
 	return cmd
 }
 
-func runBenchGroups(ctx context.Context, o groupBenchOpts, out, progress io.Writer) error {
-	brokers := client.SplitBrokers(o.brokers)
+// benchCluster connects to the brokers given or, without any, starts
+// nodes local brokers; done stops what it started.
+func benchCluster(ctx context.Context, brokersFlag string, nodes int, progress io.Writer) ([]string, *client.Admin, func(), error) {
+	brokers := client.SplitBrokers(brokersFlag)
+	stop := func() {}
 	if len(brokers) == 0 {
-		local, err := startLocalCluster(ctx, localClusterOpts{nodes: o.nodes, extra: []string{"--log-level", "warn"}})
+		local, err := startLocalCluster(ctx, localClusterOpts{nodes: nodes, extra: []string{"--log-level", "warn"}})
 		if err != nil {
-			return err
+			return nil, nil, nil, err
 		}
-		defer local.stop()
+		stop = local.stop
 		brokers = local.kafkaAddrs()
-		fmt.Fprintf(progress, "bench: %d local brokers on %s\n", o.nodes, strings.Join(brokers, ","))
+		fmt.Fprintf(progress, "bench: %d local brokers on %s\n", nodes, strings.Join(brokers, ","))
 	}
 	adm, err := client.NewAdmin(brokers)
 	if err != nil {
+		stop()
+		return nil, nil, nil, err
+	}
+	return brokers, adm, func() { adm.Close(); stop() }, nil
+}
+
+func runBenchGroups(ctx context.Context, o groupBenchOpts, out, progress io.Writer) error {
+	brokers, adm, done, err := benchCluster(ctx, o.brokers, o.nodes, progress)
+	if err != nil {
 		return err
 	}
-	defer adm.Close()
+	defer done()
 	rf := int16(min(3, len(brokers)))
 	fmt.Fprintf(out, "command: `%s` (build %s)\n\n", commandLine(), buildRevision())
 	fmt.Fprintf(out, "Machine: %d CPUs, %s/%s. Brokers: %d, replication factor %d, franz-go clients with default settings (cooperative-sticky, 3 s heartbeats, autocommit).\n\n",

@@ -93,21 +93,11 @@ func runBenchTxn(ctx context.Context, o txnBenchOpts, out, progress io.Writer) e
 		}
 		intervals = append(intervals, d)
 	}
-	brokers := client.SplitBrokers(o.brokers)
-	if len(brokers) == 0 {
-		local, err := startLocalCluster(ctx, localClusterOpts{nodes: o.nodes, extra: []string{"--log-level", "warn"}})
-		if err != nil {
-			return err
-		}
-		defer local.stop()
-		brokers = local.kafkaAddrs()
-		fmt.Fprintf(progress, "bench: %d local brokers on %s\n", o.nodes, strings.Join(brokers, ","))
-	}
-	adm, err := client.NewAdmin(brokers)
+	brokers, adm, done, err := benchCluster(ctx, o.brokers, o.nodes, progress)
 	if err != nil {
 		return err
 	}
-	defer adm.Close()
+	defer done()
 	rf := int16(min(3, len(brokers)))
 	fmt.Fprintf(out, "command: `%s` (build %s)\n\n", commandLine(), buildRevision())
 	fmt.Fprintf(out, "Machine: %d CPUs, %s/%s. Brokers: %d, replication factor %d, %d partitions, %d B records (a different random value each), one franz-go producer with default settings (acks=all, idempotent, snappy, linger 10ms), %v per case; a read_committed consumer reads each topic back (after the produce phase when measuring throughput, meanwhile when measuring latency).\n\n",
