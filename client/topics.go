@@ -133,3 +133,90 @@ func (a *Admin) AddPartitions(ctx context.Context, topic string, add int) error 
 	}
 	return nil
 }
+
+// ConfigChange is one change `quire topic alter-config` makes: Set with
+// a value, or Delete (back to the broker's default), or Append and
+// Subtract on a list config.
+type ConfigChange struct {
+	Name  string
+	Value string
+	Op    kadm.IncrementalOp
+}
+
+// AlterTopicConfig changes a topic's configs incrementally; validateOnly
+// checks them without changing anything.
+func (a *Admin) AlterTopicConfig(ctx context.Context, topic string, changes []ConfigChange, validateOnly bool) error {
+	var acs []kadm.AlterConfig
+	for _, c := range changes {
+		ac := kadm.AlterConfig{Op: c.Op, Name: c.Name}
+		if c.Op != kadm.DeleteConfig {
+			v := c.Value
+			ac.Value = &v
+		}
+		acs = append(acs, ac)
+	}
+	alter := a.adm.AlterTopicConfigs
+	if validateOnly {
+		alter = a.adm.ValidateAlterTopicConfigs
+	}
+	resp, err := alter(ctx, acs, topic)
+	if err != nil {
+		return err
+	}
+	r, err := resp.On(topic, nil)
+	if err != nil {
+		return err
+	}
+	if r.Err != nil {
+		return fmt.Errorf("%w: %s", r.Err, r.ErrMessage)
+	}
+	return nil
+}
+
+// Trimmed is a partition's log start offset after TrimPrefix.
+type Trimmed struct {
+	Partition   int32  `json:"partition"`
+	StartOffset int64  `json:"log_start_offset"`
+	Error       string `json:"error,omitempty"`
+}
+
+// TrimPrefix deletes the records of the given partitions (every one when
+// none is named) below offset (-1: the high watermark), through
+// DeleteRecords.
+func (a *Admin) TrimPrefix(ctx context.Context, topic string, partitions []int32, offset int64) ([]Trimmed, error) {
+	if len(partitions) == 0 {
+		tds, err := a.adm.ListTopics(ctx, topic)
+		if err != nil {
+			return nil, err
+		}
+		td, ok := tds[topic]
+		if !ok || td.Err != nil {
+			return nil, fmt.Errorf("topic %s: %v", topic, td.Err)
+		}
+		partitions = td.Partitions.Numbers()
+	}
+	var to kadm.Offsets
+	for _, p := range partitions {
+		to.Add(kadm.Offset{Topic: topic, Partition: p, At: offset})
+	}
+	resp, err := a.adm.DeleteRecords(ctx, to)
+	if err != nil {
+		return nil, err
+	}
+	var out []Trimmed
+	for _, p := range partitions {
+		t := Trimmed{Partition: p, StartOffset: -1}
+		r, ok := resp.Lookup(topic, p)
+		switch {
+		case !ok:
+			t.Error = "no answer"
+		case r.Err != nil:
+			t.Error = r.Err.Error()
+		default:
+			t.StartOffset = r.LowWatermark
+		}
+		out = append(out, t)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Partition < out[j].Partition })
+	return out, nil
+}

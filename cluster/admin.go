@@ -67,7 +67,13 @@ type partitionView struct {
 	Epoch     int32  `json:"leader_epoch"`
 	HW        int64  `json:"high_watermark"`
 	CRC32C    uint32 `json:"crc32c"`
-	Error     string `json:"error,omitempty"`
+	// Start is the log start offset, Segments and Bytes what this replica
+	// keeps on disk: the start is agreed through Raft, the segments may
+	// be cut at other offsets on another replica.
+	Start    int64  `json:"log_start_offset"`
+	Segments int    `json:"segments"`
+	Bytes    int64  `json:"size_bytes"`
+	Error    string `json:"error,omitempty"`
 	// Raft is the replica's group as this node's raft sees it, for
 	// telling a follower that lacks entries from one that was never told
 	// they are committed.
@@ -113,6 +119,7 @@ func (n *Node) servePartitions(w http.ResponseWriter, _ *http.Request) {
 			v.Error = err.Error()
 		}
 		if r := n.replica(k); r != nil {
+			v.Start, v.Segments, v.Bytes = r.fsm.StartOffset(), len(r.fsm.Log().Segments()), r.fsm.Log().Size()
 			st := r.group.raft.Stats()
 			v.Raft = &raftView{State: st["state"], Term: st["term"], Last: st["last_log_index"],
 				Commit: st["commit_index"], Applied: st["applied_index"], Contact: st["last_contact"]}
@@ -179,6 +186,8 @@ type nodeMetrics struct {
 	replicas      prometheus.Gauge
 	// replicaRebuilds counts replicas found damaged at start and rebuilt.
 	replicaRebuilds prometheus.Counter
+	// retentionTrims counts log start moves retention committed.
+	retentionTrims prometheus.Counter
 	// raftLogSync and raftLogRecords describe the shared Raft log's
 	// commit rounds: one write and one fdatasync each.
 	raftLogSync    prometheus.Histogram
@@ -229,6 +238,10 @@ func newNodeMetrics(reg prometheus.Registerer) *nodeMetrics {
 		replicaRebuilds: f.NewCounter(prometheus.CounterOpts{
 			Name: "quire_replica_rebuilds_total",
 			Help: "Replicas whose data failed verification at start and were rebuilt from their peers.",
+		}),
+		retentionTrims: f.NewCounter(prometheus.CounterOpts{
+			Name: "quire_retention_trims_total",
+			Help: "Times retention moved the log start offset of a partition this node leads (deleting closed segments on every replica).",
 		}),
 		raftLogSync: f.NewHistogram(prometheus.HistogramOpts{
 			Name:    "quire_raft_log_sync_seconds",

@@ -83,6 +83,13 @@ type Config struct {
 	MaxPartitionsPerNode int
 	// Log holds the segment defaults for new partitions.
 	Log partition.Config
+	// TopicDefaults are the broker defaults of topic configs that have no
+	// field of their own, under Kafka's broker names (log.retention.ms);
+	// set them with SetBrokerDefault. Unset ones take Kafka's default.
+	TopicDefaults map[string]string
+	// RetentionCheckInterval is how often each partition leader looks for
+	// segments past retention (log.retention.check.interval.ms).
+	RetentionCheckInterval time.Duration
 
 	// OffsetsTopicPartitions is the partition count of __consumer_offsets
 	// when it is created (offsets.topic.num.partitions). Each partition
@@ -183,6 +190,7 @@ func DefaultConfig() Config {
 		MaxMessageBytes:                   1048588,
 		MaxPartitionsPerNode:              2000,
 		Log:                               partition.DefaultConfig(),
+		RetentionCheckInterval:            5 * time.Minute,
 		OffsetsTopicPartitions:            16,
 		OffsetsTopicReplicationFactor:     3,
 		Groups:                            groups.DefaultConfig(),

@@ -87,9 +87,9 @@ func (p kafkaPartition) LeaderEpoch() int32 {
 	return epoch
 }
 
-func (p kafkaPartition) MaxMessageBytes() int32 { return p.r.maxMessageBytes }
-func (p kafkaPartition) MinInSync() int         { return p.r.minISR }
-func (p kafkaPartition) LogAppendTime() bool    { return p.r.logAppendTime }
+func (p kafkaPartition) MaxMessageBytes() int32 { return p.r.settings.Load().maxMessageBytes }
+func (p kafkaPartition) MinInSync() int         { return p.r.settings.Load().minISR }
+func (p kafkaPartition) LogAppendTime() bool    { return p.r.settings.Load().logAppendTime }
 func (p kafkaPartition) InSync() int            { return p.n.inSync(p.r) }
 
 func (p kafkaPartition) Submit(ctx context.Context, batch []byte) kafkaapi.Proposal {
@@ -194,6 +194,16 @@ func (n kafkaBroker) DeleteTopic(ctx context.Context, name string) error {
 // DescribeConfigs lists the configs of a topic or of this broker.
 func (n kafkaBroker) DescribeConfigs(typ kmsg.ConfigResourceType, name string) ([]kafkaapi.ConfigValue, error) {
 	return n.describeConfigs(typ, name)
+}
+
+// DeleteRecords moves a partition's log start offset.
+func (n kafkaBroker) DeleteRecords(ctx context.Context, topic string, partition int32, offset int64) (int64, error) {
+	return n.deleteRecords(ctx, topic, partition, offset)
+}
+
+// AlterConfigs changes a topic's or the brokers' dynamic configs.
+func (n kafkaBroker) AlterConfigs(ctx context.Context, a kafkaapi.ConfigAlteration) error {
+	return n.alterConfigs(ctx, a)
 }
 
 // AddPartitions grows a topic.

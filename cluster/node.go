@@ -222,8 +222,9 @@ func (n *Node) start() error {
 	go n.controllerDuties()
 	go n.reportLeaders()
 	go n.reconcileLoop()
-	n.wg.Add(1)
+	n.wg.Add(2)
 	go n.expireProducersLoop()
+	go n.retentionLoop()
 	// Frees the group state of __consumer_offsets partitions this node
 	// stopped leading.
 	n.wg.Add(2)

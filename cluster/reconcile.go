@@ -123,6 +123,7 @@ func (n *Node) reconcile(s *fsm.MetaState) {
 		}
 		return missing[i].partition < missing[j].partition
 	})
+	n.refreshSettings(s, want)
 	n.startReplicas(missing, want)
 	if len(missing) > 0 {
 		n.settleLeaders()
@@ -131,6 +132,31 @@ func (n *Node) reconcile(s *fsm.MetaState) {
 	if time.Since(n.replicas.lastGC) > time.Minute && n.metaCaughtUp() == nil {
 		n.replicas.lastGC = time.Now()
 		n.removeOrphanDirs()
+	}
+}
+
+// refreshSettings puts changed topic and broker configs in force on the
+// running replicas.
+func (n *Node) refreshSettings(s *fsm.MetaState, want map[tp]*fsm.Topic) {
+	byTopic := map[string]*topicSettings{}
+	for _, r := range n.replicas.running.all() {
+		t := want[r.tp]
+		if t == nil || t.ID != r.topicID {
+			continue
+		}
+		ts := byTopic[t.Name]
+		if ts == nil {
+			ts = n.topicSettings(s, t)
+			byTopic[t.Name] = ts
+		}
+		if *r.settings.Load() == *ts {
+			continue
+		}
+		if err := r.fsm.Log().SetConfig(ts.log); err != nil {
+			n.logger.Warn("topic configs not applied to the log", "partition", r.tp.String(), "error", err)
+			continue
+		}
+		r.settings.Store(ts)
 	}
 }
 

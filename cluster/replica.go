@@ -32,12 +32,9 @@ type replica struct {
 	fsm      *fsm.PartitionFSM
 	group    *raftGroup
 	proposer *proposer
-	// maxMessageBytes is the topic's max.message.bytes.
-	maxMessageBytes int32
-	// minISR is the topic's min.insync.replicas.
-	minISR int
-	// logAppendTime is message.timestamp.type=LogAppendTime.
-	logAppendTime bool
+	// settings are the topic's configs in force, replaced when they
+	// change (applySettings).
+	settings atomic.Pointer[topicSettings]
 	// replicas is the partition's replica set, preferred leader first.
 	replicas []int32
 	// holdSince is when snapshots began waiting for a follower to catch
@@ -66,10 +63,8 @@ func (n *Node) partitionDir(t tp, id [16]byte) string {
 // startReplica opens (or creates) the partition's log and Raft group.
 func (n *Node) startReplica(t tp, topic *fsm.Topic) (*replica, error) {
 	dir := n.partitionDir(t, topic.ID)
-	logCfg, tc, err := topicLogConfig(n.cfg, topic.Configs)
-	if err != nil {
-		return nil, err
-	}
+	ts := n.topicSettings(n.meta.state(), topic)
+	logCfg := ts.log
 	logger := n.logger.Named("partition").With("topic", t.topic, "partition", t.partition)
 	shared, err := n.sharedStore(dir)
 	if err != nil {
@@ -137,17 +132,15 @@ func (n *Node) startReplica(t tp, topic *fsm.Topic) (*replica, error) {
 		return nil, err
 	}
 	r := &replica{
-		tp:              t,
-		topicID:         topic.ID,
-		dir:             dir,
-		fsm:             pf,
-		group:           g,
-		proposer:        newProposer(g.raft, n.cfg.GroupCommitBytes, n.cfg.GroupCommitInFlight, n.metrics),
-		maxMessageBytes: tc.maxMessageBytes,
-		minISR:          tc.minISR,
-		logAppendTime:   tc.logAppendTime,
-		replicas:        voters,
+		tp:       t,
+		topicID:  topic.ID,
+		dir:      dir,
+		fsm:      pf,
+		group:    g,
+		proposer: newProposer(g.raft, n.cfg.GroupCommitBytes, n.cfg.GroupCommitInFlight, n.metrics),
+		replicas: voters,
 	}
+	r.settings.Store(ts)
 	r.quorum = func() bool { return n.elections.quorumReachable(r.replicas) }
 	r.proposer.onPropose = func() { g.active(n.quietTimeout(), n.cfg.GroupTimeout) }
 	// The log found at start counts as snapshotted: a restart must not

@@ -12,6 +12,8 @@ const (
 	cmdMarker  byte = 2
 	// cmdExpireProducers forgets idle producers (see ExpireProducers).
 	cmdExpireProducers byte = 3
+	// cmdTrimPrefix moves the log start offset (see TrimPrefix).
+	cmdTrimPrefix byte = 4
 )
 
 // ProduceCommand packs record batches (already validated by the leader)

@@ -21,6 +21,7 @@ const (
 	metaSetLeader   byte = 5
 	metaSetLeaders  byte = 6
 	metaAddParts    byte = 7
+	metaAlterCfgs   byte = 8
 )
 
 // Topic is a topic as the controller knows it.
@@ -62,6 +63,9 @@ type MetaState struct {
 	Brokers        map[int32]*Broker `json:"brokers"`
 	NextProducerID int64             `json:"next_producer_id"`
 	Index          uint64            `json:"index"`
+	// BrokerConfigs are the dynamic broker configs, under Kafka's names:
+	// the cluster-wide defaults under "", one broker's under its id.
+	BrokerConfigs map[string]map[string]string `json:"broker_configs,omitempty"`
 	// PlacementIndex is the index of the last entry that changed topics or
 	// brokers, not only leaders: what each node's set of replicas follows.
 	// Leader reports are most of the entries; a node need not look at its
@@ -145,6 +149,19 @@ type SetLeadersCmd struct {
 	Leaders []SetLeaderCmd `json:"leaders"`
 }
 
+// AlterConfigsCmd changes the dynamic configs of a topic (Topic, TopicID)
+// or of brokers (Broker: "" for the cluster-wide defaults, else a broker
+// id). Replace drops every config not in Set first; otherwise Set and
+// Delete change only what they name. The proposer validated the values.
+type AlterConfigsCmd struct {
+	Topic   string            `json:"topic,omitempty"`
+	TopicID [16]byte          `json:"topic_id"`
+	Broker  *string           `json:"broker,omitempty"`
+	Replace bool              `json:"replace,omitempty"`
+	Set     map[string]string `json:"set,omitempty"`
+	Delete  []string          `json:"delete,omitempty"`
+}
+
 // AllocPIDsCmd reserves a block of producer ids.
 type AllocPIDsCmd struct {
 	Count int64 `json:"count"`
@@ -175,6 +192,8 @@ func EncodeMeta(cmd interface{}) ([]byte, error) {
 		t = metaSetLeaders
 	case *AddPartitionsCmd:
 		t = metaAddParts
+	case *AlterConfigsCmd:
+		t = metaAlterCfgs
 	default:
 		return nil, fmt.Errorf("unknown metadata command %T", cmd)
 	}
@@ -233,7 +252,7 @@ func (m *MetaFSM) Apply(l *raft.Log) interface{} {
 	}
 	cur := m.State()
 	next := &MetaState{Topics: cur.Topics, Brokers: cur.Brokers, NextProducerID: cur.NextProducerID, Index: l.Index,
-		PlacementIndex: cur.PlacementIndex}
+		PlacementIndex: cur.PlacementIndex, BrokerConfigs: cur.BrokerConfigs}
 	var res MetaResult
 	var err error
 	switch l.Data[0] {
@@ -254,6 +273,12 @@ func (m *MetaFSM) Apply(l *raft.Log) interface{} {
 		var c AddPartitionsCmd
 		if err = json.Unmarshal(l.Data[1:], &c); err == nil {
 			res.Err = next.addPartitions(&c)
+			next.PlacementIndex = l.Index
+		}
+	case metaAlterCfgs:
+		var c AlterConfigsCmd
+		if err = json.Unmarshal(l.Data[1:], &c); err == nil {
+			res.Err = next.alterConfigs(&c)
 			next.PlacementIndex = l.Index
 		}
 	case metaAllocPIDs:
@@ -294,6 +319,49 @@ func (s *MetaState) createTopic(t *Topic) error {
 	}
 	s.Topics = copyTopics(s.Topics)
 	s.Topics[t.Name] = t
+	return nil
+}
+
+func (s *MetaState) alterConfigs(c *AlterConfigsCmd) error {
+	alter := func(old map[string]string) map[string]string {
+		out := map[string]string{}
+		if !c.Replace {
+			for k, v := range old {
+				out[k] = v
+			}
+		}
+		for _, k := range c.Delete {
+			delete(out, k)
+		}
+		for k, v := range c.Set {
+			out[k] = v
+		}
+		if len(out) == 0 {
+			return nil
+		}
+		return out
+	}
+	if c.Broker != nil {
+		all := make(map[string]map[string]string, len(s.BrokerConfigs)+1)
+		for k, v := range s.BrokerConfigs {
+			all[k] = v
+		}
+		if cfgs := alter(all[*c.Broker]); cfgs != nil {
+			all[*c.Broker] = cfgs
+		} else {
+			delete(all, *c.Broker)
+		}
+		s.BrokerConfigs = all
+		return nil
+	}
+	t, ok := s.Topics[c.Topic]
+	if !ok || t.ID != c.TopicID {
+		return kerr.UnknownTopicOrPartition
+	}
+	altered := *t
+	altered.Configs = alter(t.Configs)
+	s.Topics = copyTopics(s.Topics)
+	s.Topics[c.Topic] = &altered
 	return nil
 }
 

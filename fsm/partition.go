@@ -189,6 +189,11 @@ func (p *PartitionFSM) recoverTo(cp *manifest) error {
 			return fmt.Errorf("partition %s: truncate to checkpoint: %w", p.dir, err)
 		}
 	}
+	// A trim deletes segments after its checkpoint is written; a crash in
+	// between leaves them, and the checkpoint's start is the one in force.
+	if err := p.advanceStart(cp.StartOffset); err != nil {
+		return err
+	}
 	p.applied = cp.Index
 	p.cpIndex = cp.Index
 	for i := range cp.Producers {
@@ -248,6 +253,9 @@ func (p *PartitionFSM) Apply(l *raft.Log) interface{} {
 	if len(l.Data) > 0 && l.Data[0] == cmdExpireProducers {
 		p.applied = l.Index
 		return p.applyExpire(l.Data)
+	}
+	if len(l.Data) > 0 && l.Data[0] == cmdTrimPrefix {
+		return p.applyTrim(l)
 	}
 	batches, err := decodeProduce(l.Data)
 	if err != nil {
@@ -365,14 +373,19 @@ func (p *PartitionFSM) Read(offset int64, maxBytes int) ([]byte, error) {
 }
 
 // OffsetForTimestamp answers ListOffsets by timestamp.
+// A batch that begins below the log start offset answers the start.
 func (p *PartitionFSM) OffsetForTimestamp(ts int64) (int64, int64, bool, error) {
-	return p.log.OffsetForTimestamp(ts)
+	off, bts, found, err := p.log.OffsetForTimestamp(ts)
+	return max(off, p.log.StartOffset()), bts, found, err
 }
 
 // MaxTimestampOffset answers ListOffsets for the largest timestamp below
 // end.
+// A record below the log start offset (in a segment that retention has
+// cut into) answers the start.
 func (p *PartitionFSM) MaxTimestampOffset(end int64) (int64, int64, bool, error) {
-	return p.log.MaxTimestampOffset(end)
+	off, ts, found, err := p.log.MaxTimestampOffset(end)
+	return max(off, p.log.StartOffset()), ts, found, err
 }
 
 // EndOffsetForEpoch answers OffsetForLeaderEpoch: the largest epoch <= the
@@ -460,6 +473,7 @@ func (p *PartitionFSM) Restore(rc io.ReadCloser) error {
 	if err != nil {
 		return fmt.Errorf("partition %s: restore: %w", p.dir, err)
 	}
+	p.logger.Info("replica restored from a snapshot", "index", m.Index, "log_start", m.StartOffset, "log_end", m.NextOffset)
 	p.applied = m.Index
 	p.producers = make(map[int64]*producerState)
 	for i := range m.Producers {
@@ -501,7 +515,13 @@ func (p *PartitionFSM) restoreStream(r io.Reader) (*manifest, error) {
 	if err := json.Unmarshal(mb, &m); err != nil {
 		return nil, err
 	}
-	if err := p.log.Reset(m.StartOffset); err != nil {
+	// The first segment may begin below the start offset (retention and
+	// DeleteRecords move it inside a segment): its batches come whole.
+	base := m.StartOffset
+	if len(m.Segments) > 0 {
+		base = min(base, m.Segments[0].BaseOffset)
+	}
+	if err := p.log.Reset(base); err != nil {
 		return nil, err
 	}
 	var total int64
@@ -513,6 +533,9 @@ func (p *PartitionFSM) restoreStream(r io.Reader) (*manifest, error) {
 	}
 	if got := p.log.NextOffset(); got != m.NextOffset {
 		return nil, fmt.Errorf("restored log ends at %d, manifest says %d", got, m.NextOffset)
+	}
+	if err := p.advanceStart(m.StartOffset); err != nil {
+		return nil, err
 	}
 	return &m, nil
 }

@@ -190,7 +190,9 @@ func (p *PartitionFSM) updateLSO() {
 	for _, o := range p.open {
 		lso = min(lso, o.FirstOffset)
 	}
-	p.lso.Store(lso)
+	// DeleteRecords may move the start past an open transaction's first
+	// offset; nothing below the start can be read, stable or not.
+	p.lso.Store(max(lso, p.log.StartOffset()))
 }
 
 // LastStableOffset is the offset below which every transaction has ended:

@@ -18,6 +18,6 @@
 // segment whose index files look damaged.
 //
 // Concurrency: one writer goroutine at a time may call Append, Truncate,
-// Reset, DeleteSegmentsBefore, Sync and Close. Read, OffsetForTimestamp and
+// Reset, AdvanceStart, SetConfig, Sync and Close. Read, OffsetForTimestamp and
 // the accessors may be called concurrently from any number of goroutines.
 package partition

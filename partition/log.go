@@ -16,7 +16,7 @@ import (
 // Log is the segmented on-disk log of one partition.
 type Log struct {
 	dir    string
-	cfg    Config
+	cfg    atomic.Pointer[Config]
 	logger hclog.Logger
 
 	// mu guards the segment list and the mutable fields of its segments.
@@ -34,7 +34,7 @@ type Log struct {
 	dirDirty bool // writer: directory entries changed since the last fsync
 
 	// wmu serialises the writer methods (Append, Sync, Truncate, Reset,
-	// DeleteSegmentsBefore, Close). One goroutine appends, but Sync also
+	// AdvanceStart, SetConfig, Close). One goroutine appends, but Sync also
 	// comes from snapshot persistence on another, and both touch the
 	// active segment's file state.
 	wmu sync.Mutex
@@ -59,7 +59,8 @@ func Open(dir string, cfg Config, logger hclog.Logger) (*Log, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("partition: open %s: %w", dir, err)
 	}
-	l := &Log{dir: dir, cfg: cfg, logger: logger}
+	l := &Log{dir: dir, logger: logger}
+	l.cfg.Store(&cfg)
 	if err := l.load(); err != nil {
 		return nil, fmt.Errorf("partition: open %s: %w", dir, err)
 	}
@@ -73,6 +74,22 @@ func Open(dir string, cfg Config, logger hclog.Logger) (*Log, error) {
 	return l, nil
 }
 
+func (l *Log) config() *Config { return l.cfg.Load() }
+
+// SetConfig changes the segment settings of an open log, for the appends
+// that follow: segments already written keep their size. PowerLossJournal
+// stays as the log was opened.
+func (l *Log) SetConfig(cfg Config) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	cfg.PowerLossJournal = l.config().PowerLossJournal
+	l.cfg.Store(&cfg)
+	return nil
+}
+
 // active returns the segment appends go to. Writer only.
 func (l *Log) active() *segment { return l.segs[len(l.segs)-1] }
 
@@ -84,8 +101,9 @@ func (l *Log) Append(batch []byte) error {
 	if l.closed.Load() {
 		return ErrClosed
 	}
-	if len(batch) > l.cfg.MaxBatchBytes {
-		return fmt.Errorf("%w: %d bytes, limit %d", ErrBatchTooLarge, len(batch), l.cfg.MaxBatchBytes)
+	cfg := l.config()
+	if len(batch) > cfg.MaxBatchBytes {
+		return fmt.Errorf("%w: %d bytes, limit %d", ErrBatchTooLarge, len(batch), cfg.MaxBatchBytes)
 	}
 	h, err := ValidateBatch(batch)
 	if err != nil {
@@ -95,7 +113,7 @@ func (l *Log) Append(batch []byte) error {
 		return fmt.Errorf("%w: base offset %d, next offset %d", ErrOffsetMismatch, h.BaseOffset, next)
 	}
 	s := l.active()
-	if l.shouldRoll(s, h) {
+	if shouldRoll(cfg, s, h) {
 		if err := l.roll(h.BaseOffset); err != nil {
 			return fmt.Errorf("partition: roll at offset %d: %w", h.BaseOffset, err)
 		}
@@ -111,24 +129,24 @@ func (l *Log) Append(batch []byte) error {
 	s.dirty = true
 	s.writeback(pos + int64(len(batch)))
 	l.mu.Lock()
-	s.observe(h, pos, l.cfg.IndexIntervalBytes)
+	s.observe(h, pos, cfg.IndexIntervalBytes)
 	l.next.Store(s.next)
 	l.mu.Unlock()
 	return nil
 }
 
-func (l *Log) shouldRoll(s *segment, h BatchHeader) bool {
+func shouldRoll(cfg *Config, s *segment, h BatchHeader) bool {
 	if s.size == 0 {
 		return false
 	}
 	switch {
-	case s.size+int64(h.Size()) > l.cfg.SegmentBytes:
+	case s.size+int64(h.Size()) > cfg.SegmentBytes:
 		return true
 	case h.LastOffset()-s.base > math.MaxUint32:
 		// Relative offsets in the index are 32-bit.
 		return true
-	case l.cfg.SegmentMs > 0:
-		return elapsedAtLeast(s.firstTs, h.MaxTimestamp, l.cfg.SegmentMs.Milliseconds())
+	case cfg.SegmentMs > 0:
+		return elapsedAtLeast(s.firstTs, h.MaxTimestamp, cfg.SegmentMs.Milliseconds())
 	}
 	return false
 }
@@ -184,7 +202,7 @@ func (l *Log) sync() error {
 		}
 		l.dirDirty = false
 	}
-	if l.cfg.PowerLossJournal {
+	if l.config().PowerLossJournal {
 		return writePowerLossJournal(l.dir)
 	}
 	return nil

@@ -377,41 +377,97 @@ func TestReset(t *testing.T) {
 	wantErr(t, l.Reset(-1), ErrOffsetOutOfRange)
 }
 
-func TestDeleteSegmentsBefore(t *testing.T) {
+func TestAdvanceStart(t *testing.T) {
 	dir := t.TempDir()
 	cfg := smallConfig()
 	l := openLog(t, dir, cfg)
 	batches := appendAll(t, l, 20, func(_ int, base int64) []byte { return simpleBatch(base, 1, 250, 0) })
 	segs := l.Segments()
-	if n, err := l.DeleteSegmentsBefore(segs[1].BaseOffset - 1); n != 0 || err != nil {
+	// Inside the second segment: nothing is deleted, but reads below the
+	// new start are refused.
+	mid := segs[1].BaseOffset - 1
+	if n, err := l.AdvanceStart(mid); n != 0 || err != nil {
 		t.Fatalf("deleted %d (%v), want 0", n, err)
 	}
-	n, err := l.DeleteSegmentsBefore(segs[2].BaseOffset)
+	if l.StartOffset() != mid {
+		t.Fatalf("start %d, want %d", l.StartOffset(), mid)
+	}
+	_, err := l.Read(mid-1, 100, l.NextOffset())
+	wantErr(t, err, ErrOffsetOutOfRange)
+	checkReadAll(t, l, batches[mid:])
+	if n, err := l.AdvanceStart(mid - 1); n != 0 || err != nil || l.StartOffset() != mid {
+		t.Fatalf("moving back: deleted %d (%v), start %d", n, err, l.StartOffset())
+	}
+	n, err := l.AdvanceStart(segs[2].BaseOffset)
 	if n != 2 || err != nil {
 		t.Fatalf("deleted %d (%v), want 2", n, err)
-	}
-	if l.StartOffset() != segs[2].BaseOffset {
-		t.Fatalf("start %d, want %d", l.StartOffset(), segs[2].BaseOffset)
 	}
 	if _, err := os.Stat(segs[0].Path); !os.IsNotExist(err) {
 		t.Fatalf("segment file still there: %v", err)
 	}
-	_, err = l.Read(0, 100, l.NextOffset())
-	wantErr(t, err, ErrOffsetOutOfRange)
 	checkReadAll(t, l, batches[segs[2].BaseOffset:])
-	// The active segment is never deleted, however far offset goes.
-	n, err = l.DeleteSegmentsBefore(1 << 60)
+	_, err = l.AdvanceStart(l.NextOffset() + 1)
+	wantErr(t, err, ErrOffsetOutOfRange)
+	// The active segment is never deleted, even when the start reaches
+	// the end of the log.
+	n, err = l.AdvanceStart(l.NextOffset())
 	if err != nil || n != len(segs)-3 || len(l.Segments()) != 1 {
 		t.Fatalf("deleted %d (%v), %d left", n, err, len(l.Segments()))
 	}
-	start := l.StartOffset()
+	base := l.Segments()[0].BaseOffset
 	l.Close()
+	// A reopened log starts at its first segment: the caller keeps the
+	// logical start (the partition FSM's checkpoint).
 	l = openLog(t, dir, cfg)
 	defer l.Close()
-	if l.StartOffset() != start || l.NextOffset() != 20 {
+	if l.StartOffset() != base || l.NextOffset() != 20 {
 		t.Fatalf("reopen: start %d next %d", l.StartOffset(), l.NextOffset())
 	}
-	checkReadAll(t, l, batches[start:])
+	checkReadAll(t, l, batches[base:])
+}
+
+func TestRetentionPoint(t *testing.T) {
+	cfg := smallConfig()
+	l := openLog(t, t.TempDir(), cfg)
+	defer l.Close()
+	// Batch i has timestamp 1000*i.
+	appendAll(t, l, 20, func(i int, base int64) []byte { return simpleBatch(base, 1, 250, int64(1000*i)) })
+	segs := l.Segments()
+	if len(segs) < 4 {
+		t.Fatalf("%d segments, want at least 4", len(segs))
+	}
+	if got := l.RetentionPoint(1e9, -1, -1); got != 0 {
+		t.Fatalf("no limits: %d", got)
+	}
+	// Time: segment 0's newest batch is segs[1].BaseOffset-1.
+	newest0 := 1000 * (segs[1].BaseOffset - 1)
+	if got := l.RetentionPoint(newest0+500, 500, -1); got != 0 {
+		t.Fatalf("exactly retention.ms old: %d, want 0 (kept)", got)
+	}
+	if got := l.RetentionPoint(newest0+501, 500, -1); got != segs[1].BaseOffset {
+		t.Fatalf("one ms past retention.ms: %d, want %d", got, segs[1].BaseOffset)
+	}
+	// Far in the future every closed segment is due, never the active one.
+	if got := l.RetentionPoint(1e12, 1, -1); got != segs[len(segs)-1].BaseOffset {
+		t.Fatalf("all expired: %d, want %d", got, segs[len(segs)-1].BaseOffset)
+	}
+	// Size: keep at least retention.bytes.
+	total := l.Size()
+	if got := l.RetentionPoint(0, -1, total); got != 0 {
+		t.Fatalf("at retention.bytes: %d", got)
+	}
+	if got := l.RetentionPoint(0, -1, total-segs[0].Size); got != segs[1].BaseOffset {
+		t.Fatalf("one segment over retention.bytes: %d, want %d", got, segs[1].BaseOffset)
+	}
+	if got := l.RetentionPoint(0, -1, 0); got != segs[len(segs)-1].BaseOffset {
+		t.Fatalf("retention.bytes 0: %d", got)
+	}
+	if _, err := l.AdvanceStart(segs[1].BaseOffset + 1); err != nil {
+		t.Fatal(err)
+	}
+	if got := l.RetentionPoint(newest0+501, 500, -1); got != segs[1].BaseOffset+1 {
+		t.Fatalf("never behind the start: %d", got)
+	}
 }
 
 func TestAppendRejects(t *testing.T) {
@@ -459,7 +515,7 @@ func TestConcurrentReadDuringAppend(t *testing.T) {
 		}
 		switch {
 		case i%300 == 299:
-			if _, err := l.DeleteSegmentsBefore(l.NextOffset() - 100); err != nil {
+			if _, err := l.AdvanceStart(l.NextOffset() - 100); err != nil {
 				t.Fatal(err)
 			}
 		case i%97 == 96:

@@ -90,7 +90,7 @@ func (l *Log) readOnce(offset int64, maxBytes int, maxOffset int64) ([]byte, uin
 	}
 	i := l.segmentIndex(offset)
 	s := l.segs[i]
-	want := int64(maxBytes) + int64(l.cfg.IndexIntervalBytes)
+	want := int64(maxBytes) + int64(l.config().IndexIntervalBytes)
 	pos, at := lookup(s.offIdx, s.base, uint32(offset-s.base))
 	v := l.snapshot(i, pos, at, limit, want)
 	l.mu.RUnlock()

@@ -117,7 +117,7 @@ func checkScanned(h BatchHeader, base int64, res scanResult, fileSize int64, max
 // below the default so that lowering MaxBatchBytes cannot make recovery
 // throw away batches that were accepted under the old limit.
 func (l *Log) recoverBatchLimit() int {
-	return max(l.cfg.MaxBatchBytes, DefaultConfig().MaxBatchBytes)
+	return max(l.config().MaxBatchBytes, DefaultConfig().MaxBatchBytes)
 }
 
 // listSegments returns the base offsets of the segment files in dir.
@@ -238,7 +238,7 @@ func (l *Log) rebuildSegment(s *segment) (bool, error) {
 		return false, err
 	}
 	s.resetIndexes()
-	interval := l.cfg.IndexIntervalBytes
+	interval := l.config().IndexIntervalBytes
 	res, err := scanBatches(s, fi.Size(), 0, s.base, l.recoverBatchLimit(), func(h BatchHeader, pos int64) {
 		s.observe(h, pos, interval)
 	})

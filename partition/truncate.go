@@ -2,6 +2,7 @@ package partition
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"sort"
 )
@@ -164,27 +165,36 @@ func (l *Log) Reset(startOffset int64) error {
 	return l.sync()
 }
 
-// DeleteSegmentsBefore deletes the closed segments whose every offset is
-// below offset and advances StartOffset to the first remaining segment.
-// The active segment is never deleted. It returns how many were deleted.
-func (l *Log) DeleteSegmentsBefore(offset int64) (int, error) {
+// AdvanceStart moves the log start offset forward to offset, which may
+// fall inside a segment or a batch: reads below it fail with
+// ErrOffsetOutOfRange from then on. The closed segments whose every offset
+// is below it are deleted; the active segment never is. Offsets at or
+// below the current start change nothing. It returns how many segments
+// were deleted.
+func (l *Log) AdvanceStart(offset int64) (int, error) {
 	l.wmu.Lock()
 	defer l.wmu.Unlock()
 	if l.closed.Load() {
 		return 0, ErrClosed
 	}
+	if next := l.next.Load(); offset > next {
+		return 0, fmt.Errorf("%w: start %d beyond the log end %d", ErrOffsetOutOfRange, offset, next)
+	}
+	if offset <= l.start.Load() {
+		return 0, nil
+	}
 	n := 0
 	for n < len(l.segs)-1 && l.segs[n+1].base <= offset {
 		n++
 	}
-	if n == 0 {
-		return 0, nil
-	}
 	l.mu.Lock()
 	removed := l.segs[:n]
 	l.segs = slices.Clone(l.segs[n:])
-	l.start.Store(l.segs[0].base)
+	l.start.Store(offset)
 	l.mu.Unlock()
+	if n == 0 {
+		return 0, nil
+	}
 	// Oldest first: a crash part way leaves a suffix, which still chains.
 	if err := l.removeSegments(removed, false); err != nil {
 		return n, err
@@ -194,4 +204,38 @@ func (l *Log) DeleteSegmentsBefore(offset int64) (int, error) {
 	}
 	l.dirDirty = false
 	return n, nil
+}
+
+// RetentionPoint is where retention would move the log start offset: the
+// base of the first segment to keep when closed segments whose newest
+// timestamp is older than nowMs-retentionMs, or which push the log past
+// retentionBytes, are deleted, oldest first. A negative limit is off. It
+// returns the current start when nothing is due. The active segment is
+// always kept.
+func (l *Log) RetentionPoint(nowMs, retentionMs, retentionBytes int64) int64 {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	start := l.start.Load()
+	if l.segs == nil {
+		return start
+	}
+	var total int64
+	for _, s := range l.segs {
+		total += s.size
+	}
+	keep := 0
+	for keep < len(l.segs)-1 {
+		s := l.segs[keep]
+		expired := retentionMs >= 0 && retentionMs < math.MaxInt64 && s.maxTs != noTimestamp && elapsedAtLeast(s.maxTs, nowMs, retentionMs+1)
+		tooBig := retentionBytes >= 0 && total-s.size >= retentionBytes
+		if !expired && !tooBig {
+			break
+		}
+		total -= s.size
+		keep++
+	}
+	if keep == 0 {
+		return start
+	}
+	return max(start, l.segs[keep].base)
 }

@@ -194,6 +194,13 @@ type Topics interface {
 	DeleteTopic(ctx context.Context, name string) error
 	// DescribeConfigs lists the configs of a topic or of this broker.
 	DescribeConfigs(typ kmsg.ConfigResourceType, name string) ([]ConfigValue, error)
+	// DeleteRecords moves a partition's log start offset forward to
+	// offset (-1: the high watermark) through its Raft group, on the
+	// leader, and returns the start afterwards.
+	DeleteRecords(ctx context.Context, topic string, partition int32, offset int64) (int64, error)
+	// AlterConfigs changes the dynamic configs of a topic or of brokers
+	// through the metadata group.
+	AlterConfigs(ctx context.Context, a ConfigAlteration) error
 	// AddPartitions grows a topic to count partitions, placed as
 	// CreateTopic places them; it returns the grown topic.
 	AddPartitions(ctx context.Context, name string, count int32, validateOnly bool) (*fsm.Topic, error)
@@ -212,6 +219,19 @@ type ConfigValue struct {
 	Type        kmsg.ConfigType
 	Doc         string
 	Synonyms    []ConfigSynonym
+}
+
+// ConfigAlteration is one resource's config change: AlterConfigs replaces
+// every dynamic config of the resource (Replace), IncrementalAlterConfigs
+// sets and deletes the ones it names. Name is a topic, or for brokers ""
+// (the cluster-wide defaults) or a broker id.
+type ConfigAlteration struct {
+	Type         kmsg.ConfigResourceType
+	Name         string
+	Replace      bool
+	Set          map[string]string
+	Delete       []string
+	ValidateOnly bool
 }
 
 // ConfigSynonym is a config a value may come from.

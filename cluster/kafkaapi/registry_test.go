@@ -12,38 +12,41 @@ import (
 // implemented in full.
 func TestServedVersions(t *testing.T) {
 	want := map[kmsg.Key][2]int16{
-		kmsg.Produce:                {3, 12},
-		kmsg.Fetch:                  {4, 16},
-		kmsg.ListOffsets:            {1, 8},
-		kmsg.Metadata:               {0, 12},
-		kmsg.ApiVersions:            {0, 4},
-		kmsg.CreateTopics:           {0, 7},
-		kmsg.DeleteTopics:           {0, 6},
-		kmsg.InitProducerID:         {0, 4},
-		kmsg.WriteTxnMarkers:        {0, 2},
-		kmsg.AddPartitionsToTxn:     {0, 4},
-		kmsg.AddOffsetsToTxn:        {0, 3},
-		kmsg.EndTxn:                 {0, 5},
-		kmsg.TxnOffsetCommit:        {0, 5},
-		kmsg.DescribeTransactions:   {0, 0},
-		kmsg.ListTransactions:       {0, 2},
-		kmsg.DescribeCluster:        {0, 2},
-		kmsg.CreatePartitions:       {0, 3},
-		kmsg.DescribeConfigs:        {0, 4},
-		kmsg.OffsetForLeaderEpoch:   {0, 4},
-		kmsg.OffsetCommit:           {0, 9},
-		kmsg.OffsetFetch:            {0, 9},
-		kmsg.FindCoordinator:        {0, 6},
-		kmsg.JoinGroup:              {0, 9},
-		kmsg.Heartbeat:              {0, 4},
-		kmsg.LeaveGroup:             {0, 5},
-		kmsg.SyncGroup:              {0, 5},
-		kmsg.DescribeGroups:         {0, 5},
-		kmsg.ListGroups:             {0, 5},
-		kmsg.DeleteGroups:           {0, 2},
-		kmsg.OffsetDelete:           {0, 0},
-		kmsg.ConsumerGroupHeartbeat: {0, 1},
-		kmsg.ConsumerGroupDescribe:  {0, 1},
+		kmsg.Produce:                 {3, 12},
+		kmsg.Fetch:                   {4, 16},
+		kmsg.ListOffsets:             {1, 8},
+		kmsg.Metadata:                {0, 12},
+		kmsg.ApiVersions:             {0, 4},
+		kmsg.CreateTopics:            {0, 7},
+		kmsg.DeleteTopics:            {0, 6},
+		kmsg.InitProducerID:          {0, 4},
+		kmsg.WriteTxnMarkers:         {0, 2},
+		kmsg.AddPartitionsToTxn:      {0, 4},
+		kmsg.AddOffsetsToTxn:         {0, 3},
+		kmsg.EndTxn:                  {0, 5},
+		kmsg.TxnOffsetCommit:         {0, 5},
+		kmsg.DescribeTransactions:    {0, 0},
+		kmsg.ListTransactions:        {0, 2},
+		kmsg.DescribeCluster:         {0, 2},
+		kmsg.CreatePartitions:        {0, 3},
+		kmsg.DescribeConfigs:         {0, 4},
+		kmsg.AlterConfigs:            {0, 2},
+		kmsg.IncrementalAlterConfigs: {0, 1},
+		kmsg.DeleteRecords:           {0, 2},
+		kmsg.OffsetForLeaderEpoch:    {0, 4},
+		kmsg.OffsetCommit:            {0, 9},
+		kmsg.OffsetFetch:             {0, 9},
+		kmsg.FindCoordinator:         {0, 6},
+		kmsg.JoinGroup:               {0, 9},
+		kmsg.Heartbeat:               {0, 4},
+		kmsg.LeaveGroup:              {0, 5},
+		kmsg.SyncGroup:               {0, 5},
+		kmsg.DescribeGroups:          {0, 5},
+		kmsg.ListGroups:              {0, 5},
+		kmsg.DeleteGroups:            {0, 2},
+		kmsg.OffsetDelete:            {0, 0},
+		kmsg.ConsumerGroupHeartbeat:  {0, 1},
+		kmsg.ConsumerGroupDescribe:   {0, 1},
 	}
 	if len(apis) != len(want) {
 		t.Fatalf("%d APIs registered, want %d", len(apis), len(want))
@@ -54,8 +57,8 @@ func TestServedVersions(t *testing.T) {
 			t.Errorf("%s: v%d-%d (served %v), want v%d-%d", kmsg.NameForKey(int16(key)), lo, hi, ok, v[0], v[1])
 		}
 	}
-	if _, _, ok := Versions(int16(kmsg.AlterConfigs)); ok {
-		t.Error("AlterConfigs served")
+	if _, _, ok := Versions(int16(kmsg.DescribeACLs)); ok {
+		t.Error("DescribeACLs served")
 	}
 }
 

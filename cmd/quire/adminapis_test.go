@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"os/exec"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -93,7 +94,7 @@ func TestDescribeConfigs(t *testing.T) {
 		len(seg.Synonyms) != 2 || seg.Synonyms[1].Key != "log.segment.bytes" {
 		t.Errorf("segment.bytes: %+v", seg)
 	}
-	if mmb.Value == nil || mmb.Source != kmsg.ConfigSourceStaticBrokerConfig || len(mmb.Synonyms) != 1 || mmb.Synonyms[0].Key != "message.max.bytes" {
+	if mmb.Value == nil || mmb.Source != kmsg.ConfigSourceDefaultConfig || len(mmb.Synonyms) != 1 || mmb.Synonyms[0].Key != "message.max.bytes" {
 		t.Errorf("max.message.bytes: %+v", mmb)
 	}
 	brs, err := adm.DescribeBrokerConfigs(ctx, 1)
@@ -162,6 +163,39 @@ func TestTopicCLI(t *testing.T) {
 	}
 	if text := run("describe", "cli-topic"); !strings.Contains(text, "DYNAMIC_TOPIC_CONFIG") || !strings.Contains(text, "HIGH-WATERMARK") {
 		t.Fatalf("describe text:\n%s", text)
+	}
+	var altered []client.TopicDetail
+	if err := json.Unmarshal([]byte(run("alter-config", "cli-topic", "--set", "retention.ms=3600000", "--append", "cleanup.policy=compact", "--format", "json")), &altered); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []client.ConfigInfo{
+		{Name: "retention.ms", Value: "3600000", Source: "DYNAMIC_TOPIC_CONFIG"},
+		{Name: "cleanup.policy", Value: "delete,compact", Source: "DYNAMIC_TOPIC_CONFIG"},
+		{Name: "segment.bytes", Value: "1048576", Source: "DYNAMIC_TOPIC_CONFIG"},
+	} {
+		if !slices.Contains(altered[0].Configs, want) {
+			t.Fatalf("after alter-config, %s missing: %+v", want.Name, altered[0].Configs)
+		}
+	}
+	if text := run("alter-config", "cli-topic", "--delete", "retention.ms"); !regexp.MustCompile(`retention.ms +604800000 +DEFAULT_CONFIG`).MatchString(text) {
+		t.Fatalf("alter-config --delete:\n%s", text)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(b.kafkaAddr), kgo.DefaultProduceTopic("cli-topic"), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	for i := 0; i < 10; i++ {
+		if err := cl.ProduceSync(testCtx(t, 30*time.Second), &kgo.Record{Partition: 1, Value: []byte("x")}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var trimmed []client.Trimmed
+	if err := json.Unmarshal([]byte(run("trim-prefix", "cli-topic", "-p", "1", "--offset", "7", "--format", "json")), &trimmed); err != nil {
+		t.Fatal(err)
+	}
+	if len(trimmed) != 1 || trimmed[0] != (client.Trimmed{Partition: 1, StartOffset: 7}) {
+		t.Fatalf("trim-prefix: %+v", trimmed)
 	}
 	run("delete", "cli-topic")
 	if strings.Contains(run("list"), "cli-topic") {

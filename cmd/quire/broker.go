@@ -96,10 +96,30 @@ environment, which beats the file.`,
 	f.Int64Var(&cfg.MemoryLimit, "memory-limit", cfg.MemoryLimit, "soft limit for the Go heap with no partitions, bytes; each hosted partition replica adds 40 KiB; the GC works harder near it (GOMEMLIMIT overrides; 0 = none)")
 	f.BoolVar(&cfg.FaultInjection, "enable-fault-injection", false, "serve /debug/faults so `quire chaos run` can cut this node's network (test clusters only)")
 	f.BoolVar(&cfg.Log.PowerLossJournal, "power-loss-journal", false, "record fsync'd file sizes so `quire chaos run` can simulate power loss on this node (test clusters only)")
+	f.DurationVar(&cfg.RetentionCheckInterval, "retention-check-interval", cfg.RetentionCheckInterval, "how often each partition leader looks for segments past retention (log.retention.check.interval.ms)")
+	for _, d := range cluster.BrokerDefaults() {
+		f.Var(brokerDefaultFlag{cfg: &cfg, name: d.Name}, d.Name, "default of topic config "+d.Topic+": "+d.Doc)
+	}
 	f.StringVar(&logLevel, "log-level", "info", "log level: trace, debug, info, warn, error")
 	f.StringVar(&logFormat, "log-format", "text", "log format: text or json")
 	return cmd
 }
+
+// brokerDefaultFlag is a topic config's broker default under its Kafka
+// name (--log.retention.ms), checked as it is set.
+type brokerDefaultFlag struct {
+	cfg  *cluster.Config
+	name string
+}
+
+func (f brokerDefaultFlag) String() string {
+	if f.cfg == nil {
+		return ""
+	}
+	return f.cfg.BrokerDefault(f.name)
+}
+func (f brokerDefaultFlag) Set(v string) error { return f.cfg.SetBrokerDefault(f.name, v) }
+func (f brokerDefaultFlag) Type() string       { return "string" }
 
 func newLogger(level, format string) hclog.Logger {
 	lvl := hclog.LevelFromString(level)

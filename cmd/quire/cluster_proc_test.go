@@ -334,8 +334,29 @@ type partitionDigest struct {
 	Partition int32  `json:"partition"`
 	HW        int64  `json:"high_watermark"`
 	CRC32C    uint32 `json:"crc32c"`
+	Start     int64  `json:"log_start_offset"`
+	Segments  int    `json:"segments"`
+	Bytes     int64  `json:"size_bytes"`
 	// Raft is printed when replicas differ, not compared.
 	Raft *json.RawMessage `json:"raft"`
+}
+
+// topicDigests are every broker's /debug/partitions entries for a topic.
+func topicDigests(t *testing.T, bs []*broker, topic string) []partitionDigest {
+	t.Helper()
+	var out []partitionDigest
+	for _, b := range bs {
+		var ds []partitionDigest
+		if err := getJSON("http://"+b.adminAddr+"/debug/partitions", &ds); err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range ds {
+			if d.Topic == topic {
+				out = append(out, d)
+			}
+		}
+	}
+	return out
 }
 
 // checkReplicasIdentical compares every broker's /debug/partitions digest
@@ -345,18 +366,7 @@ func checkReplicasIdentical(t *testing.T, bs []*broker, topic string) {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		var digests []partitionDigest
-		for _, b := range bs {
-			var ds []partitionDigest
-			if err := getJSON("http://"+b.adminAddr+"/debug/partitions", &ds); err != nil {
-				t.Fatal(err)
-			}
-			for _, d := range ds {
-				if d.Topic == topic {
-					digests = append(digests, d)
-				}
-			}
-		}
+		digests := topicDigests(t, bs, topic)
 		same := len(digests) == len(bs)
 		for _, d := range digests {
 			same = same && d.HW == digests[0].HW && d.CRC32C == digests[0].CRC32C

@@ -31,7 +31,7 @@ func applySettings(fs *pflag.FlagSet, file string) error {
 		if f.Changed || f.Name == "config" {
 			return
 		}
-		env := "QUIRE_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		env := "QUIRE_" + strings.ToUpper(strings.NewReplacer("-", "_", ".", "_").Replace(f.Name))
 		if v, ok := os.LookupEnv(env); ok {
 			if err := fs.Set(f.Name, v); err != nil {
 				errs = append(errs, fmt.Sprintf("%s=%q: %v", env, v, err))

@@ -8,6 +8,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
+	"github.com/twmb/franz-go/pkg/kadm"
 
 	"github.com/quirelog/quire/client"
 )
@@ -16,10 +17,11 @@ func topicCmd() *cobra.Command {
 	o := &groupOptions{}
 	cmd := &cobra.Command{
 		Use:   "topic",
-		Short: "Create, list, describe, grow and delete topics",
+		Short: "Create, list, describe, configure, grow, trim and delete topics",
 	}
 	o.addFlags(cmd)
-	cmd.AddCommand(topicCreateCmd(o), topicListCmd(o), topicDescribeCmd(o), topicAddPartitionsCmd(o), topicDeleteCmd(o))
+	cmd.AddCommand(topicCreateCmd(o), topicListCmd(o), topicDescribeCmd(o), topicAlterConfigCmd(o), topicAddPartitionsCmd(o),
+		topicTrimPrefixCmd(o), topicDeleteCmd(o))
 	return cmd
 }
 
@@ -108,9 +110,13 @@ func printTopic(w io.Writer, d client.TopicDetail) {
 	}
 	tw.Flush()
 	fmt.Fprintln(w)
-	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	printConfigs(w, d.Configs)
+}
+
+func printConfigs(w io.Writer, cfgs []client.ConfigInfo) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "KEY\tVALUE\tSOURCE")
-	for _, c := range d.Configs {
+	for _, c := range cfgs {
 		fmt.Fprintf(tw, "%s\t%s\t%s\n", c.Name, c.Value, c.Source)
 	}
 	tw.Flush()
@@ -165,4 +171,110 @@ func topicDeleteCmd(o *groupOptions) *cobra.Command {
 			return nil
 		}),
 	}
+}
+
+func topicAlterConfigCmd(o *groupOptions) *cobra.Command {
+	var set, del, appendTo, subtract []string
+	var dryRun bool
+	cmd := &cobra.Command{
+		Use:   "alter-config TOPIC... [--set k=v] [--delete k] [--append k=v] [--subtract k=v]",
+		Short: "Change topic configs; every broker applies them without a restart, and describe shows the result",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: o.withAdmin(func(cmd *cobra.Command, args []string, ctx context.Context, adm *client.Admin) error {
+			var changes []client.ConfigChange
+			for _, g := range []struct {
+				kvs []string
+				op  kadm.IncrementalOp
+			}{{set, kadm.SetConfig}, {appendTo, kadm.AppendConfig}, {subtract, kadm.SubtractConfig}} {
+				for _, kv := range g.kvs {
+					k, v, ok := strings.Cut(kv, "=")
+					if !ok {
+						return fmt.Errorf("%q: want key=value", kv)
+					}
+					changes = append(changes, client.ConfigChange{Name: k, Value: v, Op: g.op})
+				}
+			}
+			for _, k := range del {
+				changes = append(changes, client.ConfigChange{Name: k, Op: kadm.DeleteConfig})
+			}
+			if len(changes) == 0 {
+				return fmt.Errorf("nothing to change: give --set, --delete, --append or --subtract")
+			}
+			var details []client.TopicDetail
+			for _, name := range args {
+				if err := adm.AlterTopicConfig(ctx, name, changes, dryRun); err != nil {
+					return fmt.Errorf("%s: %w", name, err)
+				}
+				d, err := adm.DescribeTopic(ctx, name)
+				if err != nil {
+					return err
+				}
+				details = append(details, d)
+			}
+			if o.format == "json" {
+				return o.printJSON(cmd.OutOrStdout(), details)
+			}
+			for _, d := range details {
+				verb := "altered"
+				if dryRun {
+					verb = "validated (nothing changed)"
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "%s %s\n", verb, d.Name)
+				printConfigs(cmd.OutOrStdout(), d.Configs)
+			}
+			return nil
+		}),
+	}
+	f := cmd.Flags()
+	f.StringArrayVar(&set, "set", nil, "set config key=value (repeatable)")
+	f.StringArrayVar(&del, "delete", nil, "remove the topic's own value of a config, back to the broker default (repeatable)")
+	f.StringArrayVar(&appendTo, "append", nil, "add items to a list config, key=item[,item] (repeatable)")
+	f.StringArrayVar(&subtract, "subtract", nil, "remove items from a list config, key=item[,item] (repeatable)")
+	f.BoolVar(&dryRun, "dry-run", false, "only validate the change")
+	return cmd
+}
+
+func topicTrimPrefixCmd(o *groupOptions) *cobra.Command {
+	var partitions []int32
+	var offset int64
+	cmd := &cobra.Command{
+		Use:   "trim-prefix TOPIC --offset N [--partitions 0,1]",
+		Short: "Delete every record below an offset (DeleteRecords): the log start offset moves on every replica",
+		Args:  cobra.ExactArgs(1),
+		RunE: o.withAdmin(func(cmd *cobra.Command, args []string, ctx context.Context, adm *client.Admin) error {
+			if offset < -1 {
+				return fmt.Errorf("--offset %d: give an offset, or -1 for the high watermark", offset)
+			}
+			res, err := adm.TrimPrefix(ctx, args[0], partitions, offset)
+			if err != nil {
+				return err
+			}
+			failed := 0
+			for _, r := range res {
+				if r.Error != "" {
+					failed++
+				}
+			}
+			if o.format == "json" {
+				if err := o.printJSON(cmd.OutOrStdout(), res); err != nil {
+					return err
+				}
+			} else {
+				tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "PARTITION\tLOG-START-OFFSET\tERROR")
+				for _, r := range res {
+					fmt.Fprintf(tw, "%d\t%d\t%s\n", r.Partition, r.StartOffset, r.Error)
+				}
+				tw.Flush()
+			}
+			if failed > 0 {
+				return fmt.Errorf("%d of %d partitions not trimmed", failed, len(res))
+			}
+			return nil
+		}),
+	}
+	cmd.Flags().Int32SliceVarP(&partitions, "partitions", "p", nil, "partitions to trim (default: all)")
+	cmd.Flags().Int64VarP(&offset, "offset", "o", 0, "new log start offset; -1 for the high watermark")
+	cmd.MarkFlagRequired("offset")
+	return cmd
 }
