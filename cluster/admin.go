@@ -188,6 +188,10 @@ type nodeMetrics struct {
 	replicaRebuilds prometheus.Counter
 	// retentionTrims counts log start moves retention committed.
 	retentionTrims prometheus.Counter
+	// compactedBytes and compactionRemoved count compaction's input
+	// bytes and the records it removed.
+	compactedBytes    prometheus.Counter
+	compactionRemoved prometheus.Counter
 	// raftLogSync and raftLogRecords describe the shared Raft log's
 	// commit rounds: one write and one fdatasync each.
 	raftLogSync    prometheus.Histogram
@@ -242,6 +246,14 @@ func newNodeMetrics(reg prometheus.Registerer) *nodeMetrics {
 		retentionTrims: f.NewCounter(prometheus.CounterOpts{
 			Name: "quire_retention_trims_total",
 			Help: "Times retention moved the log start offset of a partition this node leads (deleting closed segments on every replica).",
+		}),
+		compactedBytes: f.NewCounter(prometheus.CounterOpts{
+			Name: "quire_compaction_input_bytes_total",
+			Help: "Bytes of segments compaction read and rewrote on this node.",
+		}),
+		compactionRemoved: f.NewCounter(prometheus.CounterOpts{
+			Name: "quire_compaction_removed_records_total",
+			Help: "Records compaction removed on this node: superseded by a later record of their key, tombstones past delete.retention.ms, aborted.",
 		}),
 		raftLogSync: f.NewHistogram(prometheus.HistogramOpts{
 			Name:    "quire_raft_log_sync_seconds",

@@ -90,6 +90,9 @@ type Config struct {
 	// RetentionCheckInterval is how often each partition leader looks for
 	// segments past retention (log.retention.check.interval.ms).
 	RetentionCheckInterval time.Duration
+	// CompactionCheckInterval is how often each leader of a compacted
+	// partition looks at how dirty its log is (log.cleaner.backoff.ms).
+	CompactionCheckInterval time.Duration
 
 	// OffsetsTopicPartitions is the partition count of __consumer_offsets
 	// when it is created (offsets.topic.num.partitions). Each partition
@@ -191,6 +194,7 @@ func DefaultConfig() Config {
 		MaxPartitionsPerNode:              2000,
 		Log:                               partition.DefaultConfig(),
 		RetentionCheckInterval:            5 * time.Minute,
+		CompactionCheckInterval:           15 * time.Second,
 		OffsetsTopicPartitions:            16,
 		OffsetsTopicReplicationFactor:     3,
 		Groups:                            groups.DefaultConfig(),

@@ -90,6 +90,8 @@ func (p kafkaPartition) LeaderEpoch() int32 {
 func (p kafkaPartition) MaxMessageBytes() int32 { return p.r.settings.Load().maxMessageBytes }
 func (p kafkaPartition) MinInSync() int         { return p.r.settings.Load().minISR }
 func (p kafkaPartition) LogAppendTime() bool    { return p.r.settings.Load().logAppendTime }
+func (p kafkaPartition) Compacted() bool        { return p.r.settings.Load().compactPolicy }
+func (p kafkaPartition) Compression() int8      { return p.r.settings.Load().codec() }
 func (p kafkaPartition) InSync() int            { return p.n.inSync(p.r) }
 
 func (p kafkaPartition) Submit(ctx context.Context, batch []byte) kafkaapi.Proposal {

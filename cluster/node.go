@@ -82,6 +82,8 @@ type Node struct {
 
 	// pids is the producer-id block InitProducerID hands out from.
 	pids pidBlock
+	// cleanerWake wakes the cleaner when a compaction was asked for.
+	cleanerWake chan struct{}
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -109,17 +111,18 @@ func Start(cfg Config, logger hclog.Logger) (*Node, error) {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	ctx, cancel := context.WithCancel(context.Background())
 	n := &Node{
-		cfg:        cfg,
-		logger:     logger.With("node", cfg.NodeID),
-		reg:        reg,
-		metrics:    newNodeMetrics(reg),
-		meta:       metadata{fsm: fsm.NewMetaFSM(), duties: make(chan struct{}, 1)},
-		replicas:   lifecycle{running: newRegistry(), wake: make(chan struct{}, 1)},
-		obs:        observations{ch: make(chan raft.Observation, 16384), done: make(chan struct{})},
-		leadership: leadership{reports: newReportSet(), rebalance: make(chan struct{}, 1)},
-		started:    make(chan struct{}),
-		ctx:        ctx,
-		cancel:     cancel,
+		cfg:         cfg,
+		logger:      logger.With("node", cfg.NodeID),
+		reg:         reg,
+		metrics:     newNodeMetrics(reg),
+		meta:        metadata{fsm: fsm.NewMetaFSM(), duties: make(chan struct{}, 1)},
+		replicas:    lifecycle{running: newRegistry(), wake: make(chan struct{}, 1)},
+		obs:         observations{ch: make(chan raft.Observation, 16384), done: make(chan struct{})},
+		leadership:  leadership{reports: newReportSet(), rebalance: make(chan struct{}, 1)},
+		started:     make(chan struct{}),
+		cleanerWake: make(chan struct{}, 1),
+		ctx:         ctx,
+		cancel:      cancel,
 	}
 	n.elections = newElectionDriver(n)
 	if _, err := os.Stat(filepath.Join(cfg.DataDir, "meta", "raft.db")); err == nil {
@@ -222,9 +225,11 @@ func (n *Node) start() error {
 	go n.controllerDuties()
 	go n.reportLeaders()
 	go n.reconcileLoop()
-	n.wg.Add(2)
+	n.wg.Add(4)
 	go n.expireProducersLoop()
 	go n.retentionLoop()
+	go n.compactionLoop()
+	go n.cleanerLoop()
 	// Frees the group state of __consumer_offsets partitions this node
 	// stopped leading.
 	n.wg.Add(2)

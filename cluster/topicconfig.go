@@ -206,6 +206,23 @@ func parseTopicSettings(base partition.Config, v map[string]string) topicSetting
 	return ts
 }
 
+// codec is compression.type as a batch codec, -1 for "producer".
+func (ts *topicSettings) codec() int8 {
+	switch ts.compression {
+	case "uncompressed":
+		return 0
+	case "gzip":
+		return 1
+	case "snappy":
+		return 2
+	case "lz4":
+		return 3
+	case "zstd":
+		return 4
+	}
+	return -1
+}
+
 func oneOf(values ...string) func(string) error {
 	return func(v string) error {
 		if slices.Contains(values, v) {

@@ -14,6 +14,8 @@ const (
 	cmdExpireProducers byte = 3
 	// cmdTrimPrefix moves the log start offset (see TrimPrefix).
 	cmdTrimPrefix byte = 4
+	// cmdCompact raises the compaction target (see Compact).
+	cmdCompact byte = 5
 )
 
 // ProduceCommand packs record batches (already validated by the leader)

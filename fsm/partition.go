@@ -52,6 +52,12 @@ type manifest struct {
 	OpenTxns    []openTxn       `json:"open_txns,omitempty"`
 	AbortedTxns []AbortedTxn    `json:"aborted_txns,omitempty"`
 	Segments    []segmentRef    `json:"segments,omitempty"`
+	// CompactTarget and CompactHorizon are the compaction the Raft log
+	// asked for; CleanedTo is how far these segments are compacted.
+	CompactTarget  int64 `json:"compact_target,omitempty"`
+	CompactHorizon int64 `json:"compact_horizon,omitempty"`
+	CleanedTo      int64 `json:"cleaned_to,omitempty"`
+	CleanedHorizon int64 `json:"cleaned_horizon,omitempty"`
 }
 
 type segmentRef struct {
@@ -100,6 +106,10 @@ type PartitionFSM struct {
 	epochs   []EpochStart
 
 	hw atomic.Int64
+	// compactTarget and compactHorizon are written by Apply, cleanedTo by
+	// the cleaner (RunCompaction).
+	compactTarget, compactHorizon, cleanedTo, cleanedHorizon atomic.Int64
+	tombstonesKept                                           atomic.Int64
 	// producerCount is how many producers the partition remembers, for
 	// the leader deciding whether expiry has anything to look at.
 	producerCount atomic.Int64
@@ -194,6 +204,7 @@ func (p *PartitionFSM) recoverTo(cp *manifest) error {
 	if err := p.advanceStart(cp.StartOffset); err != nil {
 		return err
 	}
+	p.setCompaction(cp)
 	p.applied = cp.Index
 	p.cpIndex = cp.Index
 	for i := range cp.Producers {
@@ -205,6 +216,13 @@ func (p *PartitionFSM) recoverTo(cp *manifest) error {
 	p.setTxns(cp)
 	p.hw.Store(p.log.NextOffset())
 	return nil
+}
+
+func (p *PartitionFSM) setCompaction(m *manifest) {
+	p.compactTarget.Store(m.CompactTarget)
+	p.compactHorizon.Store(m.CompactHorizon)
+	p.cleanedTo.Store(m.CleanedTo)
+	p.cleanedHorizon.Store(m.CleanedHorizon)
 }
 
 // setTxns replaces the transaction state with a checkpoint's or a
@@ -256,6 +274,9 @@ func (p *PartitionFSM) Apply(l *raft.Log) interface{} {
 	}
 	if len(l.Data) > 0 && l.Data[0] == cmdTrimPrefix {
 		return p.applyTrim(l)
+	}
+	if len(l.Data) > 0 && l.Data[0] == cmdCompact {
+		return p.applyCompact(l)
 	}
 	batches, err := decodeProduce(l.Data)
 	if err != nil {
@@ -425,7 +446,7 @@ func (p *PartitionFSM) Snapshot() (raft.FSMSnapshot, error) {
 	for _, s := range p.log.Segments() {
 		paths[s.BaseOffset] = s.Path
 	}
-	return &partitionSnapshot{fsm: p, man: m, paths: paths}, nil
+	return &partitionSnapshot{fsm: p, man: m, paths: paths, compactions: p.log.Compactions()}, nil
 }
 
 func (p *PartitionFSM) currentManifest() manifest {
@@ -443,6 +464,11 @@ func (p *PartitionFSM) currentManifest() manifest {
 		Epochs:      epochs,
 		OpenTxns:    sortedOpen(p.open),
 		AbortedTxns: aborted,
+
+		CompactTarget:  p.compactTarget.Load(),
+		CompactHorizon: p.compactHorizon.Load(),
+		CleanedTo:      p.cleanedTo.Load(),
+		CleanedHorizon: p.cleanedHorizon.Load(),
 	}
 }
 
@@ -474,6 +500,7 @@ func (p *PartitionFSM) Restore(rc io.ReadCloser) error {
 		return fmt.Errorf("partition %s: restore: %w", p.dir, err)
 	}
 	p.logger.Info("replica restored from a snapshot", "index", m.Index, "log_start", m.StartOffset, "log_end", m.NextOffset)
+	p.setCompaction(m)
 	p.applied = m.Index
 	p.producers = make(map[int64]*producerState)
 	for i := range m.Producers {
@@ -592,6 +619,9 @@ type partitionSnapshot struct {
 	fsm   *PartitionFSM
 	man   manifest
 	paths map[int64]string
+	// compactions is the log's count when the segments were listed: a
+	// compaction since replaced a file the manifest gives the size of.
+	compactions uint64
 }
 
 // Persist syncs the segments, moves the restart checkpoint forward and
@@ -616,24 +646,29 @@ func (s *partitionSnapshot) persist(sink raft.SnapshotSink) error {
 	if err != nil {
 		return err
 	}
-	if l, ok := sink.(linker); ok {
-		for _, seg := range s.man.Segments {
-			if err := l.Link(s.paths[seg.BaseOffset], linkName(seg.BaseOffset)); err != nil {
-				return fmt.Errorf("link segment %d: %w", seg.BaseOffset, err)
-			}
+	return s.fsm.log.StableSegments(func() error {
+		if s.fsm.log.Compactions() != s.compactions {
+			return errStaleSnapshot
 		}
-		_, err := sink.Write(appendStreamHeader(nil, snapLinked, mb))
-		return err
-	}
-	if _, err := sink.Write(appendStreamHeader(nil, snapFull, mb)); err != nil {
-		return err
-	}
-	for _, seg := range s.man.Segments {
-		if err := copySegmentPrefix(sink, s.paths[seg.BaseOffset], seg.Size); err != nil {
+		if l, ok := sink.(linker); ok {
+			for _, seg := range s.man.Segments {
+				if err := l.Link(s.paths[seg.BaseOffset], linkName(seg.BaseOffset)); err != nil {
+					return fmt.Errorf("link segment %d: %w", seg.BaseOffset, err)
+				}
+			}
+			_, err := sink.Write(appendStreamHeader(nil, snapLinked, mb))
 			return err
 		}
-	}
-	return nil
+		if _, err := sink.Write(appendStreamHeader(nil, snapFull, mb)); err != nil {
+			return err
+		}
+		for _, seg := range s.man.Segments {
+			if err := copySegmentPrefix(sink, s.paths[seg.BaseOffset], seg.Size); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 func copySegmentPrefix(w io.Writer, path string, size int64) error {

@@ -105,7 +105,8 @@ func DecodeRecords(b []byte) ([]Record, []int64, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	if h.NumRecords < 0 || int64(h.NumRecords) != int64(h.LastOffsetDelta)+1 {
+	// Compaction leaves batches with fewer records than offsets.
+	if h.NumRecords < 0 || int64(h.NumRecords) > int64(h.LastOffsetDelta)+1 {
 		return nil, nil, fmt.Errorf("%w: %d records for an offset range of %d", ErrCorruptBatch, h.NumRecords, int64(h.LastOffsetDelta)+1)
 	}
 	rest, err := decompress(h.Compression(), b[BatchHeaderSize:h.Size()])
@@ -127,6 +128,9 @@ func DecodeRecords(b []byte) ([]Record, []int64, error) {
 			return nil, nil, fmt.Errorf("%w: record %d: %v", ErrCorruptBatch, i, err)
 		}
 		rest = rest[n+int(length):]
+		if rec.OffsetDelta < 0 || rec.OffsetDelta > h.LastOffsetDelta {
+			return nil, nil, fmt.Errorf("%w: record %d at offset delta %d, batch covers %d", ErrCorruptBatch, i, rec.OffsetDelta, h.LastOffsetDelta)
+		}
 		recs = append(recs, Record{Key: rec.Key, Value: rec.Value, Timestamp: h.FirstTimestamp + rec.TimestampDelta64})
 		offs = append(offs, h.BaseOffset+int64(rec.OffsetDelta))
 	}

@@ -30,6 +30,10 @@ type Log struct {
 	// (Truncate, Reset). Readers do their I/O unlocked and retry if it moved.
 	gen    atomic.Uint64
 	closed atomic.Bool
+	// segMu keeps compaction from replacing segment files while a
+	// snapshot links or copies them; compactions counts replacements.
+	segMu       sync.RWMutex
+	compactions atomic.Uint64
 
 	dirDirty bool // writer: directory entries changed since the last fsync
 
@@ -45,6 +49,9 @@ type SegmentInfo struct {
 	BaseOffset int64
 	Path       string
 	Size       int64 // bytes of valid batches in the file
+	// MaxTimestamp is the largest batch MaxTimestamp in it (MinInt64 if
+	// empty).
+	MaxTimestamp int64
 }
 
 // Open opens or creates the log in dir, repairing a damaged tail left by a
@@ -283,7 +290,7 @@ func (l *Log) Segments() []SegmentInfo {
 	defer l.mu.RUnlock()
 	out := make([]SegmentInfo, len(l.segs))
 	for i, s := range l.segs {
-		out[i] = SegmentInfo{BaseOffset: s.base, Path: s.path(), Size: s.size}
+		out[i] = SegmentInfo{BaseOffset: s.base, Path: s.path(), Size: s.size, MaxTimestamp: s.maxTs}
 	}
 	return out
 }

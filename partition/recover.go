@@ -140,6 +140,10 @@ func listSegments(dir string) ([]int64, error) {
 // last segment is fully validated, closed segments are trusted up to their
 // last index entry, and anything that does not chain is dropped.
 func (l *Log) load() error {
+	// A compaction that did not reach its swap leaves its output behind.
+	if err := removeCleanedFiles(l.dir); err != nil {
+		return err
+	}
 	bases, err := listSegments(l.dir)
 	if err != nil {
 		return err

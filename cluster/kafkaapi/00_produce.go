@@ -237,6 +237,29 @@ func produceTarget(electing context.Context, b Broker, topic string, part int32,
 			// offsets the batch claims.
 			return nil, nil, kerr.InvalidRecord
 		}
+		if p.Compacted() {
+			// A compacted topic keeps the latest record of each key; a
+			// record without one has no place in it.
+			null, err := partition.HasNullKey(batch)
+			if err != nil {
+				return nil, nil, kerr.CorruptMessage
+			}
+			if null {
+				return nil, nil, kafkaerr.Errorf(kerr.InvalidRecord, "compacted topic %s refuses records without a key", topic)
+			}
+		}
+	}
+	if codec := p.Compression(); codec >= 0 {
+		for i, batch := range batches {
+			nb, err := partition.Recompress(batch, codec)
+			if err != nil {
+				return nil, nil, kerr.CorruptMessage
+			}
+			if len(nb) > int(p.MaxMessageBytes()) {
+				return nil, nil, kerr.MessageTooLarge
+			}
+			batches[i] = nb
+		}
 	}
 	return p, batches, nil
 }

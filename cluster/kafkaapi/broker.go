@@ -126,6 +126,11 @@ type WritablePartition interface {
 	InSync() int
 	// LogAppendTime is the topic's message.timestamp.type=LogAppendTime.
 	LogAppendTime() bool
+	// Compacted is cleanup.policy with compact: records need a key.
+	Compacted() bool
+	// Compression is the codec compression.type stores batches with, or
+	// -1 for the producer's.
+	Compression() int8
 	// Submit queues one record batch for the partition's Raft group.
 	Submit(ctx context.Context, batch []byte) Proposal
 	// WriteMarker commits a transaction marker through the partition's

@@ -1,0 +1,139 @@
+package fsm
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sort"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/quirelog/quire/partition"
+)
+
+// Compact is the Raft entry that asks every replica to compact the
+// partition below upTo: keep the latest record of each key, remove
+// aborted transactions' records, and remove tombstones whose timestamp is
+// below horizon (the leader's clock minus delete.retention.ms). The
+// leader decides both once; each replica then rewrites its own closed
+// segments in the background and arrives at the same batches, because
+// what survives depends only on the log below upTo, upTo and horizon.
+func Compact(upTo, horizon int64) []byte {
+	b := binary.BigEndian.AppendUint64([]byte{cmdCompact}, uint64(upTo))
+	return binary.BigEndian.AppendUint64(b, uint64(horizon))
+}
+
+// applyCompact raises the compaction target. It never reaches into an
+// open transaction, whose fate is not known yet, and the horizon never
+// moves back, so that compacting to a later target removes a superset of
+// what an earlier one removed.
+func (p *PartitionFSM) applyCompact(l *raft.Log) interface{} {
+	if len(l.Data) != 17 {
+		panic(fmt.Sprintf("partition %s: compaction entry of %d bytes", p.dir, len(l.Data)))
+	}
+	upTo := int64(binary.BigEndian.Uint64(l.Data[1:]))
+	horizon := int64(binary.BigEndian.Uint64(l.Data[9:]))
+	p.applied = l.Index
+	upTo = min(upTo, p.lso.Load(), p.log.NextOffset())
+	if upTo > p.compactTarget.Load() {
+		p.compactTarget.Store(upTo)
+	}
+	if horizon > p.compactHorizon.Load() {
+		p.compactHorizon.Store(horizon)
+	}
+	return nil
+}
+
+// CompactionTarget is the offset below which the partition is to be
+// compacted, and CleanedTo how far this replica has compacted.
+func (p *PartitionFSM) CompactionTarget() int64 { return p.compactTarget.Load() }
+func (p *PartitionFSM) CleanedTo() int64        { return p.cleanedTo.Load() }
+
+// CompactionDue reports whether this replica has closed segments below
+// the target that it has not compacted to it.
+// A later horizon alone makes one due too: older tombstones can go.
+func (p *PartitionFSM) CompactionDue() bool {
+	done := p.cleanedTo.Load()
+	if p.compactTarget.Load() > done && p.log.ActiveBase() > done {
+		return true
+	}
+	return p.compactHorizon.Load() > p.cleanedHorizon.Load() && done > p.log.StartOffset()
+}
+
+// TombstonesKept is how many tombstones the last compaction kept: a
+// later horizon may remove them.
+func (p *PartitionFSM) TombstonesKept() int64 { return p.tombstonesKept.Load() }
+
+// CompactionHorizon is the tombstone horizon of the current target.
+func (p *PartitionFSM) CompactionHorizon() int64 { return p.compactHorizon.Load() }
+
+// errStaleSnapshot fails a snapshot whose segments compaction replaced
+// after it was taken; raft takes another later.
+var errStaleSnapshot = errors.New("segments compacted since the snapshot was taken")
+
+// RunCompaction compacts the replica's closed segments to the current
+// target. It runs on a cleaner goroutine, beside Apply and reads: the log
+// swaps each rewritten segment in on its own.
+func (p *PartitionFSM) RunCompaction() (partition.CompactStats, error) {
+	target, horizon := p.compactTarget.Load(), p.compactHorizon.Load()
+	start := p.log.StartOffset()
+	aborted := p.AbortedTxns(start, target)
+	inAborted := func(h partition.BatchHeader) bool {
+		if !h.IsTransactional() || h.IsControl() {
+			return false
+		}
+		// Sorted by last offset: the first that ends at or after the
+		// batch is the only one that can hold it.
+		i := sort.Search(len(aborted), func(i int) bool { return aborted[i].LastOffset >= h.BaseOffset })
+		for ; i < len(aborted) && aborted[i].FirstOffset <= h.BaseOffset; i++ {
+			if aborted[i].ProducerID == h.ProducerID {
+				return true
+			}
+		}
+		return false
+	}
+	latest := map[[16]byte]int64{}
+	var tombstones int64
+	err := p.log.ScanRecords(start, target, inAborted, func(_ partition.BatchHeader, r partition.CompactRecord) {
+		if r.Key != nil {
+			latest[keyHash(r.Key)] = r.Offset
+		}
+	})
+	if err != nil {
+		return partition.CompactStats{}, fmt.Errorf("partition %s: compaction scan: %w", p.dir, err)
+	}
+	st, err := p.log.Compact(partition.Compaction{
+		UpTo: target,
+		Batch: func(h partition.BatchHeader) partition.BatchAction {
+			if inAborted(h) {
+				return partition.EmptyBatch
+			}
+			return partition.FilterRecords
+		},
+		// A record with a null key has nothing to be the latest of: Kafka's
+		// cleaner drops them too (they cannot be produced to a compacted
+		// topic, but a topic may have become one).
+		Record: func(_ partition.BatchHeader, r partition.CompactRecord) bool {
+			keep := r.Key != nil && latest[keyHash(r.Key)] == r.Offset && !(r.Tombstone && r.Timestamp < horizon)
+			if keep && r.Tombstone {
+				tombstones++
+			}
+			return keep
+		},
+	})
+	if err != nil {
+		return st, fmt.Errorf("partition %s: compaction: %w", p.dir, err)
+	}
+	if st.Skipped == 0 {
+		p.cleanedTo.Store(st.CleanedTo)
+		p.cleanedHorizon.Store(horizon)
+		p.tombstonesKept.Store(tombstones)
+	}
+	return st, nil
+}
+
+func keyHash(k []byte) [16]byte {
+	sum := sha256.Sum256(k)
+	return [16]byte(sum[:16])
+}
