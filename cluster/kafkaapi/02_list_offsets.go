@@ -9,17 +9,19 @@ import (
 	"github.com/quirelog/quire/cluster/kafkaerr"
 )
 
-// ListOffsets v1-8: earliest (-2), latest (-1: the high watermark, or the
-// last stable offset for read_committed), by timestamp (the first batch
-// whose max timestamp is at or after the asked time, below the same
-// bound), the record with the largest timestamp (-3, v7+, KIP-734: the
-// first such record, found inside its batch), and the earliest local
-// offset (-4, v8+: without tiered storage, the log start). Leader epoch
-// fencing from v4.
-//
-// Not yet: v9+ (-5, the latest tiered offset, and later tiered-storage
-// lookups).
-func init() { register(kmsg.ListOffsets, 1, 8, plain(serveListOffsets)) }
+// ListOffsets v1-11: earliest (-2: the log start offset, which retention
+// and DeleteRecords move), latest (-1: the high watermark, or the last
+// stable offset for read_committed), by timestamp (the first batch whose
+// max timestamp is at or after the asked time, below the same bound; never
+// below the log start, so a lookup into a retained or compacted range
+// lands on a record that is still there), the record with the largest
+// timestamp (-3, v7+, KIP-734: the first such record, found inside its
+// batch), and the earliest local offset (-4, v8+: without tiered storage,
+// the log start). Quire has no tiered storage: the latest tiered offset
+// (-5, v9+) and the earliest pending upload (-6, v11+) are -1, as from a
+// Kafka broker with remote storage off. v10's timeout bounds remote
+// lookups, which never happen. Leader epoch fencing from v4.
+func init() { register(kmsg.ListOffsets, 1, 11, plain(serveListOffsets)) }
 
 func serveListOffsets(_ context.Context, b Broker, req *kmsg.ListOffsetsRequest) kmsg.Response {
 	resp := req.ResponseKind().(*kmsg.ListOffsetsResponse)
@@ -42,7 +44,7 @@ func serveListOffsets(_ context.Context, b Broker, req *kmsg.ListOffsetsRequest)
 }
 
 func listOffset(b Broker, topic string, version int16, isolation int8, p kmsg.ListOffsetsRequestTopicPartition, rp *kmsg.ListOffsetsResponseTopicPartition) error {
-	if (p.Timestamp == -3 && version < 7) || (p.Timestamp == -4 && version < 8) {
+	if (p.Timestamp == -3 && version < 7) || (p.Timestamp == -4 && version < 8) || (p.Timestamp == -5 && version < 9) || (p.Timestamp == -6 && version < 11) {
 		return kerr.UnsupportedVersion
 	}
 	lp, err := b.LeaderPartition(topic, p.Partition)
@@ -61,6 +63,8 @@ func listOffset(b Broker, topic string, version int16, isolation int8, p kmsg.Li
 	switch p.Timestamp {
 	case -2, -4:
 		rp.Offset = lp.StartOffset()
+	case -5, -6:
+		// Nothing is tiered.
 	case -1:
 		rp.Offset = end
 	case -3:

@@ -14,7 +14,7 @@ func TestServedVersions(t *testing.T) {
 	want := map[kmsg.Key][2]int16{
 		kmsg.Produce:                 {3, 12},
 		kmsg.Fetch:                   {4, 16},
-		kmsg.ListOffsets:             {1, 8},
+		kmsg.ListOffsets:             {1, 11},
 		kmsg.Metadata:                {0, 12},
 		kmsg.ApiVersions:             {0, 4},
 		kmsg.CreateTopics:            {0, 7},

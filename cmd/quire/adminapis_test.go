@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os/exec"
 	"regexp"
 	"slices"
@@ -247,6 +248,36 @@ func TestListOffsetsMaxTimestamp(t *testing.T) {
 	if o, ok := starts.Lookup("stamps", 0); !ok || o.Err != nil || o.Offset != 0 {
 		t.Fatalf("local log start: %+v", o)
 	}
+
+	// A timestamp lookup into a range DeleteRecords removed lands on the
+	// log start, not on a record that is gone.
+	var to kadm.Offsets
+	to.Add(kadm.Offset{Topic: "stamps", Partition: 0, At: 5})
+	if _, err := adm.DeleteRecords(ctx, to); err != nil {
+		t.Fatal(err)
+	}
+	byTime, err := adm.ListOffsetsAfterMilli(ctx, base.UnixMilli(), "stamps")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o, ok := byTime.Lookup("stamps", 0); !ok || o.Err != nil || o.Offset != 5 {
+		t.Fatalf("timestamp lookup below the start: %+v", o)
+	}
+	// No tiered storage: the latest tiered offset (v9, -5) is -1.
+	req := kmsg.NewPtrListOffsetsRequest()
+	rt := kmsg.NewListOffsetsRequestTopic()
+	rt.Topic = "stamps"
+	rp := kmsg.NewListOffsetsRequestTopicPartition()
+	rp.Timestamp, rp.CurrentLeaderEpoch = -5, -1
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	resp, err := req.RequestWith(ctx, cl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := resp.Topics[0].Partitions[0]; p.ErrorCode != 0 || p.Offset != -1 || resp.Version < 9 {
+		t.Fatalf("latest tiered offset (v%d): %+v", resp.Version, p)
+	}
 }
 
 // TestLogAppendTime: on a topic of message.timestamp.type LogAppendTime
@@ -281,5 +312,62 @@ func TestLogAppendTime(t *testing.T) {
 	r := recs[0]
 	if r.Attrs.TimestampType() != 1 || r.Timestamp.Before(before) || r.Timestamp.After(after) {
 		t.Fatalf("timestamp %v (type %d); want the append time, between %v and %v", r.Timestamp, r.Attrs.TimestampType(), before, after)
+	}
+}
+
+// TestCompressionType: a topic with compression.type=zstd stores what a
+// franz-go producer sends snappy-compressed as zstd batches, recompressed
+// by the leader, and consumers read the same records back; "producer"
+// keeps the producer's codec.
+func TestCompressionType(t *testing.T) {
+	b := newBroker(t)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(b.kafkaAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	ctx := testCtx(t, time.Minute)
+	for topic, codec := range map[string]string{"zstd-topic": "zstd", "as-sent": "producer"} {
+		if _, err := adm.CreateTopic(ctx, 1, 1, map[string]*string{"compression.type": kmsg.StringPtr(codec)}, topic); err != nil {
+			t.Fatal(err)
+		}
+		var recs []*kgo.Record
+		for i := 0; i < 100; i++ {
+			recs = append(recs, &kgo.Record{Topic: topic, Value: []byte(strings.Repeat(fmt.Sprint(i), 50))})
+		}
+		if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for topic, want := range map[string]int16{"zstd-topic": 4, "as-sent": 2} {
+		md, err := adm.Metadata(ctx, topic)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req := kmsg.NewPtrFetchRequest()
+		req.MaxWaitMillis, req.MaxBytes = 100, 1<<20
+		rt := kmsg.NewFetchRequestTopic()
+		rt.Topic, rt.TopicID = topic, md.Topics[topic].ID
+		rp := kmsg.NewFetchRequestTopicPartition()
+		rp.PartitionMaxBytes, rp.CurrentLeaderEpoch = 1<<20, -1
+		rt.Partitions = append(rt.Partitions, rp)
+		req.Topics = append(req.Topics, rt)
+		resp, err := req.RequestWith(ctx, cl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw := resp.Topics[0].Partitions[0].RecordBatches
+		var batch kmsg.RecordBatch
+		if err := batch.ReadFrom(raw); err != nil {
+			t.Fatalf("%s: %v", topic, err)
+		}
+		if codec := batch.Attributes & 0x07; codec != want {
+			t.Errorf("%s: batches stored with codec %d, want %d", topic, codec, want)
+		}
+		got := consumeAllAvailable(t, b.kafkaAddr, topic)
+		if n := len(got[0]); n != 100 || string(got[0][7].value) != strings.Repeat("7", 50) {
+			t.Errorf("%s: consumed %d records", topic, n)
+		}
 	}
 }
