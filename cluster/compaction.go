@@ -4,7 +4,6 @@ import (
 	"math"
 	"time"
 
-	"github.com/quirelog/quire/cluster/kafkaapi"
 	"github.com/quirelog/quire/fsm"
 	"github.com/quirelog/quire/partition"
 )
@@ -21,7 +20,7 @@ func (n *Node) scheduleCompactions() {
 	now := time.Now().UnixMilli()
 	for _, r := range n.allReplicas() {
 		ts := r.settings.Load()
-		if !ts.compactPolicy || kafkaapi.IsInternal(r.tp.topic) {
+		if !ts.compactPolicy {
 			continue
 		}
 		if ok, _ := r.leader(); !ok {

@@ -3,6 +3,7 @@ package cluster
 import (
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/quirelog/quire/cluster/groups"
@@ -102,6 +103,11 @@ type Config struct {
 	// to the live brokers when there are fewer
 	// (offsets.topic.replication.factor).
 	OffsetsTopicReplicationFactor int16
+	// InternalSegmentBytes is segment.bytes of the internal topics when
+	// they are created (offsets.topic.segment.bytes,
+	// transaction.state.log.segment.bytes): they are compacted, and only
+	// closed segments are.
+	InternalSegmentBytes int64
 	// TransactionStatePartitions and TransactionStateReplicationFactor
 	// are those of __transaction_state when it is created
 	// (transaction.state.log.num.partitions and
@@ -197,6 +203,7 @@ func DefaultConfig() Config {
 		CompactionCheckInterval:           15 * time.Second,
 		OffsetsTopicPartitions:            16,
 		OffsetsTopicReplicationFactor:     3,
+		InternalSegmentBytes:              100 << 20,
 		Groups:                            groups.DefaultConfig(),
 		TransactionStatePartitions:        16,
 		TransactionStateReplicationFactor: 3,
@@ -250,6 +257,14 @@ func (c Config) Validate() error {
 	}
 	if c.DefaultReplicationFactor < 1 {
 		errs = append(errs, fmt.Errorf("default replication factor %d must be >= 1", c.DefaultReplicationFactor))
+	}
+	if err := intRange(1024, math.MaxInt32)(itoa(c.InternalSegmentBytes)); err != nil {
+		errs = append(errs, fmt.Errorf("internal topic segment bytes: %w", err))
+	}
+	for name, v := range c.TopicDefaults {
+		if err := (&Config{}).SetBrokerDefault(name, v); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if c.OffsetsTopicPartitions < 1 || c.OffsetsTopicPartitions > 1000 {
 		errs = append(errs, fmt.Errorf("offsets topic partitions %d must be in [1, 1000]", c.OffsetsTopicPartitions))

@@ -126,7 +126,8 @@ func (n *Node) groupsTopic(ctx context.Context) (*fsm.Topic, error) {
 
 // internalTopic returns an internal topic, creating it when it does not
 // exist: with the given partitions, and the replication factor lowered to
-// the live brokers.
+// the live brokers. Internal topics are compacted, as in Kafka: the
+// coordinators rebuild their state from the latest record of each key.
 func (n *Node) internalTopic(ctx context.Context, name string, partitions int32, rf int16) (*fsm.Topic, error) {
 	if t := n.meta.state().Topics[name]; t != nil {
 		return t, nil
@@ -137,7 +138,8 @@ func (n *Node) internalTopic(ctx context.Context, name string, partitions int32,
 	if live := int16(len(n.liveBrokers())); rf > live && live > 0 {
 		rf = live
 	}
-	t, err := n.createTopic(cctx, kafkaapi.TopicSpec{Name: name, Partitions: partitions, ReplicationFactor: rf})
+	t, err := n.createTopic(cctx, kafkaapi.TopicSpec{Name: name, Partitions: partitions, ReplicationFactor: rf,
+		Configs: map[string]string{"cleanup.policy": "compact", "segment.bytes": itoa(n.cfg.InternalSegmentBytes)}})
 	if err != nil {
 		if t := n.meta.state().Topics[name]; t != nil {
 			return t, nil

@@ -107,7 +107,7 @@ func (p *PartitionFSM) RunCompaction() (partition.CompactStats, error) {
 		UpTo: target,
 		Batch: func(h partition.BatchHeader) partition.BatchAction {
 			if inAborted(h) {
-				return partition.EmptyBatch
+				return partition.DropBatch
 			}
 			return partition.FilterRecords
 		},

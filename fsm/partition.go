@@ -588,7 +588,7 @@ func (p *PartitionFSM) appendStream(r io.Reader) error {
 		if _, err := io.ReadFull(r, buf[12:]); err != nil {
 			return err
 		}
-		if err := p.log.Append(buf); err != nil {
+		if err := p.log.AppendCompacted(buf); err != nil {
 			return err
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 
@@ -40,15 +41,15 @@ const (
 	FilterRecords BatchAction = iota
 	// KeepBatch keeps the batch as it is (transaction markers).
 	KeepBatch
-	// EmptyBatch removes every record (an aborted transaction's).
-	EmptyBatch
+	// DropBatch removes the batch (an aborted transaction's records).
+	DropBatch
 )
 
 // Compaction says which records of the batches wholly below UpTo a
-// compaction keeps. A batch whose records are all removed stays as an
-// empty batch with its offsets, producer and sequence, so offsets still
-// chain and producer state survives, as Kafka keeps a producer's last
-// batch; its records section is gone.
+// compaction keeps. A batch whose records are all removed is dropped:
+// the log then skips its offsets (readers are given the next batch).
+// Producer state lives in the partition's snapshots, not in its batches,
+// so nothing needs a producer's last batch kept, as Kafka does.
 type Compaction struct {
 	UpTo   int64
 	Batch  func(h BatchHeader) BatchAction
@@ -129,7 +130,7 @@ func (l *Log) ScanRecords(from, upTo int64, skip func(BatchHeader) bool, fn func
 // recompressed with the batch's codec. The header keeps everything but
 // the record count, length and CRC, so filtering a filtered batch again
 // with the same or a stricter keep gives the same bytes. It returns b
-// itself when nothing is removed.
+// itself when nothing is removed, and nil when everything is.
 func filterBatch(b []byte, h BatchHeader, action BatchAction, keep func(CompactRecord) bool) ([]byte, int, error) {
 	if action == KeepBatch || h.NumRecords == 0 {
 		return b, 0, nil
@@ -144,21 +145,19 @@ func filterBatch(b []byte, h BatchHeader, action BatchAction, keep func(CompactR
 		return nil, 0, err
 	}
 	removed := int(h.NumRecords) - len(kept)
-	if removed == 0 {
-		return b, 0, nil
-	}
-	attrs := h.Attributes
-	records := bytes.Join(kept, nil)
 	switch {
+	case removed == 0:
+		return b, 0, nil
 	case len(kept) == 0:
-		attrs &^= 0x07
-		records = nil
-	case h.Compression() != codecNone:
+		return nil, removed, nil
+	}
+	records := bytes.Join(kept, nil)
+	if h.Compression() != codecNone {
 		if records, err = compress(h.Compression(), records); err != nil {
 			return nil, 0, err
 		}
 	}
-	return withRecords(b, attrs, int32(len(kept)), records), removed, nil
+	return withRecords(b, h.Attributes, int32(len(kept)), records), removed, nil
 }
 
 // withRecords is batch b's header with a new records section, attributes
@@ -277,6 +276,16 @@ func (l *Log) compactSegment(old *segment, c Compaction, st *CompactStats) error
 	if err != nil || removed == 0 {
 		return err
 	}
+	if ns.size == 0 {
+		if err := l.dropEmptied(old, size); err != errKeepEmpty {
+			if err == nil {
+				st.Segments++
+				st.BytesBefore += size
+				st.RecordsRemoved += int64(removed)
+			}
+			return err
+		}
+	}
 	if err := f.Sync(); err != nil {
 		return err
 	}
@@ -327,6 +336,9 @@ func (l *Log) rewriteInto(old *segment, size int64, ns *segment, c Compaction) (
 				return 0, fmt.Errorf("segment %s: %w", old.path(), err)
 			}
 			removed += k
+			if out == nil {
+				continue
+			}
 			if k > 0 {
 				h, _ = ParseBatchHeader(out)
 			}
@@ -338,6 +350,47 @@ func (l *Log) rewriteInto(old *segment, size int64, ns *segment, c Compaction) (
 		pos += int64(len(out))
 	}
 	return removed, w.Flush()
+}
+
+// errKeepEmpty: the first segment stays, even empty, so the log keeps a
+// segment at or below its start offset.
+var errKeepEmpty = errors.New("first segment kept")
+
+// dropEmptied removes a closed segment that compaction left without a
+// batch, instead of keeping an empty file: nothing is lost if a crash
+// comes at any point. The segment before it is marked first, so that the
+// gap its removal leaves is allowed.
+func (l *Log) dropEmptied(old *segment, size int64) error {
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	if l.closed.Load() {
+		return ErrClosed
+	}
+	l.mu.RLock()
+	i := slices.Index(l.segs[:len(l.segs)-1], old)
+	same := i >= 0 && old.size == size
+	l.mu.RUnlock()
+	switch {
+	case !same:
+		return errCompactionRaced
+	case i == 0:
+		return errKeepEmpty
+	}
+	l.segMu.Lock()
+	defer l.segMu.Unlock()
+	if err := l.segs[i-1].markCompacted(); err != nil {
+		return err
+	}
+	l.mu.Lock()
+	l.segs = slices.Delete(slices.Clone(l.segs), i, i+1)
+	l.gen.Add(1)
+	l.compactions.Add(1)
+	l.mu.Unlock()
+	if err := old.removeFiles(); err != nil {
+		return err
+	}
+	old.release()
+	return SyncDir(l.dir)
 }
 
 // swapSegment puts the rewritten segment in place of old, if old is still
@@ -364,6 +417,9 @@ func (l *Log) swapSegment(old *segment, size int64, ns *segment, tmp string) err
 	}
 	l.segMu.Lock()
 	defer l.segMu.Unlock()
+	if err := ns.markCompacted(); err != nil {
+		return err
+	}
 	for _, suffix := range []string{indexSuffix, timeIndexSuffix} {
 		if err := os.Remove(segmentPath(l.dir, old.base, suffix)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return err

@@ -2,6 +2,7 @@ package partition
 
 import (
 	"bytes"
+	"slices"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -194,4 +195,78 @@ func TestCompactLeftoverRemoved(t *testing.T) {
 	if _, err := os.Stat(stale); !os.IsNotExist(err) {
 		t.Fatalf("leftover kept: %v", err)
 	}
+}
+
+// After compaction removed whole batches (and whole segments),
+// a read at any offset returns the first batch that still holds a record
+// at or after it, across the gaps, and so does the reopened log; the gaps
+// are allowed only in segments compaction marked.
+func TestReadAcrossCompactionGaps(t *testing.T) {
+	dir := t.TempDir()
+	cfg := smallConfig()
+	l := openLog(t, dir, cfg)
+	keyedLog(t, l, 200, 4)
+	segsBefore := len(l.Segments())
+	upTo := l.Segments()[len(l.Segments())-1].BaseOffset
+	if _, err := l.Compact(latestCompaction(t, l, upTo, 0)); err != nil {
+		t.Fatal(err)
+	}
+	// Emptied segments are removed, but for the first.
+	if n := len(l.Segments()); n >= segsBefore/2 {
+		t.Fatalf("%d segments left of %d", n, segsBefore)
+	}
+	check := func(l *Log) {
+		t.Helper()
+		recs := readAllRecords(t, l)
+		var kept []int64
+		for off := range recs {
+			kept = append(kept, off)
+		}
+		slices.Sort(kept)
+		for o := l.StartOffset(); o < l.NextOffset(); o++ {
+			data, err := l.Read(o, 1, l.NextOffset())
+			if err != nil {
+				t.Fatalf("read at %d: %v", o, err)
+			}
+			i, _ := slices.BinarySearch(kept, o)
+			_, offs, err := DecodeRecords(data[:mustHeader(t, data).Size()])
+			if err != nil || i == len(kept) || !slices.Contains(offs, kept[i]) {
+				t.Fatalf("read at %d: records %v (%v), want the one at %d", o, offs, err, kept[i])
+			}
+		}
+	}
+	check(l)
+	l.Close()
+	l = openLog(t, dir, cfg)
+	defer l.Close()
+	check(l)
+	if err := l.Verify(l.NextOffset()); err != nil {
+		t.Fatal(err)
+	}
+	// A copy of the compacted batches appends with its gaps.
+	c := openLog(t, t.TempDir(), cfg)
+	defer c.Close()
+	if err := c.Reset(l.StartOffset()); err != nil {
+		t.Fatal(err)
+	}
+	data, err := l.Read(l.StartOffset(), 1<<30, l.NextOffset())
+	if err != nil {
+		t.Fatal(err)
+	}
+	batches, _ := SplitBatches(data)
+	for _, b := range batches {
+		if err := c.AppendCompacted(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if c.NextOffset() != l.NextOffset() {
+		t.Fatalf("copy ends at %d, want %d", c.NextOffset(), l.NextOffset())
+	}
+	c.Close()
+	c = openLog(t, c.dir, cfg)
+	defer c.Close()
+	if err := c.Verify(c.NextOffset()); err != nil {
+		t.Fatalf("reopened copy: %v", err)
+	}
+	check(c)
 }

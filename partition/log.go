@@ -102,7 +102,13 @@ func (l *Log) active() *segment { return l.segs[len(l.segs)-1] }
 
 // Append writes one complete record batch v2, whose base offset must be
 // NextOffset(), exactly as given. It issues one write and no fsync.
-func (l *Log) Append(batch []byte) error {
+func (l *Log) Append(batch []byte) error { return l.append(batch, true) }
+
+// AppendCompacted is Append for a batch copied from a compacted log (a
+// snapshot), whose base offset may skip past NextOffset().
+func (l *Log) AppendCompacted(batch []byte) error { return l.append(batch, false) }
+
+func (l *Log) append(batch []byte, exact bool) error {
 	l.wmu.Lock()
 	defer l.wmu.Unlock()
 	if l.closed.Load() {
@@ -116,10 +122,17 @@ func (l *Log) Append(batch []byte) error {
 	if err != nil {
 		return err
 	}
-	if next := l.next.Load(); h.BaseOffset != next {
+	if next := l.next.Load(); h.BaseOffset < next || exact && h.BaseOffset != next {
 		return fmt.Errorf("%w: base offset %d, next offset %d", ErrOffsetMismatch, h.BaseOffset, next)
 	}
 	s := l.active()
+	if h.BaseOffset > l.next.Load() {
+		// Copied from a compacted log: the segment the skip starts in
+		// must allow it, before the batch after it is written.
+		if err := s.markCompacted(); err != nil {
+			return fmt.Errorf("partition: append at offset %d: %w", h.BaseOffset, err)
+		}
+	}
 	if shouldRoll(cfg, s, h) {
 		if err := l.roll(h.BaseOffset); err != nil {
 			return fmt.Errorf("partition: roll at offset %d: %w", h.BaseOffset, err)

@@ -99,27 +99,34 @@ func (l *Log) readOnce(offset int64, maxBytes int, maxOffset int64) ([]byte, uin
 	v.s.release()
 	for err == nil && !done {
 		var ok bool
-		if v, ok = l.snapshotAt(v.next, limit, int64(maxBytes-len(out))); !ok {
+		if v, ok = l.snapshotAfter(v.s, limit, int64(maxBytes-len(out))); !ok {
 			break
 		}
-		out, done, err = readMore(v, out, maxBytes, limit)
+		if len(out) == 0 {
+			// Compaction left nothing at or after offset in the
+			// segments before: the first batch of this one is the
+			// answer, as in readFirst.
+			out, done, err = readFirst(v, v.at, maxBytes, limit, want)
+		} else {
+			out, done, err = readMore(v, out, maxBytes, limit)
+		}
 		v.s.release()
 	}
 	return out, gen, err
 }
 
-// snapshotAt takes a view of the segment starting exactly at base.
-func (l *Log) snapshotAt(base, limit, want int64) (view, bool) {
+// snapshotAfter takes a view of the segment that follows s, from its
+// start. Compaction can leave a gap between a segment's last batch and
+// the next segment's base, so the next segment is found by position in
+// the list, not by offset.
+func (l *Log) snapshotAfter(s *segment, limit, want int64) (view, bool) {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
-	if len(l.segs) == 0 {
+	i := slices.Index(l.segs, s)
+	if i < 0 || i+1 >= len(l.segs) || l.segs[i+1].base >= limit {
 		return view{}, false
 	}
-	i := l.segmentIndex(base)
-	if l.segs[i].base != base {
-		return view{}, false
-	}
-	return l.snapshot(i, 0, base, limit, want), true
+	return l.snapshot(i+1, 0, l.segs[i+1].base, limit, want), true
 }
 
 // readFirst reads from the indexed position, skips to the batch holding
@@ -134,11 +141,16 @@ func readFirst(v view, offset int64, maxBytes int, limit, want int64) ([]byte, b
 	j := 0
 	var h BatchHeader
 	for expect := v.at; ; expect = h.LastOffset() + 1 {
+		if v.pos+int64(j) >= v.end {
+			// Nothing here at or after offset (compaction removed the
+			// segment's last batches): the next segment may go on.
+			return nil, !v.whole || v.next >= limit, nil
+		}
 		var err error
 		if buf, err = v.ensure(buf, j, BatchHeaderSize); err != nil {
 			return nil, true, err
 		}
-		if h, err = parseChained(buf[j:], expect); err != nil {
+		if h, err = parseChained(buf[j:], expect, v.s.compacted.Load()); err != nil {
 			return nil, true, v.corrupt(int64(j), err)
 		}
 		if h.LastOffset() >= offset {
@@ -159,6 +171,10 @@ func readFirst(v view, offset int64, maxBytes int, limit, want int64) ([]byte, b
 
 // readMore appends batches from the start of the segment in v to out.
 func readMore(v view, out []byte, maxBytes int, limit int64) ([]byte, bool, error) {
+	if v.end == 0 && v.whole {
+		// Compaction emptied the segment: the next one may go on.
+		return out, v.next >= limit, nil
+	}
 	n := int(min(v.end, int64(maxBytes-len(out))))
 	if n < BatchHeaderSize {
 		return out, true, nil
@@ -178,7 +194,7 @@ func readMore(v view, out []byte, maxBytes int, limit int64) ([]byte, bool, erro
 // returns how much of b is accepted and whether reading should stop.
 func walk(v view, b []byte, at int64, j, total, maxBytes int, expect, limit int64) (int, bool, error) {
 	for j+BatchHeaderSize <= len(b) {
-		h, err := parseChained(b[j:], expect)
+		h, err := parseChained(b[j:], expect, v.s.compacted.Load())
 		if err != nil {
 			return j, true, v.corrupt(at-v.pos+int64(j), err)
 		}
@@ -195,11 +211,12 @@ func walk(v view, b []byte, at int64, j, total, maxBytes int, expect, limit int6
 	return j, done, nil
 }
 
-// parseChained parses a stored header and checks that it starts at expect,
-// which catches a stale index or misaligned data before bytes go out.
-func parseChained(b []byte, expect int64) (BatchHeader, error) {
+// parseChained parses a stored header and checks that it starts at
+// expect, or after it where gaps are allowed (a compacted segment), which
+// catches a stale index or misaligned data before bytes go out.
+func parseChained(b []byte, expect int64, gaps bool) (BatchHeader, error) {
 	h, err := ParseBatchHeader(b)
-	if err == nil && h.BaseOffset != expect {
+	if err == nil && (h.BaseOffset < expect || !gaps && h.BaseOffset != expect) {
 		err = fmt.Errorf("%w: base offset %d, want %d", ErrCorruptBatch, h.BaseOffset, expect)
 	}
 	return h, err
@@ -256,7 +273,7 @@ func headerScan(s *segment, pos, expect, end int64, fn func(BatchHeader, int64) 
 		if err != nil {
 			return false, fmt.Errorf("partition: read %s at %d: %w", s.path(), pos, err)
 		}
-		h, err := parseChained(b, expect)
+		h, err := parseChained(b, expect, s.compacted.Load())
 		if err != nil {
 			return false, fmt.Errorf("partition: segment %s position %d: %w", s.path(), pos, err)
 		}

@@ -75,7 +75,7 @@ func scanBatches(s *segment, fileSize, pos, expect int64, maxBatch int, fn func(
 			res.reason = err.Error()
 			return res, nil
 		}
-		if res.reason = checkScanned(h, s.base, res, fileSize, maxBatch); res.reason != "" {
+		if res.reason = checkScanned(h, s.base, s.compacted.Load(), res, fileSize, maxBatch); res.reason != "" {
 			return res, nil
 		}
 		b, err := r.bytes(res.end, h.Size())
@@ -97,7 +97,7 @@ func scanBatches(s *segment, fileSize, pos, expect int64, maxBatch int, fn func(
 
 // checkScanned applies the structural checks that a stored batch header
 // must pass before its bytes are even read.
-func checkScanned(h BatchHeader, base int64, res scanResult, fileSize int64, maxBatch int) string {
+func checkScanned(h BatchHeader, base int64, gaps bool, res scanResult, fileSize int64, maxBatch int) string {
 	switch size := int64(h.Size()); {
 	case size > int64(maxBatch):
 		return fmt.Sprintf("batch of %d bytes exceeds limit %d", size, maxBatch)
@@ -105,7 +105,7 @@ func checkScanned(h BatchHeader, base int64, res scanResult, fileSize int64, max
 		return fmt.Sprintf("batch of %d bytes extends past end of file", size)
 	case res.end+size > math.MaxUint32:
 		return "batch ends beyond 4 GiB"
-	case h.BaseOffset != res.next:
+	case h.BaseOffset < res.next || !gaps && h.BaseOffset != res.next:
 		return fmt.Sprintf("base offset %d, want %d", h.BaseOffset, res.next)
 	case h.LastOffset()-base > math.MaxUint32:
 		return fmt.Sprintf("last offset %d too far from segment base %d", h.LastOffset(), base)
@@ -189,7 +189,8 @@ func activateLoaded(segs []*segment) error {
 func (l *Log) loadSegments(bases []int64) ([]*segment, error) {
 	var segs []*segment
 	for i, base := range bases {
-		if n := len(segs); n > 0 && segs[n-1].next != base {
+		// A compacted segment may end before the next one's base.
+		if n := len(segs); n > 0 && (segs[n-1].next > base || !segs[n-1].compacted.Load() && segs[n-1].next != base) {
 			l.logger.Warn("segment does not continue the previous one, dropping it and later segments",
 				"segment", segmentPath(l.dir, base, logSuffix), "base_offset", base, "expected", segs[n-1].next)
 			return segs, l.dropSegmentFiles(bases[i:])

@@ -16,6 +16,9 @@ const (
 	logSuffix       = ".log"
 	indexSuffix     = ".index"
 	timeIndexSuffix = ".timeindex"
+	// compactedSuffix marks a segment whose batches may skip offsets
+	// (compaction removed batches): an empty file beside it.
+	compactedSuffix = ".compacted"
 
 	// noTimestamp marks "no batch seen yet"; real batches may carry -1.
 	noTimestamp = math.MinInt64
@@ -30,6 +33,10 @@ type segment struct {
 	base int64
 	dir  string
 	f    *os.File // opened read-write; readers use ReadAt only
+	// compacted says offsets may skip inside the segment and between it
+	// and the next; elsewhere a skip is damage. Set before any reader can
+	// see the segment, or by the writer before the batch after a skip.
+	compacted atomic.Bool
 	// refs counts the Log's list plus in-flight readers, so a segment that
 	// is deleted while being read keeps its descriptor until the read ends.
 	refs atomic.Int32
@@ -84,6 +91,10 @@ func createSegment(dir string, base int64) (*segment, error) {
 		return nil, err
 	}
 	s := newSegment(dir, base, f)
+	if err := os.Remove(segmentPath(dir, base, compactedSuffix)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		s.closeFiles()
+		return nil, err
+	}
 	if err := s.trimIndexFiles(); err != nil {
 		s.closeFiles()
 		return nil, err
@@ -97,7 +108,31 @@ func openSegment(dir string, base int64) (*segment, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newSegment(dir, base, f), nil
+	s := newSegment(dir, base, f)
+	if _, err := os.Stat(segmentPath(dir, base, compactedSuffix)); err == nil {
+		s.compacted.Store(true)
+	}
+	return s, nil
+}
+
+// markCompacted records that the segment's offsets may skip. The mark is
+// made durable before the batches that need it.
+func (s *segment) markCompacted() error {
+	if s.compacted.Load() {
+		return nil
+	}
+	f, err := os.Create(segmentPath(s.dir, s.base, compactedSuffix))
+	if err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := SyncDir(s.dir); err != nil {
+		return err
+	}
+	s.compacted.Store(true)
+	return nil
 }
 
 func (s *segment) path() string { return segmentPath(s.dir, s.base, logSuffix) }
@@ -310,7 +345,7 @@ func (s *segment) removeFiles() error {
 
 func removeSegmentFiles(dir string, base int64) error {
 	var errs []error
-	for _, suffix := range []string{logSuffix, indexSuffix, timeIndexSuffix} {
+	for _, suffix := range []string{logSuffix, indexSuffix, timeIndexSuffix, compactedSuffix} {
 		if err := os.Remove(segmentPath(dir, base, suffix)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			errs = append(errs, err)
 		}

@@ -153,3 +153,67 @@ func readCompacted(t *testing.T, bs []*broker, ctx context.Context) (map[string]
 	}
 	return got, dups
 }
+
+// TestConsumerOffsetsCompacted: __consumer_offsets is a compacted topic.
+// Thousands of offset commits of one group shrink to little more than the
+// latest, on every replica, and a coordinator elected after the old one
+// is killed rebuilds the group's offsets from the compacted log.
+func TestConsumerOffsetsCompacted(t *testing.T) {
+	bs := startCluster(t, 3, "--internal-topic-segment-bytes", "16384", "--compaction-check-interval", "500ms",
+		"--offsets-topic-partitions", "1")
+	cl := mustClient(t, bs)
+	adm := kadm.NewClient(cl)
+	ctx := testCtx(t, 5*time.Minute)
+	createTopicWith(t, adm, 30*time.Second, "src", 4, 3)
+	const commits = 3000
+	for i := 1; i <= commits; i++ {
+		var o kadm.Offsets
+		for p := int32(0); p < 4; p++ {
+			o.Add(kadm.Offset{Topic: "src", Partition: p, At: int64(i)*10 + int64(p), LeaderEpoch: -1})
+		}
+		r, err := adm.CommitOffsets(ctx, "compacted-group", o)
+		if err == nil {
+			err = r.Error()
+		}
+		if err != nil {
+			t.Fatalf("commit %d: %v", i, err)
+		}
+	}
+	var written int64
+	views := waitStartsEqual(t, bs, "__consumer_offsets", func(v partitionDigest) bool {
+		written = max(written, v.HW)
+		return v.Bytes < 4*16384
+	})
+	t.Logf("%d commits (offsets up to %d) held in %d bytes, %d segments", commits, written, views[0].Bytes, views[0].Segments)
+	checkReplicasIdentical(t, bs, "__consumer_offsets")
+
+	leader := waitLeader(t, adm, "__consumer_offsets")
+	for _, b := range bs {
+		if int32(b.id) == leader {
+			b.kill9()
+		}
+	}
+	// A client that never talked to the dead coordinator: franz-go keeps
+	// a coordinator it cannot dial until its own retries give up.
+	adm = kadm.NewClient(mustClient(t, bs))
+	deadline := time.Now().Add(time.Minute)
+	for {
+		fetched, err := adm.FetchOffsets(ctx, "compacted-group")
+		if err == nil {
+			err = fetched.Error()
+		}
+		if err == nil {
+			for p := int32(0); p < 4; p++ {
+				o, ok := fetched.Lookup("src", p)
+				if !ok || o.At != int64(commits)*10+int64(p) {
+					t.Fatalf("partition %d: committed offset %+v after fail-over, want %d", p, o, int64(commits)*10+int64(p))
+				}
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("offsets after the coordinator's fail-over: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
