@@ -2,10 +2,10 @@ package partition
 
 import (
 	"bytes"
-	"slices"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 )
 
