@@ -192,6 +192,7 @@ type nodeMetrics struct {
 	// bytes and the records it removed.
 	compactedBytes    prometheus.Counter
 	compactionRemoved prometheus.Counter
+	compactionSeconds prometheus.Counter
 	// raftLogSync and raftLogRecords describe the shared Raft log's
 	// commit rounds: one write and one fdatasync each.
 	raftLogSync    prometheus.Histogram
@@ -249,11 +250,15 @@ func newNodeMetrics(reg prometheus.Registerer) *nodeMetrics {
 		}),
 		compactedBytes: f.NewCounter(prometheus.CounterOpts{
 			Name: "quire_compaction_input_bytes_total",
-			Help: "Bytes of segments compaction read and rewrote on this node.",
+			Help: "Bytes of closed segments compaction went through on this node (each is read for keys, then rewritten where records go).",
 		}),
 		compactionRemoved: f.NewCounter(prometheus.CounterOpts{
 			Name: "quire_compaction_removed_records_total",
 			Help: "Records compaction removed on this node: superseded by a later record of their key, tombstones past delete.retention.ms, aborted.",
+		}),
+		compactionSeconds: f.NewCounter(prometheus.CounterOpts{
+			Name: "quire_compaction_seconds_total",
+			Help: "Time this node's cleaner spent compacting (scanning keys and rewriting segments).",
 		}),
 		raftLogSync: f.NewHistogram(prometheus.HistogramOpts{
 			Name:    "quire_raft_log_sync_seconds",

@@ -97,15 +97,37 @@ func (n *Node) runCompactions() {
 			continue
 		}
 		began := time.Now()
-		st, err := r.fsm.RunCompaction()
+		st, err := r.fsm.RunCompaction(n.cleanerPace())
 		if err != nil {
 			n.logger.Warn("compaction failed", "partition", r.tp.String(), "error", err)
 			continue
 		}
-		n.metrics.compactedBytes.Add(float64(st.BytesBefore))
+		n.metrics.compactionSeconds.Add(time.Since(began).Seconds())
+		n.metrics.compactedBytes.Add(float64(st.BytesRead))
 		n.metrics.compactionRemoved.Add(float64(st.RecordsRemoved))
 		n.logger.Debug("compacted", "partition", r.tp.String(), "to", st.CleanedTo, "segments", st.Segments,
 			"bytes_before", st.BytesBefore, "bytes_after", st.BytesAfter, "records_removed", st.RecordsRemoved,
 			"took", time.Since(began))
+	}
+}
+
+// cleanerPace holds a compaction pass to CompactionMaxBytesPerSec of
+// segments read (log.cleaner.io.max.bytes.per.second), or nil when it is
+// unlimited.
+func (n *Node) cleanerPace() func(int) {
+	limit := n.cfg.CompactionMaxBytesPerSec
+	if limit <= 0 {
+		return nil
+	}
+	start, total := time.Now(), 0
+	return func(bytes int) {
+		total += bytes
+		due := start.Add(time.Duration(float64(total) / float64(limit) * float64(time.Second)))
+		if wait := time.Until(due); wait > 0 {
+			select {
+			case <-time.After(wait):
+			case <-n.ctx.Done():
+			}
+		}
 	}
 }

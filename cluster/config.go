@@ -94,6 +94,10 @@ type Config struct {
 	// CompactionCheckInterval is how often each leader of a compacted
 	// partition looks at how dirty its log is (log.cleaner.backoff.ms).
 	CompactionCheckInterval time.Duration
+	// CompactionMaxBytesPerSec caps how fast a compaction pass reads
+	// segments, so it leaves the disk and CPU to produce and fetch
+	// (log.cleaner.io.max.bytes.per.second); 0 is no cap.
+	CompactionMaxBytesPerSec int64
 
 	// OffsetsTopicPartitions is the partition count of __consumer_offsets
 	// when it is created (offsets.topic.num.partitions). Each partition

@@ -75,7 +75,10 @@ var errStaleSnapshot = errors.New("segments compacted since the snapshot was tak
 // RunCompaction compacts the replica's closed segments to the current
 // target. It runs on a cleaner goroutine, beside Apply and reads: the log
 // swaps each rewritten segment in on its own.
-func (p *PartitionFSM) RunCompaction() (partition.CompactStats, error) {
+//
+// pace, if set, is told of the bytes read as the pass goes, and may sleep
+// to throttle it.
+func (p *PartitionFSM) RunCompaction(pace func(int)) (partition.CompactStats, error) {
 	target, horizon := p.compactTarget.Load(), p.compactHorizon.Load()
 	start := p.log.StartOffset()
 	aborted := p.AbortedTxns(start, target)
@@ -93,9 +96,14 @@ func (p *PartitionFSM) RunCompaction() (partition.CompactStats, error) {
 		}
 		return false
 	}
+	// Below cleanedTo the log is compacted already: each key is there at
+	// most once. Only the part above needs reading for keys; a record
+	// below survives unless its key comes again above. That gives what
+	// reading the whole log would, whatever cleanedTo is on this replica.
+	from := max(start, p.cleanedTo.Load())
 	latest := map[[16]byte]int64{}
 	var tombstones int64
-	err := p.log.ScanRecords(start, target, inAborted, func(_ partition.BatchHeader, r partition.CompactRecord) {
+	err := p.log.ScanRecords(from, target, inAborted, pace, func(_ partition.BatchHeader, r partition.CompactRecord) {
 		if r.Key != nil {
 			latest[keyHash(r.Key)] = r.Offset
 		}
@@ -105,6 +113,7 @@ func (p *PartitionFSM) RunCompaction() (partition.CompactStats, error) {
 	}
 	st, err := p.log.Compact(partition.Compaction{
 		UpTo: target,
+		Pace: pace,
 		Batch: func(h partition.BatchHeader) partition.BatchAction {
 			if inAborted(h) {
 				return partition.DropBatch
@@ -115,7 +124,16 @@ func (p *PartitionFSM) RunCompaction() (partition.CompactStats, error) {
 		// cleaner drops them too (they cannot be produced to a compacted
 		// topic, but a topic may have become one).
 		Record: func(_ partition.BatchHeader, r partition.CompactRecord) bool {
-			keep := r.Key != nil && latest[keyHash(r.Key)] == r.Offset && !(r.Tombstone && r.Timestamp < horizon)
+			if r.Key == nil {
+				return false
+			}
+			last, later := latest[keyHash(r.Key)]
+			if r.Offset < from {
+				later = later && last > r.Offset
+			} else {
+				later = last != r.Offset
+			}
+			keep := !later && !(r.Tombstone && r.Timestamp < horizon)
 			if keep && r.Tombstone {
 				tombstones++
 			}

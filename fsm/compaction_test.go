@@ -53,7 +53,7 @@ func compactAll(t *testing.T, p *PartitionFSM) {
 	t.Helper()
 	for p.CompactionDue() {
 		before := p.CleanedTo()
-		if _, err := p.RunCompaction(); err != nil {
+		if _, err := p.RunCompaction(nil); err != nil {
 			t.Fatal(err)
 		}
 		if p.CleanedTo() == before {

@@ -54,6 +54,9 @@ type Compaction struct {
 	UpTo   int64
 	Batch  func(h BatchHeader) BatchAction
 	Record func(h BatchHeader, r CompactRecord) bool
+	// Pace, if set, is told of every batch's bytes as they are read, and
+	// may sleep to hold the pass to a rate.
+	Pace func(bytes int)
 }
 
 // CompactStats counts what a compaction pass did.
@@ -65,7 +68,10 @@ type CompactStats struct {
 	Skipped                 int
 	Segments                int   // segments rewritten
 	BytesBefore, BytesAfter int64 // of the rewritten segments
-	RecordsRemoved          int64
+	// BytesRead is the bytes of every closed segment the pass went
+	// through, changed or not.
+	BytesRead      int64
+	RecordsRemoved int64
 }
 
 // eachRecord calls fn with every record of a data batch: its bytes as
@@ -99,7 +105,7 @@ func eachRecord(b []byte, h BatchHeader, fn func(raw []byte, r CompactRecord)) (
 
 // ScanRecords calls fn for every record of the data batches in [from,
 // upTo), in offset order; skip leaves whole batches out.
-func (l *Log) ScanRecords(from, upTo int64, skip func(BatchHeader) bool, fn func(BatchHeader, CompactRecord)) error {
+func (l *Log) ScanRecords(from, upTo int64, skip func(BatchHeader) bool, pace func(int), fn func(BatchHeader, CompactRecord)) error {
 	for off := max(from, l.StartOffset()); off < upTo; {
 		data, err := l.Read(off, 1<<20, upTo)
 		if err != nil {
@@ -108,6 +114,9 @@ func (l *Log) ScanRecords(from, upTo int64, skip func(BatchHeader) bool, fn func
 		batches, err := SplitBatches(data)
 		if err != nil || len(batches) == 0 {
 			return fmt.Errorf("partition: scan at offset %d: %v", off, err)
+		}
+		if pace != nil {
+			pace(len(data))
 		}
 		for _, b := range batches {
 			h, err := ValidateBatch(b)
@@ -273,6 +282,7 @@ func (l *Log) compactSegment(old *segment, c Compaction, st *CompactStats) error
 		}
 	}()
 	removed, err := l.rewriteInto(old, size, ns, c)
+	st.BytesRead += size
 	if err != nil || removed == 0 {
 		return err
 	}
@@ -324,6 +334,9 @@ func (l *Log) rewriteInto(old *segment, size int64, ns *segment, c Compaction) (
 			return 0, err
 		}
 		read += int64(len(buf))
+		if c.Pace != nil {
+			c.Pace(len(buf))
+		}
 		h, err := ValidateBatch(buf)
 		if err != nil {
 			return 0, fmt.Errorf("segment %s: %w", old.path(), err)

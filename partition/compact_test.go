@@ -41,7 +41,7 @@ func keyedLog(t *testing.T, l *Log, n, keys int) {
 func latestCompaction(t *testing.T, l *Log, upTo, horizon int64) Compaction {
 	t.Helper()
 	latest := map[string]int64{}
-	if err := l.ScanRecords(l.StartOffset(), upTo, func(BatchHeader) bool { return false }, func(_ BatchHeader, r CompactRecord) {
+	if err := l.ScanRecords(l.StartOffset(), upTo, func(BatchHeader) bool { return false }, nil, func(_ BatchHeader, r CompactRecord) {
 		latest[string(r.Key)] = r.Offset
 	}); err != nil {
 		t.Fatal(err)

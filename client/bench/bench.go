@@ -39,6 +39,9 @@ type ProduceCase struct {
 	// Compression is the producers' batch codec; empty is franz-go's
 	// default, snappy.
 	Compression client.Compression
+	// Keys, when > 0, gives records keys cycling over this many distinct
+	// ones (a compacted topic refuses records without a key).
+	Keys int
 	// SameValue gives every record one random value, as this bench did
 	// before: snappy then shrinks 1 KiB batches ~20x, so it measures the
 	// codec more than the log. Only for comparing with old figures.
@@ -178,6 +181,10 @@ func Produce(ctx context.Context, brokers []string, c ProduceCase, progress func
 	deadline := start.Add(c.Duration)
 	stop := make(chan struct{})
 	go report(start, &cnt, progress, stop)
+	var keys [][]byte
+	for k := 0; k < c.Keys; k++ {
+		keys = append(keys, []byte(fmt.Sprintf("key-%07d", k)))
+	}
 	var wg sync.WaitGroup
 	var firstErr atomic.Value
 	for i, p := range prods {
@@ -197,8 +204,12 @@ func Produce(ctx context.Context, brokers []string, c ProduceCase, progress func
 					}
 				}
 				value := nextValue[i]()
+				var key []byte
+				if len(keys) > 0 {
+					key = keys[(n+i)%len(keys)]
+				}
 				sent := time.Now()
-				p.Produce(ctx, c.Topic, part, nil, value, func(_ int64, err error) {
+				p.Produce(ctx, c.Topic, part, key, value, func(_ int64, err error) {
 					if err != nil {
 						cnt.errs.Add(1)
 						firstErr.CompareAndSwap(nil, err)

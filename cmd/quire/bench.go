@@ -91,6 +91,7 @@ codec saved. --same-value brings back the old bench's single reused value.`,
 	cmd.AddCommand(benchFailoverCmd())
 	cmd.AddCommand(benchGroupsCmd())
 	cmd.AddCommand(benchTxnCmd())
+	cmd.AddCommand(benchStorageCmd())
 	return cmd
 }
 

@@ -99,6 +99,7 @@ environment, which beats the file.`,
 	f.BoolVar(&cfg.Log.PowerLossJournal, "power-loss-journal", false, "record fsync'd file sizes so `quire chaos run` can simulate power loss on this node (test clusters only)")
 	f.DurationVar(&cfg.RetentionCheckInterval, "retention-check-interval", cfg.RetentionCheckInterval, "how often each partition leader looks for segments past retention (log.retention.check.interval.ms)")
 	f.DurationVar(&cfg.CompactionCheckInterval, "compaction-check-interval", cfg.CompactionCheckInterval, "how often each leader of a compacted partition checks whether enough of its log is dirty to compact (log.cleaner.backoff.ms)")
+	f.Int64Var(&cfg.CompactionMaxBytesPerSec, "compaction-max-bytes-per-sec", 0, "cap on how fast a compaction pass reads segments, bytes/s; 0 for none (log.cleaner.io.max.bytes.per.second)")
 	for _, d := range cluster.BrokerDefaults() {
 		f.Var(brokerDefaultFlag{cfg: &cfg, name: d.Name}, d.Name, "default of topic config "+d.Topic+": "+d.Doc)
 	}

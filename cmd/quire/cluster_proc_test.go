@@ -415,18 +415,6 @@ func keepGoroutines(t *testing.T, bs []*broker) {
 	}
 }
 
-func getJSON(url string, v interface{}) error {
-	resp, err := http.Get(url)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s", url, resp.Status)
-	}
-	return json.NewDecoder(resp.Body).Decode(v)
-}
-
 // checkAdminEndpoints: health answers, and /metrics carries the broker's
 // own series next to the Go runtime's.
 func checkAdminEndpoints(t *testing.T, b *broker) {
