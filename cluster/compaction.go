@@ -52,6 +52,9 @@ func (n *Node) scheduleCompactions() {
 // min.cleanable.dirty.ratio of the whole, or when its oldest segment has
 // waited past max.compaction.lag.ms.
 func compactionDue(segs []partition.SegmentInfo, target, lso, now int64, ts *topicSettings) (int64, bool) {
+	if len(segs) < 2 {
+		return 0, false // nothing closed, or the log is closing
+	}
 	upTo := target
 	var clean, dirty int64
 	oldestDirty := int64(math.MaxInt64)

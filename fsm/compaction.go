@@ -81,21 +81,8 @@ var errStaleSnapshot = errors.New("segments compacted since the snapshot was tak
 func (p *PartitionFSM) RunCompaction(pace func(int)) (partition.CompactStats, error) {
 	target, horizon := p.compactTarget.Load(), p.compactHorizon.Load()
 	start := p.log.StartOffset()
-	aborted := p.AbortedTxns(start, target)
-	inAborted := func(h partition.BatchHeader) bool {
-		if !h.IsTransactional() || h.IsControl() {
-			return false
-		}
-		// Sorted by last offset: the first that ends at or after the
-		// batch is the only one that can hold it.
-		i := sort.Search(len(aborted), func(i int) bool { return aborted[i].LastOffset >= h.BaseOffset })
-		for ; i < len(aborted) && aborted[i].FirstOffset <= h.BaseOffset; i++ {
-			if aborted[i].ProducerID == h.ProducerID {
-				return true
-			}
-		}
-		return false
-	}
+	inAborted := abortedIndex(p.AbortedTxns(start, target))
+	restores := p.restores.Load()
 	// Below cleanedTo the log is compacted already: each key is there at
 	// most once. Only the part above needs reading for keys; a record
 	// below survives unless its key comes again above. That gives what
@@ -143,12 +130,35 @@ func (p *PartitionFSM) RunCompaction(pace func(int)) (partition.CompactStats, er
 	if err != nil {
 		return st, fmt.Errorf("partition %s: compaction: %w", p.dir, err)
 	}
-	if st.Skipped == 0 {
+	// A Restore meanwhile replaced the log this pass looked at.
+	if st.Skipped == 0 && p.restores.Load() == restores {
 		p.cleanedTo.Store(st.CleanedTo)
 		p.cleanedHorizon.Store(horizon)
 		p.tombstonesKept.Store(tombstones)
 	}
 	return st, nil
+}
+
+// abortedIndex answers whether a data batch belongs to one of the aborted
+// transactions: per producer, their offset ranges in order.
+func abortedIndex(aborted []AbortedTxn) func(partition.BatchHeader) bool {
+	byPID := map[int64][]AbortedTxn{}
+	for _, a := range aborted {
+		byPID[a.ProducerID] = append(byPID[a.ProducerID], a)
+	}
+	for _, list := range byPID {
+		sort.Slice(list, func(i, j int) bool { return list[i].FirstOffset < list[j].FirstOffset })
+	}
+	return func(h partition.BatchHeader) bool {
+		if !h.IsTransactional() || h.IsControl() {
+			return false
+		}
+		list := byPID[h.ProducerID]
+		// The last transaction of the producer that began at or before
+		// the batch is the only one that can hold it.
+		i := sort.Search(len(list), func(i int) bool { return list[i].FirstOffset > h.BaseOffset }) - 1
+		return i >= 0 && h.BaseOffset <= list[i].LastOffset
+	}
 }
 
 func keyHash(k []byte) [16]byte {

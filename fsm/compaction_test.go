@@ -142,3 +142,21 @@ func TestCompactionIsReplicatedState(t *testing.T) {
 		}
 	})
 }
+
+// A producer's aborted transaction is found whatever other producers'
+// transactions lie inside its range.
+func TestAbortedIndex(t *testing.T) {
+	in := abortedIndex([]AbortedTxn{{ProducerID: 1, FirstOffset: 10, LastOffset: 100}, {ProducerID: 2, FirstOffset: 58, LastOffset: 60},
+		{ProducerID: 1, FirstOffset: 200, LastOffset: 210}})
+	batch := func(pid, base int64) partition.BatchHeader {
+		return partition.BatchHeader{ProducerID: pid, BaseOffset: base, Attributes: 0x10}
+	}
+	for _, c := range []struct {
+		pid, base int64
+		want      bool
+	}{{1, 55, true}, {1, 10, true}, {1, 100, true}, {1, 101, false}, {2, 59, true}, {2, 55, false}, {1, 205, true}, {3, 55, false}} {
+		if got := in(batch(c.pid, c.base)); got != c.want {
+			t.Errorf("producer %d at %d: %v, want %v", c.pid, c.base, got, c.want)
+		}
+	}
+}

@@ -109,6 +109,9 @@ type PartitionFSM struct {
 	// compactTarget and compactHorizon are written by Apply, cleanedTo by
 	// the cleaner (RunCompaction).
 	compactTarget, compactHorizon, cleanedTo, cleanedHorizon atomic.Int64
+	// restores counts Restore calls: a compaction pass that ran across
+	// one does not record how far it got.
+	restores atomic.Uint64
 	tombstonesKept                                           atomic.Int64
 	// producerCount is how many producers the partition remembers, for
 	// the leader deciding whether expiry has anything to look at.
@@ -438,15 +441,16 @@ func (p *PartitionFSM) Log() *partition.Log { return p.log }
 // Snapshot implements raft.FSM. It only records positions; Persist does the
 // I/O.
 func (p *PartitionFSM) Snapshot() (raft.FSMSnapshot, error) {
+	// The count first: a compaction after it makes Persist give up,
+	// whenever it comes.
+	compactions := p.log.Compactions()
 	m := p.currentManifest()
-	for _, s := range p.log.Segments() {
-		m.Segments = append(m.Segments, segmentRef{BaseOffset: s.BaseOffset, Size: s.Size})
-	}
 	paths := make(map[int64]string)
 	for _, s := range p.log.Segments() {
+		m.Segments = append(m.Segments, segmentRef{BaseOffset: s.BaseOffset, Size: s.Size})
 		paths[s.BaseOffset] = s.Path
 	}
-	return &partitionSnapshot{fsm: p, man: m, paths: paths, compactions: p.log.Compactions()}, nil
+	return &partitionSnapshot{fsm: p, man: m, paths: paths, compactions: compactions}, nil
 }
 
 func (p *PartitionFSM) currentManifest() manifest {
@@ -500,6 +504,7 @@ func (p *PartitionFSM) Restore(rc io.ReadCloser) error {
 		return fmt.Errorf("partition %s: restore: %w", p.dir, err)
 	}
 	p.logger.Info("replica restored from a snapshot", "index", m.Index, "log_start", m.StartOffset, "log_end", m.NextOffset)
+	p.restores.Add(1)
 	p.setCompaction(m)
 	p.applied = m.Index
 	p.producers = make(map[int64]*producerState)
@@ -557,6 +562,12 @@ func (p *PartitionFSM) restoreStream(r io.Reader) (*manifest, error) {
 	}
 	if err := p.appendStream(io.LimitReader(r, total)); err != nil {
 		return nil, err
+	}
+	if got := p.log.NextOffset(); got < m.NextOffset && len(m.Segments) > 0 {
+		// Compaction removed the last batches before the end.
+		if err := p.log.SkipTo(m.NextOffset); err != nil {
+			return nil, err
+		}
 	}
 	if got := p.log.NextOffset(); got != m.NextOffset {
 		return nil, fmt.Errorf("restored log ends at %d, manifest says %d", got, m.NextOffset)

@@ -111,6 +111,9 @@ func (l *Log) ScanRecords(from, upTo int64, skip func(BatchHeader) bool, pace fu
 		if err != nil {
 			return err
 		}
+		if len(data) == 0 {
+			return nil // compaction removed everything up to upTo
+		}
 		batches, err := SplitBatches(data)
 		if err != nil || len(batches) == 0 {
 			return fmt.Errorf("partition: scan at offset %d: %v", off, err)
@@ -374,6 +377,8 @@ var errKeepEmpty = errors.New("first segment kept")
 // comes at any point. The segment before it is marked first, so that the
 // gap its removal leaves is allowed.
 func (l *Log) dropEmptied(old *segment, size int64) error {
+	l.segMu.Lock()
+	defer l.segMu.Unlock()
 	l.wmu.Lock()
 	defer l.wmu.Unlock()
 	if l.closed.Load() {
@@ -389,8 +394,6 @@ func (l *Log) dropEmptied(old *segment, size int64) error {
 	case i == 0:
 		return errKeepEmpty
 	}
-	l.segMu.Lock()
-	defer l.segMu.Unlock()
 	if err := l.segs[i-1].markCompacted(); err != nil {
 		return err
 	}
@@ -411,6 +414,10 @@ func (l *Log) dropEmptied(old *segment, size int64) error {
 // go first: a crash before the new ones are written leaves none, and
 // they are rebuilt from the segment on the next open.
 func (l *Log) swapSegment(old *segment, size int64, ns *segment, tmp string) error {
+	// segMu first: a snapshot copying segments holds it for a while, and
+	// appends must not wait behind that for the writer lock.
+	l.segMu.Lock()
+	defer l.segMu.Unlock()
 	l.wmu.Lock()
 	defer l.wmu.Unlock()
 	if l.closed.Load() {
@@ -428,8 +435,6 @@ func (l *Log) swapSegment(old *segment, size int64, ns *segment, tmp string) err
 	if !same {
 		return errCompactionRaced
 	}
-	l.segMu.Lock()
-	defer l.segMu.Unlock()
 	if err := ns.markCompacted(); err != nil {
 		return err
 	}
@@ -437,6 +442,11 @@ func (l *Log) swapSegment(old *segment, size int64, ns *segment, tmp string) err
 		if err := os.Remove(segmentPath(l.dir, old.base, suffix)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return err
 		}
+	}
+	// The old index files must be gone for good before the new file takes
+	// the name, or a crash could pair them with it.
+	if err := SyncDir(l.dir); err != nil {
+		return err
 	}
 	if err := os.Rename(tmp, old.path()); err != nil {
 		return err

@@ -270,3 +270,52 @@ func TestReadAcrossCompactionGaps(t *testing.T) {
 	}
 	check(c)
 }
+
+// Recovery truncates to a checkpoint's end offset, whose batch compaction
+// may have removed since; SkipTo moves the end of a copied log past a
+// removed tail. Both leave a log that appends and reopens.
+func TestTruncateAndSkipInCompactedLog(t *testing.T) {
+	dir := t.TempDir()
+	cfg := smallConfig()
+	l := openLog(t, dir, cfg)
+	keyedLog(t, l, 200, 4)
+	upTo := l.Segments()[len(l.Segments())-1].BaseOffset
+	before := readAllRecords(t, l)
+	if _, err := l.Compact(latestCompaction(t, l, upTo, 0)); err != nil {
+		t.Fatal(err)
+	}
+	after := readAllRecords(t, l)
+	// An offset whose batch is gone: every batch starts at a multiple of 3.
+	cut := int64(-1)
+	for off := upTo - 3; off > 0; off -= 3 {
+		if _, kept := after[off]; !kept && before[off].Key != nil {
+			cut = off
+			break
+		}
+	}
+	if cut < 0 {
+		t.Fatal("no removed batch to cut at")
+	}
+	if err := l.Truncate(cut); err != nil {
+		t.Fatalf("truncate to a removed batch: %v", err)
+	}
+	if l.NextOffset() != cut {
+		t.Fatalf("next %d after truncating to %d", l.NextOffset(), cut)
+	}
+	if err := l.SkipTo(cut + 30); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Append(EncodeBatch(cut+30, -1, -1, -1, []Record{{Key: []byte("k"), Value: []byte("v"), Timestamp: 1}})); err != nil {
+		t.Fatal(err)
+	}
+	want := readAllRecords(t, l)
+	l.Close()
+	l = openLog(t, dir, cfg)
+	defer l.Close()
+	if l.NextOffset() != cut+31 || len(readAllRecords(t, l)) != len(want) {
+		t.Fatalf("reopened: next %d, %d records, want %d and %d", l.NextOffset(), len(readAllRecords(t, l)), cut+31, len(want))
+	}
+	if err := l.Verify(l.NextOffset()); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -158,6 +158,10 @@ func readFirst(v view, offset int64, maxBytes int, limit, want int64) ([]byte, b
 		}
 		j += h.Size()
 	}
+	if h.BaseOffset >= limit {
+		// Past a gap, the first batch may already be beyond the bound.
+		return nil, true, nil
+	}
 	buf, err := v.ensure(buf, j, h.Size())
 	if err != nil {
 		return nil, true, err

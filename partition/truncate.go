@@ -76,10 +76,13 @@ func findCut(s *segment, offset int64) (cutPoint, error) {
 		e := s.offIdx[c.offEnts-1]
 		from, at = int64(e.pos), s.base+int64(e.rel)
 	}
+	// In a compacted segment the batch at offset may be gone: the cut is
+	// then before the first batch after it, or at the end.
+	gaps := s.compacted.Load()
 	boundary := false
-	_, err := headerScan(s, from, at, s.size, func(h BatchHeader, pos int64) bool {
+	found, err := headerScan(s, from, at, s.size, func(h BatchHeader, pos int64) bool {
 		if h.BaseOffset >= offset || h.LastOffset() >= offset {
-			boundary, c.pos = h.BaseOffset == offset, pos
+			boundary, c.pos = h.BaseOffset == offset || gaps && h.BaseOffset > offset, pos
 			return true
 		}
 		c.maxTs = max(c.maxTs, h.MaxTimestamp)
@@ -88,10 +91,42 @@ func findCut(s *segment, offset int64) (cutPoint, error) {
 	if err != nil {
 		return c, err
 	}
+	if !found && gaps {
+		boundary, c.pos = true, s.size
+	}
 	if !boundary {
 		return c, fmt.Errorf("%w: offset %d", ErrNotBatchBoundary, offset)
 	}
 	return c, nil
+}
+
+// SkipTo moves the end of the log forward to offset with nothing in
+// between, for a log copied from a compacted one whose last batches were
+// removed: the next append starts there. A new segment is started at
+// offset, so the end survives a restart.
+func (l *Log) SkipTo(offset int64) error {
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	if l.closed.Load() {
+		return ErrClosed
+	}
+	next := l.next.Load()
+	if offset <= next {
+		if offset < next {
+			return fmt.Errorf("%w: skip to %d, log ends at %d", ErrOffsetOutOfRange, offset, next)
+		}
+		return nil
+	}
+	if err := l.active().markCompacted(); err != nil {
+		return err
+	}
+	if err := l.roll(offset); err != nil {
+		return err
+	}
+	l.mu.Lock()
+	l.next.Store(offset)
+	l.mu.Unlock()
+	return l.sync()
 }
 
 // cutSegmentFiles shortens s's files to its in-memory state and makes it
@@ -226,7 +261,8 @@ func (l *Log) RetentionPoint(nowMs, retentionMs, retentionBytes int64) int64 {
 	keep := 0
 	for keep < len(l.segs)-1 {
 		s := l.segs[keep]
-		expired := retentionMs >= 0 && retentionMs < math.MaxInt64 && s.maxTs != noTimestamp && elapsedAtLeast(s.maxTs, nowMs, retentionMs+1)
+		// A segment compaction emptied holds nothing to keep.
+		expired := s.size == 0 || retentionMs >= 0 && retentionMs < math.MaxInt64 && s.maxTs != noTimestamp && elapsedAtLeast(s.maxTs, nowMs, retentionMs+1)
 		tooBig := retentionBytes >= 0 && total-s.size >= retentionBytes
 		if !expired && !tooBig {
 			break

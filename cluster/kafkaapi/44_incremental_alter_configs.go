@@ -3,6 +3,7 @@ package kafkaapi
 import (
 	"context"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -63,13 +64,21 @@ func incrementalOps(b Broker, r kmsg.IncrementalAlterConfigsRequestResource, a *
 		case kmsg.IncrementalAlterConfigOpDelete:
 			a.Delete = append(a.Delete, c.Name)
 		case kmsg.IncrementalAlterConfigOpAppend, kmsg.IncrementalAlterConfigOpSubtract:
-			if current == nil {
+			if current == nil && (r.ResourceType != kmsg.ConfigResourceTypeBroker || r.ResourceName == "") {
 				var err error
 				if current, err = b.DescribeConfigs(r.ResourceType, r.ResourceName); err != nil {
 					return err
 				}
 			}
 			i := slices.IndexFunc(current, func(v ConfigValue) bool { return v.Name == c.Name })
+			if i < 0 && r.ResourceType == kmsg.ConfigResourceTypeBroker {
+				// Not set for the cluster or that broker: start from the
+				// value in force here.
+				if here, err := b.DescribeConfigs(r.ResourceType, strconv.Itoa(int(b.Settings().NodeID))); err == nil {
+					current = append(current, here...)
+					i = slices.IndexFunc(current, func(v ConfigValue) bool { return v.Name == c.Name })
+				}
+			}
 			if i < 0 {
 				return kafkaerr.Errorf(kerr.InvalidConfig, "config %q is not supported", c.Name)
 			}
