@@ -55,6 +55,19 @@ func CheckAll(h []Op) []Result {
 			CheckCopy(h),
 		}
 	}
+	if isCompactHistory(h) {
+		// Compaction removes superseded records: lost-write gives way to
+		// compact-lost, which allows exactly that.
+		return []Result{
+			CheckCompactedLoss(h),
+			CheckInconsistentOffsets(h),
+			CheckDuplicates(h),
+			CheckReorders(h),
+			CheckConsumers(h),
+			CheckUnexpectedValues(h),
+			CheckDivergence(h),
+		}
+	}
 	return []Result{
 		CheckLostWrites(h),
 		CheckInconsistentOffsets(h),

@@ -70,6 +70,7 @@ type Op struct {
 	Partition int32     `json:"partition"`
 	Offset    int64     `json:"offset"`             // -1 when not known
 	Value     string    `json:"value,omitempty"`    // unique per produce invocation
+	Key       string    `json:"key,omitempty"`      // record key (compacted workload)
 	Producer  string    `json:"producer,omitempty"` // producer identity, for reorder checks
 	Seq       int64     `json:"seq,omitempty"`      // per-producer sequence of produce invocations
 	Seek      bool      `json:"seek,omitempty"`     // consume: the consumer seeked before this read

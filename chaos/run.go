@@ -36,8 +36,11 @@ type Config struct {
 	GroupProtocol string
 	Rate          int // produces per second per producer
 
-	// Workload is WorkloadLog (the default) or WorkloadTxn.
+	// Workload is WorkloadLog (the default), WorkloadTxn or
+	// WorkloadCompact.
 	Workload string
+	// Keys are the distinct record keys of the compacted workload.
+	Keys int
 	// TxnProducers are the transactional workload's producers; each runs
 	// up to Rate/10 transactions a second.
 	TxnProducers int
@@ -63,7 +66,21 @@ const (
 	// read_committed consumers, and a consume-transform-produce copier
 	// committing its offsets in its transactions.
 	WorkloadTxn = "txn"
+	// WorkloadCompact: idempotent producers updating a few keys of a
+	// compacted topic with small segments, so that compaction runs
+	// throughout, and consumers by assignment.
+	WorkloadCompact = "compact"
 )
+
+// knownWorkload reports whether w names a workload.
+func knownWorkload(w string) bool {
+	return w == WorkloadLog || w == WorkloadTxn || w == WorkloadCompact
+}
+
+// compactTopicConfigs make compaction run every few seconds under the
+// workload's load.
+var compactTopicConfigs = map[string]string{"cleanup.policy": "compact", "segment.bytes": "16384",
+	"min.cleanable.dirty.ratio": "0.01"}
 
 // WithDefaults fills zero fields.
 func (c Config) WithDefaults() Config {
@@ -105,6 +122,18 @@ func (c Config) WithDefaults() Config {
 			c.TxnProducers = 2
 		}
 	}
+	if c.Workload != WorkloadCompact {
+		c.Keys = 0
+	}
+	if c.Workload == WorkloadCompact {
+		// Plain producers may store a value twice, which compaction
+		// would then make look like a lost update; groups are tested by
+		// the log workload.
+		c.Plain, c.GroupMembers = 0, 0
+		if c.Keys == 0 {
+			c.Keys = 20
+		}
+	}
 	if c.Topic == "" {
 		c.Topic = fmt.Sprintf("chaos-%s-%d", c.Scenario, c.Seed)
 	}
@@ -122,7 +151,7 @@ func (c Config) Options() [][2]string {
 		{"partitions", fmt.Sprint(c.Partitions)}, {"replication", fmt.Sprint(c.Replication)},
 		{"idempotent-producers", fmt.Sprint(c.Idempotent)}, {"plain-producers", fmt.Sprint(c.Plain)},
 		{"consumers", fmt.Sprint(c.Consumers)}, {"group-members", fmt.Sprint(c.GroupMembers)}, {"group-protocol", c.GroupProtocol},
-		{"txn-producers", fmt.Sprint(c.TxnProducers)}, {"rate", fmt.Sprint(c.Rate)},
+		{"txn-producers", fmt.Sprint(c.TxnProducers)}, {"keys", fmt.Sprint(c.Keys)}, {"rate", fmt.Sprint(c.Rate)},
 		{"gap", c.GapMin.String() + "-" + c.GapMax.String()},
 		{"fault", c.FaultMin.String() + "-" + c.FaultMax.String()},
 		{"recovery", c.Recovery.String()},
@@ -174,8 +203,8 @@ type run struct {
 // compares replicas and checks the history.
 func Run(ctx context.Context, cfg Config) (*Outcome, error) {
 	cfg = cfg.WithDefaults()
-	if cfg.Workload != WorkloadLog && cfg.Workload != WorkloadTxn {
-		return nil, fmt.Errorf("unknown workload %q: want %s or %s", cfg.Workload, WorkloadLog, WorkloadTxn)
+	if !knownWorkload(cfg.Workload) {
+		return nil, fmt.Errorf("unknown workload %q: want %s, %s or %s", cfg.Workload, WorkloadLog, WorkloadTxn, WorkloadCompact)
 	}
 	ns, err := scenarioNemeses(cfg.Scenario)
 	if err != nil {
@@ -293,7 +322,11 @@ func (r *run) createTopic(ctx context.Context) error {
 	defer cancel()
 	for _, topic := range topics {
 		for {
-			err := r.admin.CreateTopic(cctx, topic, r.cfg.Partitions, r.cfg.Replication, nil)
+			var configs map[string]string
+			if r.cfg.Workload == WorkloadCompact {
+				configs = compactTopicConfigs
+			}
+			err := r.admin.CreateTopic(cctx, topic, r.cfg.Partitions, r.cfg.Replication, configs)
 			if err == nil {
 				break
 			}

@@ -98,14 +98,19 @@ func (r *run) produce(ctx context.Context, proc int, name string, idempotent boo
 		}
 		part := int32(seq % int64(r.cfg.Partitions))
 		value := fmt.Sprintf("%s-%d", name, seq)
+		var key []byte
+		if r.cfg.Keys > 0 {
+			// Every producer updates the same keys.
+			key = []byte(fmt.Sprintf("k%d", seq%int64(r.cfg.Keys)))
+		}
 		r.rec.Record(Op{Process: proc, Type: Invoke, Kind: Produce, Topic: r.cfg.Topic, Partition: part,
-			Offset: -1, Value: value, Producer: name, Seq: seq, MayDuplicate: !idempotent})
+			Offset: -1, Value: value, Key: string(key), Producer: name, Seq: seq, MayDuplicate: !idempotent})
 		r.stats.invoked.Add(1)
 		// The produce context outlives ctx so that stopping the workload
 		// lets in-flight records finish instead of failing them.
-		p.Produce(context.WithoutCancel(ctx), r.cfg.Topic, part, nil, []byte(value), func(offset int64, err error) {
+		p.Produce(context.WithoutCancel(ctx), r.cfg.Topic, part, key, []byte(value), func(offset int64, err error) {
 			op := Op{Process: proc, Type: OK, Kind: Produce, Topic: r.cfg.Topic, Partition: part,
-				Offset: offset, Value: value, Producer: name, Seq: seq}
+				Offset: offset, Value: value, Key: string(key), Producer: name, Seq: seq}
 			if err != nil {
 				// Whether a failed produce was stored is unknown to the
 				// client in general; the checkers allow both.
@@ -243,7 +248,7 @@ func (r *run) readAll(ctx context.Context, topic string, kind OpKind, committed 
 				return
 			}
 			r.rec.Record(Op{Process: finalReader, Type: OK, Kind: kind, Topic: topic,
-				Partition: rec.Partition, Offset: rec.Offset, Value: string(rec.Value)})
+				Partition: rec.Partition, Offset: rec.Offset, Value: string(rec.Value), Key: string(rec.Key)})
 		})
 		if ctx.Err() != nil {
 			return fmt.Errorf("read %s, %d partitions short of their end (%v): %w", topic, len(left), err, errIncomplete)

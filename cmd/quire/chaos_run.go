@@ -84,7 +84,8 @@ summary.md per scenario. Exits 1 when any checker finds a violation.`,
 	f.IntVar(&o.cfg.Consumers, "consumers", 1, "consumers reading by assignment")
 	f.IntVar(&o.cfg.GroupMembers, "group-members", 2, "members of one consumer group reading the topic and committing every second (0: no group workload)")
 	f.StringVar(&o.cfg.GroupProtocol, "group-protocol", "classic", "protocol of the group workload's members: classic, or consumer (next-generation, KIP-848)")
-	f.StringVar(&o.cfg.Workload, "workload", chaos.WorkloadLog, "log (idempotent and plain producers, consumers, a consumer group) or txn (transactional producers that commit and abort, read_committed consumers, and an exactly-once copier to a second topic)")
+	f.StringVar(&o.cfg.Workload, "workload", chaos.WorkloadLog, "log (idempotent and plain producers, consumers, a consumer group) txn (transactional producers that commit and abort, read_committed consumers, and an exactly-once copier to a second topic) or compact (idempotent producers updating --keys keys of a compacted topic with 16 KiB segments, compacted every few seconds)")
+	f.IntVar(&o.cfg.Keys, "keys", 20, "distinct keys of the compact workload")
 	f.IntVar(&o.cfg.TxnProducers, "txn-producers", 2, "transactional producers of the txn workload, each running up to rate/10 transactions a second")
 	f.DurationVar(&o.cfg.FaultMin, "fault-min", 4*time.Second, "shortest fault")
 	f.DurationVar(&o.cfg.FaultMax, "fault-max", 12*time.Second, "longest fault")
@@ -107,8 +108,8 @@ func runChaos(ctx context.Context, o chaosRunOpts, out, progress io.Writer) erro
 	if p := o.cfg.GroupProtocol; p != "classic" && p != "consumer" {
 		return fmt.Errorf("--group-protocol %q: want classic or consumer", p)
 	}
-	if w := o.cfg.Workload; w != chaos.WorkloadLog && w != chaos.WorkloadTxn {
-		return fmt.Errorf("--workload %q: want %s or %s", w, chaos.WorkloadLog, chaos.WorkloadTxn)
+	if w := o.cfg.Workload; w != chaos.WorkloadLog && w != chaos.WorkloadTxn && w != chaos.WorkloadCompact {
+		return fmt.Errorf("--workload %q: want %s, %s or %s", w, chaos.WorkloadLog, chaos.WorkloadTxn, chaos.WorkloadCompact)
 	}
 	names := chaos.ScenariosFor(o.cfg.Workload)
 	if o.scenario != "all" {
@@ -194,7 +195,7 @@ func chaosTarget(ctx context.Context, o chaosRunOpts, scenario string) (chaos.Ta
 		}
 	}
 	lc, err := startLocalCluster(ctx, localClusterOpts{nodes: o.nodes, dataDir: dataDir, keep: o.keepData, netns: lab,
-		extra: []string{"--log-level", "info", "--enable-fault-injection", "--power-loss-journal"}})
+		extra: []string{"--log-level", "info", "--enable-fault-injection", "--power-loss-journal", "--compaction-check-interval", "2s"}})
 	if err != nil {
 		if lab != nil {
 			lab.teardown()
