@@ -44,10 +44,11 @@ bench: build
 	./$(BIN) bench scale --nodes 3 --partitions 100,1000,10000 --settle 60s --idle-window 60s
 	./$(BIN) bench failover --rounds 20
 	./$(BIN) bench txn --duration 20s
+	./$(BIN) bench storage
 
 # Every chaos scenario against a fresh local 3-node cluster, CHAOSTIME each,
-# then kill and partition faults on a 1,000-partition topic
-# (5m by default); results and reports under chaos-results/. docs/chaos.md
+# then kill and partition faults on a 1,000-partition topic, the
+# transactional workload and the compacted-topic workload (5m by default); results and reports under chaos-results/. docs/chaos.md
 # explains them. CHAOSSEED replays a run.
 CHAOSTIME ?= 5m
 CHAOSSEED ?= 0
@@ -55,6 +56,7 @@ chaos: build
 	./$(BIN) chaos run --scenario all --duration $(CHAOSTIME) --seed $(CHAOSSEED) --nodes 3
 	./$(BIN) chaos run --scenario kill,partition --partitions 1000 --duration $(CHAOSTIME) --seed $(CHAOSSEED) --nodes 3
 	./$(BIN) chaos run --workload txn --scenario all --duration $(CHAOSTIME) --seed $(CHAOSSEED) --nodes 3
+	./$(BIN) chaos run --workload compact --scenario kill,corrupt,power-loss,partition --duration $(CHAOSTIME) --seed $(CHAOSSEED) --nodes 3
 
 clean:
 	rm -rf bin data

@@ -149,6 +149,45 @@ func TestChaosTxnShortPass(t *testing.T) {
 	}
 }
 
+// TestChaosCompactShortPass is the short pass of the compacted workload:
+// keyed updates to a compacted topic whose segments are compacted every
+// few seconds, under kill -9 and under corruption of segment files and
+// Raft stores, with every checker required to find nothing, and the
+// final read proving that compaction removed superseded records.
+func TestChaosCompactShortPass(t *testing.T) {
+	if testing.Short() {
+		t.Skip("chaos pass")
+	}
+	out := t.TempDir()
+	stdout, _ := runChaosCmd(t, "--workload", "compact", "--scenario", "kill,corrupt",
+		"--duration", "20s", "--seed", "91", "--out", out, "--fault-min", "3s", "--fault-max", "6s")
+	for _, s := range []string{"| kill | 91 |", "| corrupt | 92 |", "compact-lost"} {
+		if !strings.Contains(stdout, s) {
+			t.Errorf("summary lacks %q", s)
+		}
+	}
+	history, err := os.ReadFile(filepath.Join(out, "kill", "history.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ops, err := chaos.ReadHistory(bytes.NewReader(history))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var acked, final int
+	for _, op := range ops {
+		switch {
+		case op.Kind == chaos.Produce && op.Type == chaos.OK:
+			acked++
+		case op.Kind == chaos.FinalRead:
+			final++
+		}
+	}
+	if acked == 0 || final >= acked {
+		t.Errorf("%d records acknowledged and %d in the final read: compaction removed nothing", acked, final)
+	}
+}
+
 // TestChaosAgainstExistingCluster attacks a cluster the runner did not
 // start, as an operator would: only network scenarios can run (through
 // /debug/faults), process and disk scenarios are skipped, and replica
