@@ -14,7 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-// TestCompaction: 1,000,000 updates of 1,000 keys (100,000 under the race
+// TestCompaction: 1,000,000 updates of 1,000 keys (50,000 under the race
 // detector) to a compacted RF=3 topic leave, for a consumer reading from
 // the start, exactly the latest value of each key, at the offset it was
 // acknowledged at; keys whose last update was a tombstone are gone once
@@ -23,7 +23,7 @@ import (
 func TestCompaction(t *testing.T) {
 	updates, keys := 1_000_000, 1000
 	if raceEnabled {
-		updates = 100_000
+		updates = 50_000
 	}
 	bs := startCluster(t, 3, "--compaction-check-interval", "500ms")
 	cl := mustClient(t, bs, kgo.DefaultProduceTopic("compacted"), kgo.RecordPartitioner(kgo.ManualPartitioner()))
