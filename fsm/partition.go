@@ -111,8 +111,8 @@ type PartitionFSM struct {
 	compactTarget, compactHorizon, cleanedTo, cleanedHorizon atomic.Int64
 	// restores counts Restore calls: a compaction pass that ran across
 	// one does not record how far it got.
-	restores atomic.Uint64
-	tombstonesKept                                           atomic.Int64
+	restores       atomic.Uint64
+	tombstonesKept atomic.Int64
 	// producerCount is how many producers the partition remembers, for
 	// the leader deciding whether expiry has anything to look at.
 	producerCount atomic.Int64

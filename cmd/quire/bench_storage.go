@@ -31,6 +31,7 @@ type storageBenchOpts struct {
 	diskRate     int
 	keepBytes    int64
 	segmentBytes int64
+	cleanerLimit int64
 }
 
 func benchStorageCmd() *cobra.Command {
@@ -75,12 +76,14 @@ that reproduces them.`,
 	f.IntVar(&o.diskRate, "disk-rate", o.diskRate, "records/s of the disk-use case")
 	f.Int64Var(&o.keepBytes, "keep-bytes", o.keepBytes, "retention.bytes of the retention cases")
 	f.Int64Var(&o.segmentBytes, "segment-bytes", o.segmentBytes, "segment.bytes of the compacted and retained topics")
+	f.Int64Var(&o.cleanerLimit, "compaction-max-bytes-per-sec", 0, "the brokers' --compaction-max-bytes-per-sec (0: no cap, the default)")
 	return cmd
 }
 
 func runBenchStorage(ctx context.Context, o storageBenchOpts, out, progress io.Writer) error {
 	local, err := startLocalCluster(ctx, localClusterOpts{nodes: o.nodes,
-		extra: []string{"--log-level", "warn", "--compaction-check-interval", "1s", "--retention-check-interval", "5s"}})
+		extra: []string{"--log-level", "warn", "--compaction-check-interval", "1s", "--retention-check-interval", "5s",
+			"--compaction-max-bytes-per-sec", fmt.Sprint(o.cleanerLimit)}})
 	if err != nil {
 		return err
 	}
@@ -94,8 +97,12 @@ func runBenchStorage(ctx context.Context, o storageBenchOpts, out, progress io.W
 	defer adm.Close()
 	s := &storageBench{o: o, local: local, brokers: brokers, adm: adm, rf: int16(min(3, o.nodes)), progress: progress}
 	fmt.Fprintf(out, "command: `%s` (build %s)\n\n", commandLine(), buildRevision())
-	fmt.Fprintf(out, "Machine: %d CPUs, %s/%s. Brokers: %d, replication factor %d, one partition per topic, %d B records (a different random value each) over %d keys, franz-go producers with default settings (acks=all, idempotent, snappy), %d MiB segments on the compacted and retained topics.\n\n",
-		runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, o.nodes, s.rf, o.size, o.keys, o.segmentBytes>>20)
+	limit := "no cap on the cleaner (the default)"
+	if o.cleanerLimit > 0 {
+		limit = fmt.Sprintf("cleaner capped at %d MB/s (--compaction-max-bytes-per-sec)", o.cleanerLimit/1e6)
+	}
+	fmt.Fprintf(out, "Machine: %d CPUs, %s/%s. Brokers: %d, replication factor %d, one partition per topic, %d B records (a different random value each) over %d keys, franz-go producers with default settings (acks=all, idempotent, snappy), %d MiB segments on the compacted and retained topics, retention.bytes %d MiB, min.cleanable.dirty.ratio 0.5 (the default), %s.\n\n",
+		runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, o.nodes, s.rf, o.size, o.keys, o.segmentBytes>>20, o.keepBytes>>20, limit)
 	if o.compactMB > 0 {
 		if err := s.compactionThroughput(ctx, out); err != nil {
 			return err
@@ -159,7 +166,7 @@ func (s *storageBench) compactionThroughput(ctx context.Context, out io.Writer) 
 	var written int64
 	began := time.Now()
 	for written < want && ctx.Err() == nil {
-		r, err := s.produce(ctx, "compaction: produce", topic, 10*time.Second, 0)
+		r, err := s.produce(ctx, "compaction: produce", topic, 2*time.Second, 0)
 		if err != nil {
 			return err
 		}
@@ -207,9 +214,10 @@ func (s *storageBench) latencyUnderCleaning(ctx context.Context, out io.Writer) 
 		cfg  map[string]string
 	}{
 		{"plain", nil},
+		{"retention running", map[string]string{"segment.bytes": fmt.Sprint(s.o.segmentBytes),
+			"retention.bytes": fmt.Sprint(s.o.keepBytes)}},
 		{"compaction and retention running", map[string]string{"cleanup.policy": "compact,delete",
-			"segment.bytes": fmt.Sprint(s.o.segmentBytes), "retention.bytes": fmt.Sprint(s.o.keepBytes),
-			"min.cleanable.dirty.ratio": "0.1"}},
+			"segment.bytes": fmt.Sprint(s.o.segmentBytes), "retention.bytes": fmt.Sprint(s.o.keepBytes)}},
 	} {
 		topic, err := s.topic(ctx, "latency", c.cfg)
 		if err != nil {
