@@ -49,10 +49,10 @@ franz-go producers with default settings (acks=all, idempotent, snappy):
    of --segment-bytes segments, as fast as acknowledged; then, from each
    broker's metrics, the bytes of closed segments its cleaner went through
    per second it spent compacting.
-2. Produce latency at --rate records/s for --duration, on a plain topic and
-   on one with cleanup.policy=compact,delete, retention.bytes
-   --keep-bytes and --segment-bytes segments, so that compaction and
-   retention run throughout.
+2. Produce latency at --rate records/s for --duration: on a plain topic,
+   on one with retention.bytes --keep-bytes and --segment-bytes segments,
+   and on one that is also compacted (cleanup.policy=compact,delete), so
+   that retention, then compaction too, run throughout.
 3. Disk use: --disk-rate records/s for --disk-duration to a topic with
    retention.bytes --keep-bytes; the bytes each replica keeps, every 30 s.
 
