@@ -55,7 +55,7 @@ func (p *PartitionFSM) CleanedTo() int64        { return p.cleanedTo.Load() }
 // A later horizon alone makes one due too: older tombstones can go.
 func (p *PartitionFSM) CompactionDue() bool {
 	done := p.cleanedTo.Load()
-	if p.compactTarget.Load() > done && p.log.ActiveBase() > done {
+	if p.compactTarget.Load() > done {
 		return true
 	}
 	return p.compactHorizon.Load() > p.cleanedHorizon.Load() && done > p.log.StartOffset()
@@ -80,6 +80,11 @@ var errStaleSnapshot = errors.New("segments compacted since the snapshot was tak
 // to throttle it.
 func (p *PartitionFSM) RunCompaction(pace func(int)) (partition.CompactStats, error) {
 	target, horizon := p.compactTarget.Load(), p.compactHorizon.Load()
+	// The leader's segments decided the target; this replica's active
+	// segment may begin below it.
+	if err := p.log.RollBefore(target); err != nil {
+		return partition.CompactStats{}, fmt.Errorf("partition %s: roll before compaction: %w", p.dir, err)
+	}
 	start := p.log.StartOffset()
 	inAborted := abortedIndex(p.AbortedTxns(start, target))
 	restores := p.restores.Load()

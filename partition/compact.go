@@ -469,6 +469,26 @@ func (l *Log) swapSegment(old *segment, size int64, ns *segment, tmp string) err
 	return nil
 }
 
+// RollBefore closes the active segment, starting a new one at the end of
+// the log, if the active one begins below offset and holds batches: a
+// compaction to offset can then reach every batch below it. Replicas roll
+// at different offsets; that changes files, not batches.
+func (l *Log) RollBefore(offset int64) error {
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	if l.closed.Load() {
+		return ErrClosed
+	}
+	s := l.active()
+	if s.base >= offset || s.size == 0 {
+		return nil
+	}
+	if err := l.roll(l.next.Load()); err != nil {
+		return err
+	}
+	return l.sync()
+}
+
 // ActiveBase is the base offset of the active segment: compaction
 // reaches no further.
 func (l *Log) ActiveBase() int64 {

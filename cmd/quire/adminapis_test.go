@@ -186,8 +186,9 @@ func TestTopicCLI(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cl.Close()
+	// The topic is compacted now: records need keys.
 	for i := 0; i < 10; i++ {
-		if err := cl.ProduceSync(testCtx(t, 30*time.Second), &kgo.Record{Partition: 1, Value: []byte("x")}).FirstErr(); err != nil {
+		if err := cl.ProduceSync(testCtx(t, 30*time.Second), &kgo.Record{Partition: 1, Key: []byte(fmt.Sprint(i)), Value: []byte("x")}).FirstErr(); err != nil {
 			t.Fatal(err)
 		}
 	}
