@@ -56,7 +56,7 @@ chaos: build
 	./$(BIN) chaos run --scenario all --duration $(CHAOSTIME) --seed $(CHAOSSEED) --nodes 3
 	./$(BIN) chaos run --scenario kill,partition --partitions 1000 --duration $(CHAOSTIME) --seed $(CHAOSSEED) --nodes 3
 	./$(BIN) chaos run --workload txn --scenario all --duration $(CHAOSTIME) --seed $(CHAOSSEED) --nodes 3
-	./$(BIN) chaos run --workload compact --scenario kill,corrupt,partition,pause --duration $(CHAOSTIME) --seed $(CHAOSSEED) --nodes 3
+	./$(BIN) chaos run --workload compact --scenario kill,corrupt,power-loss,partition,pause --duration $(CHAOSTIME) --seed $(CHAOSSEED) --nodes 3
 
 clean:
 	rm -rf bin data

@@ -406,7 +406,10 @@ func (l *Log) dropEmptied(old *segment, size int64) error {
 		return err
 	}
 	old.release()
-	return SyncDir(l.dir)
+	if err := SyncDir(l.dir); err != nil {
+		return err
+	}
+	return l.notePowerLoss(segmentSizes(l.dir, old.base))
 }
 
 // swapSegment puts the rewritten segment in place of old, if old is still
@@ -458,6 +461,10 @@ func (l *Log) swapSegment(old *segment, size int64, ns *segment, tmp string) err
 		return err
 	}
 	if err := ns.sync(); err != nil {
+		return err
+	}
+	// The rewritten files are durable now, whatever the journal says.
+	if err := l.notePowerLoss(segmentSizes(l.dir, ns.base)); err != nil {
 		return err
 	}
 	l.mu.Lock()

@@ -302,6 +302,15 @@ func TestTruncateAndSkipInCompactedLog(t *testing.T) {
 	if l.NextOffset() != cut {
 		t.Fatalf("next %d after truncating to %d", l.NextOffset(), cut)
 	}
+	// The end survives a restart with nothing appended after it.
+	l.Close()
+	l = openLog(t, dir, cfg)
+	if l.NextOffset() != cut {
+		t.Fatalf("next %d after truncating to %d and reopening", l.NextOffset(), cut)
+	}
+	if err := l.Verify(l.NextOffset()); err != nil {
+		t.Fatal(err)
+	}
 	if err := l.SkipTo(cut + 30); err != nil {
 		t.Fatal(err)
 	}

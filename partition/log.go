@@ -259,6 +259,53 @@ func writePowerLossJournal(dir string) error {
 	return os.Rename(tmp, filepath.Join(dir, PowerLossJournalFile))
 }
 
+// notePowerLoss updates the power-loss journal, if the log keeps one, for
+// files whose new sizes were made durable outside sync (a compaction's
+// swap) or that were removed: the rest of the journal stays as the last
+// sync left it, which is what is durable of them.
+func (l *Log) notePowerLoss(sizes map[string]int64) error {
+	if !l.config().PowerLossJournal {
+		return nil
+	}
+	path := filepath.Join(l.dir, PowerLossJournalFile)
+	durable := map[string]int64{}
+	if b, err := os.ReadFile(path); err == nil {
+		if err := json.Unmarshal(b, &durable); err != nil {
+			return err
+		}
+	}
+	for name, size := range sizes {
+		if size < 0 {
+			delete(durable, name)
+		} else {
+			durable[name] = size
+		}
+	}
+	b, err := json.Marshal(durable)
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// segmentSizes are a segment's files and their sizes on disk, or -1 for
+// files it does not have, for notePowerLoss.
+func segmentSizes(dir string, base int64) map[string]int64 {
+	out := map[string]int64{}
+	for _, suffix := range []string{logSuffix, indexSuffix, timeIndexSuffix} {
+		p := segmentPath(dir, base, suffix)
+		out[filepath.Base(p)] = -1
+		if info, err := os.Stat(p); err == nil {
+			out[filepath.Base(p)] = info.Size()
+		}
+	}
+	return out
+}
+
 // Close syncs and closes the log. Reads in flight finish normally; every
 // later call returns ErrClosed.
 func (l *Log) Close() error {

@@ -10,6 +10,7 @@ import (
 // cutPoint describes where Truncate cuts a segment and what remains.
 type cutPoint struct {
 	pos      int64 // file position of the first removed batch
+	end      int64 // offset after the last kept batch
 	offEnts  int   // offset index entries kept
 	timeEnts int   // time index entries kept
 	maxTs    int64 // largest MaxTimestamp among kept batches
@@ -37,12 +38,15 @@ func (l *Log) Truncate(offset int64) error {
 	if err != nil {
 		return err
 	}
+	// Where compaction removed the batches just below offset, the file
+	// ends before it; a segment started at offset records the end.
+	end := min(cut.end, offset)
 	l.mu.Lock()
 	removed := slices.Clone(l.segs[i+1:])
 	l.segs = slices.Delete(l.segs, i+1, len(l.segs))
-	s.size, s.next, s.maxTs = cut.pos, offset, cut.maxTs
+	s.size, s.next, s.maxTs = cut.pos, end, cut.maxTs
 	s.offIdx, s.timeIdx = s.offIdx[:cut.offEnts], s.timeIdx[:cut.timeEnts]
-	l.next.Store(offset)
+	l.next.Store(end)
 	l.gen.Add(1)
 	l.mu.Unlock()
 
@@ -55,6 +59,14 @@ func (l *Log) Truncate(offset int64) error {
 	}
 	if err := l.cutSegmentFiles(s); err != nil {
 		return fmt.Errorf("partition: truncate %s to %d: %w", s.path(), cut.pos, err)
+	}
+	if end < offset {
+		if err := l.roll(offset); err != nil {
+			return fmt.Errorf("partition: truncate to %d: %w", offset, err)
+		}
+		l.mu.Lock()
+		l.next.Store(offset)
+		l.mu.Unlock()
 	}
 	return l.sync()
 }
@@ -71,14 +83,20 @@ func findCut(s *segment, offset int64) (cutPoint, error) {
 	if c.timeEnts > 0 {
 		c.maxTs = s.timeIdx[c.timeEnts-1].ts
 	}
+	// In a compacted segment the batch at offset may be gone: the cut is
+	// then before the first batch after it, or at the end, and the last
+	// kept batch may end before offset. Such a segment is read from its
+	// start, to know where that batch ends.
+	gaps := s.compacted.Load()
 	from, at := int64(0), s.base
-	if c.offEnts > 0 {
+	if c.offEnts > 0 && !gaps {
 		e := s.offIdx[c.offEnts-1]
 		from, at = int64(e.pos), s.base+int64(e.rel)
 	}
-	// In a compacted segment the batch at offset may be gone: the cut is
-	// then before the first batch after it, or at the end.
-	gaps := s.compacted.Load()
+	if gaps {
+		c.maxTs = noTimestamp
+	}
+	c.end = at
 	boundary := false
 	found, err := headerScan(s, from, at, s.size, func(h BatchHeader, pos int64) bool {
 		if h.BaseOffset >= offset || h.LastOffset() >= offset {
@@ -86,6 +104,7 @@ func findCut(s *segment, offset int64) (cutPoint, error) {
 			return true
 		}
 		c.maxTs = max(c.maxTs, h.MaxTimestamp)
+		c.end = h.LastOffset() + 1
 		return false
 	})
 	if err != nil {
