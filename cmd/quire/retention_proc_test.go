@@ -194,14 +194,12 @@ func TestRetentionUnderLoad(t *testing.T) {
 	follower.waitReady()
 	produce(600)
 
-	views := waitStartsEqual(t, bs, "retained", func(v partitionDigest) bool { return v.Start > 0 })
-	for _, v := range views {
-		// Retention keeps whole segments above the limit, plus the active
-		// one; a follower's segments are cut where its own log rolled.
-		if v.Bytes > keepBytes+3*segBytes {
-			t.Errorf("broker holds %d bytes in %d segments, retention.bytes is %d", v.Bytes, v.Segments, keepBytes)
-		}
-	}
+	// Retention keeps whole segments above the limit, plus the active
+	// one; a follower's segments are cut where its own log rolled. The
+	// leader checks every 500 ms, so a busy machine may see it late.
+	views := waitStartsEqual(t, bs, "retained", func(v partitionDigest) bool {
+		return v.Start > 0 && v.Bytes <= keepBytes+3*segBytes
+	})
 	checkReplicasIdentical(t, bs, "retained")
 	// The follower was behind the deleted data: its peers' Raft logs no
 	// longer held the entries, so it caught up through a snapshot.
