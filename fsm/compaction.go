@@ -131,6 +131,15 @@ func (p *PartitionFSM) RunCompaction(pace func(int)) (partition.CompactStats, er
 			}
 			return keep
 		},
+		// A commit marker tells a reader nothing once the records it
+		// commits are below the last stable offset (the partition's
+		// transaction state lives in the FSM, not in the log), so it goes
+		// as a tombstone does, after delete.retention.ms. Abort markers
+		// stay: a read_committed fetch's aborted-transactions list sends
+		// readers looking for them.
+		Marker: func(h partition.BatchHeader, commit bool) bool {
+			return !commit || h.MaxTimestamp >= horizon
+		},
 	})
 	if err != nil {
 		return st, fmt.Errorf("partition %s: compaction: %w", p.dir, err)

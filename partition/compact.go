@@ -54,6 +54,9 @@ type Compaction struct {
 	UpTo   int64
 	Batch  func(h BatchHeader) BatchAction
 	Record func(h BatchHeader, r CompactRecord) bool
+	// Marker, if set, says whether a transaction marker below UpTo stays;
+	// without it every marker stays.
+	Marker func(h BatchHeader, commit bool) bool
 	// Pace, if set, is told of every batch's bytes as they are read, and
 	// may sleep to hold the pass to a rate.
 	Pace func(bytes int)
@@ -345,6 +348,12 @@ func (l *Log) rewriteInto(old *segment, size int64, ns *segment, c Compaction) (
 			return 0, fmt.Errorf("segment %s: %w", old.path(), err)
 		}
 		out := buf
+		if h.LastOffset() < c.UpTo && h.IsControl() && c.Marker != nil {
+			if commit, ok := ControlType(buf); ok && !c.Marker(h, commit) {
+				removed += int(h.NumRecords)
+				continue
+			}
+		}
 		if h.LastOffset() < c.UpTo && !h.IsControl() {
 			var k int
 			out, k, err = filterBatch(buf, h, c.Batch(h), func(rec CompactRecord) bool { return c.Record(h, rec) })
