@@ -6,7 +6,7 @@ PKGS      := ./...
 # Static binary: the deploy image is FROM scratch.
 export CGO_ENABLED ?= 0
 
-.PHONY: build run test test-short lint bench fuzz chaos clean
+.PHONY: build run test test-race-procs test-short lint bench fuzz chaos clean
 
 build:
 	$(GO) build -buildvcs=auto -trimpath -ldflags='-s -w' -o $(BIN) ./cmd/quire
@@ -17,6 +17,10 @@ run: build
 # Race detection needs cgo; the tests build their own quire binary.
 test:
 	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 20m $(PKGS)
+
+# The process tests with the brokers they start raced too (much slower).
+test-race-procs:
+	QUIRE_RACE_PROCS=1 CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 40m ./cmd/quire
 
 test-short:
 	$(GO) test -short -count=1 $(PKGS)

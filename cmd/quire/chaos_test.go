@@ -228,7 +228,46 @@ func runChaosCmd(t *testing.T, args ...string) (stdout, stderr string) {
 	err := cmd.Run()
 	t.Logf("summary:\n%s", o.String())
 	if err != nil {
-		t.Fatalf("chaos run: %v\nprogress:\n%s", err, e.String())
+		t.Errorf("chaos run: %v\nprogress:\n%s", err, e.String())
+		logSavedBrokerLogs(t, args)
+		t.FailNow()
 	}
 	return o.String(), e.String()
+}
+
+// logSavedBrokerLogs prints what a failed run saved of its brokers (their
+// warnings and errors, and the state of a node that never became ready):
+// the results directory is a temporary one, gone when the test ends.
+func logSavedBrokerLogs(t *testing.T, args []string) {
+	t.Helper()
+	out := ""
+	for i, a := range args {
+		if a == "--out" && i+1 < len(args) {
+			out = args[i+1]
+		}
+	}
+	if out == "" {
+		return
+	}
+	files, _ := filepath.Glob(filepath.Join(out, "*", "logs", "*"))
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		lines := strings.Split(string(b), "\n")
+		if strings.HasSuffix(f, "broker.log") {
+			var kept []string
+			for _, l := range lines {
+				if strings.Contains(l, "[ERROR]") || strings.Contains(l, "[WARN]") {
+					kept = append(kept, l)
+				}
+			}
+			lines = kept
+		}
+		if len(lines) > 120 {
+			lines = lines[len(lines)-120:]
+		}
+		t.Logf("%s (last %d lines kept):\n%s", f, len(lines), strings.Join(lines, "\n"))
+	}
 }

@@ -22,7 +22,7 @@ import (
 // record without a key is refused.
 func TestCompaction(t *testing.T) {
 	updates, keys := 1_000_000, 1000
-	if raceEnabled {
+	if raceProcs {
 		updates = 50_000
 	}
 	bs := startCluster(t, 3, "--compaction-check-interval", "500ms")

@@ -35,7 +35,7 @@ func quireBinary(t *testing.T) string {
 		}
 		binPath = filepath.Join(dir, "quire")
 		args := []string{"build", "-o", binPath}
-		if raceEnabled {
+		if raceProcs {
 			args = append(args, "-race")
 		}
 		out, err := exec.Command("go", append(args, ".")...).CombinedOutput()
